@@ -1,0 +1,41 @@
+"""d365-components: Microsoft Dynamics 365 / Dataverse actions, triggers and connections for
+integration platforms, with an embedded Dataverse emulator.
+
+The public API for hosts and plugin authors is re-exported here; see README.md.
+"""
+
+__version__ = "0.1.0"
+
+from d365_components.definitions import (  # noqa: E402 - __version__ first: dynamics365 reads it
+    Action,
+    Component,
+    Connection,
+    Context,
+    DataSource,
+    PollingTrigger,
+    PollResult,
+    Trigger,
+    WebhookRequest,
+    WebhookResponse,
+    WebhookTrigger,
+)
+from d365_components.hookspecs import hookimpl  # noqa: E402
+from d365_components.inputs import InputField, InputModel  # noqa: E402
+
+__all__ = [
+    "Action",
+    "Component",
+    "Connection",
+    "Context",
+    "DataSource",
+    "InputField",
+    "InputModel",
+    "PollResult",
+    "PollingTrigger",
+    "Trigger",
+    "WebhookRequest",
+    "WebhookResponse",
+    "WebhookTrigger",
+    "__version__",
+    "hookimpl",
+]

@@ -1,0 +1,198 @@
+"""The ``d365`` command: list, describe and run definitions; write manifests; run the emulator.
+
+Errors are one line on stderr and a non-zero exit (2 for a bad argument, 1 for a failure),
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from d365_components.errors import D365Error
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _load_json(value: str, option: str) -> Any:
+    """``--input '{"a": 1}'`` or ``--input @file.json`` (``@-`` reads stdin)."""
+    try:
+        if value.startswith("@"):
+            source = value[1:]
+            text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        else:
+            text = value
+        return json.loads(text)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {value[1:]}: {exc.strerror}", param_hint=option) from None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", param_hint=option) from None
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group()
+@click.version_option(package_name="d365-components", prog_name="d365")
+def cli() -> None:
+    """Microsoft Dynamics 365 / Dataverse components for integration platforms."""
+
+
+@cli.command("list")
+@click.option("--kind", type=click.Choice(["actions", "triggers", "connections", "data_sources"]), help="Only this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_definitions(kind: str | None, as_json: bool) -> None:
+    """List every registered action, trigger, connection and data source."""
+    from d365_components.registry import get_registry
+
+    registry = get_registry()
+    kinds = [kind] if kind else ["connections", "actions", "triggers", "data_sources"]
+    rows = [
+        (k.rstrip("s").replace("_", " "), d.key, d.label, d.summary(), registry.origins.get(d.key, ""))
+        for k in kinds
+        for d in sorted(getattr(registry, k).values(), key=lambda d: d.key)
+    ]
+    if as_json:
+        _print_json([dict(zip(("kind", "key", "label", "description", "plugin"), r, strict=True)) for r in rows])
+        return
+    table = Table("kind", "key", "label", "description", title=f"{len(rows)} definitions")
+    for row in rows:
+        table.add_row(*row[:4])
+    out.print(table)
+
+
+def _type_of(prop: dict[str, Any]) -> str:
+    declared = prop.get("type", "any")
+    text = "|".join(t for t in declared if t != "null") if isinstance(declared, list) else str(declared)
+    if "enum" in prop:
+        text += " (" + ", ".join(map(str, prop["enum"])) + ")"
+    if prop.get("writeOnly"):
+        text += " secret"
+    return text
+
+
+@cli.command()
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print the input schema as JSON.")
+def describe(key: str, as_json: bool) -> None:
+    """Show the form of KEY: each input with its type, default and description."""
+    from d365_components.registry import get_registry
+
+    definition = get_registry().get(key)
+    schema = definition.input_schema()
+    if as_json:
+        _print_json(schema)
+        return
+    out.print(f"[bold]{definition.label}[/bold]  ({definition.kind.replace('_', ' ')} {definition.key})")
+    out.print(definition.summary())
+    if definition.deprecated:
+        out.print(f"[yellow]Deprecated:[/yellow] {definition.deprecated}")
+    required = set(schema.get("required", []))
+    table = Table("input", "type", "required", "default", "description")
+    for name, prop in schema.get("properties", {}).items():
+        default = json.dumps(prop["default"]) if "default" in prop else ""
+        table.add_row(name, _type_of(prop), "yes" if name in required else "", default, prop.get("description", ""))
+    out.print(table)
+
+
+@cli.command()
+@click.argument("key")
+@click.option("--input", "input_", default="{}", metavar="JSON|@FILE", help="Inputs as JSON, or @file.")
+@click.option("--connection", metavar="JSON|@FILE", help='Connection: {"key": "...", "inputs": {...}}.')
+def run(key: str, input_: str, connection: str | None) -> None:
+    """Run the action KEY and print its JSON output."""
+    from rich.progress import Progress
+
+    from d365_components.runtime import invoke, run_sync
+
+    inputs = _load_json(input_, "--input")
+    spec = _load_json(connection, "--connection") if connection else None
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(key, total=None, visible=False)
+
+        def progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total, visible=True)
+
+        result = run_sync(invoke(key, inputs, spec, progress=progress))
+    _print_json(result)
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Fail if the checked-in manifests differ from the code.")
+@click.option("--component", "components", multiple=True, help="Component key (default: dynamics365).")
+@click.option("--out", "directory", type=click.Path(file_okay=False, path_type=Path), help="Folder to write to (default: the package's manifests/).")
+def manifest(check: bool, components: tuple[str, ...], directory: Path | None) -> None:
+    """Write manifests/<component>.json and manifests/manifest.schema.json from the code."""
+    from d365_components.manifest import default_directory, manifest_files, stale_files
+    from d365_components.registry import get_registry
+
+    directory = directory or default_directory()
+    files = manifest_files(get_registry(), list(components) or ["dynamics365"])
+    if check:
+        stale = stale_files(directory, files)
+        if stale:
+            raise D365Error(f"Manifests are stale: {', '.join(stale)} in {directory}; run `d365 manifest`.")
+        click.echo(f"Manifests are up to date ({len(files)} files in {directory}).")
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (directory / name).write_text(content, encoding="utf-8")
+    click.echo(f"Wrote {', '.join(files)} to {directory}.")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
+@click.option("--port", default=8443, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one).")
+@click.option("--db", default=":memory:", show_default=True, help="SQLite file, or :memory:.")
+@click.option("--seed", type=click.Choice(["demo", "none"]), default="demo", show_default=True, help="Sample data to load.")
+@click.option("--faults", default=None, metavar="SPEC", help="Fault injection, e.g. '429=0.1,503=0.05,latency=20ms,seed=7'.")
+def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> None:
+    """Run the embedded Dataverse emulator (HTTPS Web API and token endpoint) until Ctrl-C."""
+    from d365_components.emulator.server import run_standalone
+
+    run_standalone(host=host, port=port, db=db, seed=None if seed == "none" else seed, faults=faults)
+
+
+@cli.command()
+def demo() -> None:
+    """Start the emulator and walk through a sales day with the actions."""
+    from d365_components.demo import run_demo
+
+    run_demo(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors, exit 2 for usage errors and 1 for failures."""
+    try:
+        cli.main(args=argv, prog_name="d365", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("d365: aborted")
+        sys.exit(130)
+    except click.UsageError as exc:
+        hint = f" (see `d365 {exc.ctx.info_name} --help`)" if exc.ctx and exc.ctx.parent else " (see `d365 --help`)"
+        click.echo(f"d365: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"d365: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except D365Error as exc:
+        click.echo(f"d365: error: {exc}", err=True)
+        details = getattr(exc, "errors", None)
+        if details and len(details) > 1:
+            for item in details:
+                click.echo(f"  {item}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

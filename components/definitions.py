@@ -1,0 +1,239 @@
+"""What a component is made of: actions, triggers, connections and data sources.
+
+Each is a class with a permanent ``key`` (``dynamics365.query_entities``), a ``label``, a
+description (the docstring's first paragraph unless ``description`` is set), an ``Inputs``
+model whose published JSON Schema is both the form and the validation rule, and behaviour in
+``async`` methods. Plugins hand these classes to the registry through the hooks in
+:mod:`d365_components.hookspecs`; the registry checks them (see :mod:`d365_components.registry`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+
+from d365_components.inputs import InputModel, publish_schema
+
+if TYPE_CHECKING:
+    from d365_components.connections.client import WebApiClient
+
+__all__ = [
+    "Action",
+    "Component",
+    "Connection",
+    "Context",
+    "DataSource",
+    "Definition",
+    "PollingTrigger",
+    "PollResult",
+    "Trigger",
+    "WebhookRequest",
+    "WebhookResponse",
+    "WebhookTrigger",
+]
+
+JSON = Any
+
+
+@dataclass(frozen=True)
+class Component:
+    """Display data of a component: what a designer sees on its card."""
+
+    key: str
+    label: str
+    description: str
+    icon: str = ""
+    documentation_url: str = ""
+    version: str = ""
+    category: str = ""
+
+
+class Definition:
+    """Common ground of actions, triggers, connections and data sources."""
+
+    kind: ClassVar[str] = "definition"
+    key: ClassVar[str]
+    label: ClassVar[str]
+    description: ClassVar[str] = ""
+    Inputs: ClassVar[type[InputModel]] = InputModel
+    #: JSON Schema of the output; a pydantic model may be given instead as ``Output``.
+    output_schema: ClassVar[dict[str, Any] | None] = None
+    Output: ClassVar[type[BaseModel] | None] = None
+    #: an example of the output, validated against the output schema by the contract tests.
+    example: ClassVar[JSON] = None
+    #: set to the replacement's key (or a reason) when a definition is deprecated; keys are permanent.
+    deprecated: ClassVar[str | None] = None
+    #: a section heading among the component's definitions (Records, Queries, Metadata...).
+    group: ClassVar[str] = ""
+
+    @classmethod
+    def component_key(cls) -> str:
+        return cls.key.split(".", 1)[0]
+
+    @classmethod
+    def summary(cls) -> str:
+        """The description, or the docstring's first paragraph."""
+        if cls.description:
+            return cls.description
+        doc = inspect.getdoc(cls) or ""
+        return doc.split("\n\n", 1)[0].replace("\n", " ").strip()
+
+    @classmethod
+    def input_schema(cls) -> dict[str, Any]:
+        return _published_inputs(cls)
+
+    @classmethod
+    def output_json_schema(cls) -> dict[str, Any] | None:
+        if cls.output_schema is not None:
+            return cls.output_schema
+        if cls.Output is not None:
+            return publish_schema(cls.Output)
+        return None
+
+
+@cache
+def _published_inputs(cls: type[Definition]) -> dict[str, Any]:
+    return publish_schema(cls.Inputs, title=cls.label)
+
+
+@dataclass
+class Context:
+    """What ``perform`` gets besides its inputs: the open Web API client, a logger, and hooks.
+
+    Actions never see credentials: ``client`` is already authenticated by the connection.
+    """
+
+    client: WebApiClient | None
+    connection: Connection | None = None
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("d365_components.run"))
+    #: ``progress(done, total)`` for long runs (bulk loads); the CLI draws a bar from it.
+    progress: Callable[[int, int | None], None] | None = None
+    #: state a host keeps for a deployed flow (webhook registrations, resume points...).
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def report(self, done: int, total: int | None = None) -> None:
+        if self.progress is not None:
+            self.progress(done, total)
+
+
+class Action(Definition):
+    """One operation a flow step can run; ``perform`` returns JSON-serializable data."""
+
+    kind = "action"
+
+    async def perform(self, ctx: Context, inputs: Any) -> JSON:
+        raise NotImplementedError
+
+
+class Connection(Definition):
+    """Credentials and the Web API client they open (one pool per connection, reused).
+
+    Subclasses implement :meth:`open_client` and :meth:`test`. ``self.inputs`` holds the
+    validated inputs; secrets in them are ``SecretStr`` and never printed.
+    """
+
+    kind = "connection"
+
+    def __init__(self, inputs: Any) -> None:
+        self.inputs = inputs
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(key={self.key!r})"
+
+    def open_client(self) -> WebApiClient:
+        """The connection's Web API client (created once, then the same object)."""
+        raise NotImplementedError
+
+    async def test(self) -> dict[str, Any]:
+        """Check the connection end to end; return who we are or raise a plain-words error."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close the client's connection pool."""
+
+
+class DataSource(Definition):
+    """Fills a dropdown in a generated form: returns ``[{"label", "value"}]`` choices."""
+
+    kind = "data_source"
+    output_schema = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["label", "value"],
+            "properties": {
+                "label": {"type": "string"},
+                "value": {},
+                "description": {"type": "string"},
+            },
+        },
+    }
+
+    async def fetch(self, ctx: Context, inputs: Any) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """An incoming HTTP request as a host hands it to a webhook trigger."""
+
+    method: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class WebhookResponse:
+    """What the host answers, plus the events (if any) the request carried."""
+
+    status: int
+    body: JSON = None
+    headers: dict[str, str] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class PollResult:
+    """Events since the cursor, and the cursor the host persists for the next run."""
+
+    events: list[dict[str, Any]]
+    cursor: JSON
+
+
+class Trigger(Definition):
+    """Starts a flow. ``mode`` is ``webhook`` (Dataverse calls us) or ``polling`` (we ask)."""
+
+    kind = "trigger"
+    mode: ClassVar[str] = ""
+
+
+class WebhookTrigger(Trigger):
+    """Receives Dataverse service-endpoint calls, and registers them on deploy."""
+
+    mode = "webhook"
+
+    async def handle(self, ctx: Context, inputs: Any, request: WebhookRequest) -> WebhookResponse:
+        raise NotImplementedError
+
+    async def deploy(self, ctx: Context, inputs: Any, webhook_url: str) -> dict[str, Any]:
+        """Register the webhook in Dataverse; return state the host keeps for :meth:`remove`."""
+        raise NotImplementedError
+
+    async def remove(self, ctx: Context, inputs: Any, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class PollingTrigger(Trigger):
+    """Asks Dataverse for changes since a cursor the host persists between runs."""
+
+    mode = "polling"
+
+    async def poll(self, ctx: Context, inputs: Any, cursor: JSON) -> PollResult:
+        raise NotImplementedError

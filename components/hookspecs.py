@@ -1,0 +1,46 @@
+"""The plugin contract: each hook hands the plugin a ``register`` callback.
+
+A plugin module (or the ``d365_components`` entry point of a distribution) implements any of
+these with ``@hookimpl``. The core owns the registry; a plugin only hands over classes, and the
+registry checks each one as it arrives (key format, description, publishable schema, no
+duplicate key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+PROJECT = "d365_components"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Register = Callable[[Any], None]
+
+
+@hookspec
+def register_components(register: Register) -> None:
+    """Register :class:`~d365_components.definitions.Component` display data (key, label...)."""
+
+
+@hookspec
+def register_connections(register: Register) -> None:
+    """Register Connection subclasses, e.g. ``register(ClientCredentialsConnection)``."""
+
+
+@hookspec
+def register_actions(register: Register) -> None:
+    """Register Action subclasses."""
+
+
+@hookspec
+def register_triggers(register: Register) -> None:
+    """Register WebhookTrigger and PollingTrigger subclasses."""
+
+
+@hookspec
+def register_data_sources(register: Register) -> None:
+    """Register DataSource subclasses (dropdown fillers for generated forms)."""

@@ -1,0 +1,300 @@
+"""Input models, their published JSON Schema, and validation against exactly that schema.
+
+A definition declares its inputs as a pydantic model (``class Inputs(InputModel)``) whose fields
+are made with :func:`InputField`. From it we publish one JSON Schema (draft 2020-12) that a UI
+renders as a form and that :func:`validate_inputs` checks raw inputs against with jsonschema, so
+the UI and the runtime can never disagree. Field names are snake_case in Python and camelCase on
+the wire (``entity_type`` <-> ``entityType``).
+
+Forms send everything as text. :func:`coerce_form_values` is the one place where text becomes the
+declared type: ``"100"`` -> 100, ``"true"`` -> True, ``'{"a": 1}'`` -> {"a": 1} for object/array
+fields, and ``""`` for a non-string field means "not given". Nothing else is coerced.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticUndefined
+
+from d365_components.errors import FieldError, InputValidationError
+
+__all__ = [
+    "InputField",
+    "InputModel",
+    "coerce_form_values",
+    "publish_schema",
+    "schema_problems",
+    "validate_inputs",
+]
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+_VALIDATOR = jsonschema.Draft202012Validator
+
+
+class InputModel(BaseModel):
+    """Base of every ``Inputs`` model: unknown fields are refused, camelCase on the wire."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+def InputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
+    default: Any = PydanticUndefined,
+    *,
+    title: str,
+    description: str,
+    examples: list[Any] | None = None,
+    widget: str | None = None,
+    language: str | None = None,
+    data_source: str | None = None,
+    data_source_inputs: dict[str, str] | None = None,
+    placeholder: str | None = None,
+    group: str | None = None,
+    advanced: bool = False,
+    alias: str | None = None,
+    **constraints: Any,
+) -> Any:
+    """A form field: title and description are required; UI hints become ``x-`` keywords.
+
+    Args:
+        widget: how to render it (``textarea``, ``code``, ``keyvalue``, ``list``, ``dropdown``).
+        language: the code editor's language for ``widget="code"`` (``json``, ``xml``, ``odata``).
+        data_source: key of the data source that fills its dropdown (``dynamics365.tables``).
+        data_source_inputs: which other inputs feed the data source (``{"table": "entityType"}``).
+        group: a section heading in the form; advanced: collapsed by default.
+    """
+    hints = {
+        "x-widget": widget,
+        "x-language": language,
+        "x-data-source": data_source,
+        "x-data-source-inputs": data_source_inputs,
+        "x-placeholder": placeholder,
+        "x-group": group,
+        "x-advanced": advanced or None,
+    }
+    extra = {k: v for k, v in hints.items() if v is not None}
+    return Field(
+        default,
+        title=title,
+        description=description,
+        examples=examples,
+        alias=alias,
+        json_schema_extra=extra or None,
+        **constraints,
+    )
+
+
+def publish_schema(model: type[BaseModel], *, title: str | None = None) -> dict[str, Any]:
+    """The JSON Schema a form renders and validation uses: refs inlined, nullables flattened,
+    fields numbered in declaration order (``x-order``)."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    schema = _simplify(_inline(raw, defs))
+    schema.pop("title", None)
+    published: dict[str, Any] = {"$schema": DRAFT}
+    if title:
+        published["title"] = title
+    published.update(schema)
+    published.setdefault("type", "object")
+    published.setdefault("properties", {})
+    published["additionalProperties"] = False
+    for order, prop in enumerate(published["properties"].values(), start=1):
+        prop["x-order"] = order
+    return published
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node and node["$ref"].startswith("#/$defs/"):
+            target = copy.deepcopy(defs[node["$ref"].split("/")[-1]])
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return _inline({**target, **rest}, defs)
+        return {k: _inline(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def _simplify(node: Any) -> Any:
+    """Turn pydantic's ``anyOf: [X, {type: null}]`` into X with a nullable type."""
+    if isinstance(node, list):
+        return [_simplify(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _simplify(v) for k, v in node.items()}
+    variants = node.get("anyOf")
+    if isinstance(variants, list) and len(variants) == 2 and {"type": "null"} in variants:
+        other = next(v for v in variants if v != {"type": "null"})
+        if isinstance(other.get("type"), str):
+            merged = {**other, **{k: v for k, v in node.items() if k != "anyOf"}}
+            merged["type"] = [other["type"], "null"]
+            return merged
+    # Nested models: keep form titles on fields, drop pydantic's class-name titles on objects.
+    if node.get("type") == "object" and "properties" in node:
+        node.setdefault("additionalProperties", False)
+    return node
+
+
+def schema_problems(schema: dict[str, Any], *, where: str) -> list[str]:
+    """Why ``schema`` cannot be published: not valid 2020-12, or a field lacks title/description."""
+    problems = [f"{where}: {e.message}" for e in _VALIDATOR(_VALIDATOR.META_SCHEMA).iter_errors(schema)]
+    for name, prop in schema.get("properties", {}).items():
+        for keyword in ("title", "description"):
+            if not prop.get(keyword):
+                problems.append(f"{where}: input '{name}' has no {keyword}")
+    return problems
+
+
+def _types(prop: dict[str, Any]) -> set[str]:
+    declared = prop.get("type")
+    if isinstance(declared, str):
+        return {declared}
+    if isinstance(declared, list):
+        return set(declared)
+    found: set[str] = set()
+    for variant in prop.get("anyOf", []) + prop.get("oneOf", []):
+        found |= _types(variant)
+    return found
+
+
+def _coerce(value: str, types: set[str]) -> Any:
+    if "string" in types:
+        return value
+    text = value.strip()
+    if text == "":
+        return None
+    if "boolean" in types and text.lower() in {"true", "false", "1", "0", "yes", "no"}:
+        return text.lower() in {"true", "1", "yes"}
+    if "integer" in types:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    if "number" in types:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    if types & {"object", "array"}:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return value
+        if ("object" in types and isinstance(parsed, dict)) or (
+            "array" in types and isinstance(parsed, list)
+        ):
+            return parsed
+    return value
+
+
+def coerce_form_values(schema: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """Convert text a form sent into the declared types (top-level fields only).
+
+    An empty string for a field that is not a string is treated as absent, so the default applies.
+    """
+    properties = schema.get("properties", {})
+    coerced: dict[str, Any] = {}
+    for name, value in raw.items():
+        prop = properties.get(name)
+        if prop is not None and isinstance(value, str):
+            types = _types(prop)
+            if types and "string" not in types:
+                converted = _coerce(value, types)
+                if converted is None and "null" not in types:
+                    continue
+                value = converted
+        coerced[name] = value
+    return coerced
+
+
+def _pointer(path: Any) -> str:
+    return "".join(f"/{part}" for part in path)
+
+
+def _type_phrase(expected: Any) -> str:
+    names = {
+        "integer": "a whole number",
+        "number": "a number",
+        "boolean": "true or false",
+        "string": "text",
+        "object": "an object",
+        "array": "a list",
+        "null": "empty",
+    }
+    if isinstance(expected, list):
+        return " or ".join(names.get(t, t) for t in expected)
+    return names.get(expected, str(expected))
+
+
+def _message(error: jsonschema.ValidationError) -> tuple[str, str]:
+    """A (pointer, plain message) pair for one jsonschema error."""
+    pointer = _pointer(error.absolute_path)
+    kw, schema, value = error.validator, error.schema, error.validator_value
+    if kw == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        return f"{pointer}/{missing}", "is required"
+    if kw == "additionalProperties":
+        extras = sorted(set(error.instance) - set(schema.get("properties", {})))
+        known = ", ".join(schema.get("properties", {})) or "none"
+        return f"{pointer}/{extras[0] if extras else ''}", f"is not a known input (known: {known})"
+    if kw in {"minimum", "maximum"} and "minimum" in schema and "maximum" in schema:
+        return pointer, f"must be between {schema['minimum']} and {schema['maximum']}"
+    phrases = {
+        "type": lambda: f"must be {_type_phrase(value)}",
+        "minimum": lambda: f"must be at least {value}",
+        "maximum": lambda: f"must be at most {value}",
+        "exclusiveMinimum": lambda: f"must be greater than {value}",
+        "exclusiveMaximum": lambda: f"must be less than {value}",
+        "minLength": lambda: "must not be empty" if value == 1 else f"must be at least {value} characters",
+        "maxLength": lambda: f"must be at most {value} characters",
+        "minItems": lambda: "must not be empty" if value == 1 else f"must have at least {value} items",
+        "maxItems": lambda: f"must have at most {value} items",
+        "enum": lambda: "must be one of: " + ", ".join(json.dumps(v) for v in value),
+        "const": lambda: f"must be {json.dumps(value)}",
+        "pattern": lambda: f"does not have the expected format ({schema.get('description') or value})",
+        "format": lambda: {"uuid": "must be a GUID such as 00000000-0000-0000-0000-000000000000"}.get(
+            value, f"must be a valid {value}"
+        ),
+        "minProperties": lambda: "must not be empty",
+    }
+    phrase = phrases.get(kw)
+    return pointer, phrase() if phrase else error.message
+
+
+def validate_inputs(
+    schema: dict[str, Any], model: type[BaseModel], raw: dict[str, Any] | None, *, subject: str = "inputs"
+) -> BaseModel:
+    """Coerce, validate against ``schema`` collecting EVERY error, then build the typed model.
+
+    Raises:
+        InputValidationError: with one :class:`FieldError` per failing field.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InputValidationError([FieldError("", "inputs must be a JSON object")], subject=subject)
+    data = coerce_form_values(schema, raw)
+    validator = _VALIDATOR(schema, format_checker=_VALIDATOR.FORMAT_CHECKER)
+    errors: dict[str, str] = {}
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        pointer, message = _message(error)
+        errors.setdefault(pointer, message)
+    if errors:
+        raise InputValidationError([FieldError(p, m) for p, m in errors.items()], subject=subject)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        # Cross-field rules (model validators) live in the model; report them the same way.
+        fields = []
+        for item in exc.errors():
+            pointer = _pointer(item.get("loc", ()))
+            message = str(item.get("msg", "is invalid")).removeprefix("Value error, ")
+            fields.append(FieldError(pointer, message))
+        raise InputValidationError(fields, subject=subject) from None
