@@ -1,0 +1,71 @@
+"""Published schemas and validation: every bad field at once, with pointers, before any request."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+
+from d365_components.errors import InputValidationError
+from d365_components.inputs import coerce_form_values, validate_inputs
+
+from d365_test_acme import Echo
+
+
+def test_published_schema_is_2020_12_with_titles_hints_and_order() -> None:
+    schema = Echo.input_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    props = schema["properties"]
+    assert list(props) == ["message", "recordsPerPage", "fetchAll", "options", "apiKey", "mode"]
+    assert [p["x-order"] for p in props.values()] == [1, 2, 3, 4, 5, 6]
+    assert all(p["title"] and p["description"] for p in props.values())
+    assert props["recordsPerPage"] == {**props["recordsPerPage"], "default": 100, "minimum": 1, "maximum": 5000}
+    assert props["options"]["x-widget"] == "code" and props["options"]["x-language"] == "json"
+    assert props["apiKey"]["writeOnly"] is True and props["apiKey"]["format"] == "password"
+    assert props["apiKey"]["type"] == ["string", "null"]
+    assert schema["required"] == ["message"]
+    assert schema["additionalProperties"] is False
+
+
+def test_all_errors_reported_at_once_with_pointers() -> None:
+    with pytest.raises(InputValidationError) as info:
+        validate_inputs(Echo.input_schema(), Echo.Inputs, {"recordsPerPage": 0, "mode": "medium", "bogus": 1})
+    errors = {e.pointer: e.message for e in info.value.errors}
+    assert errors == {
+        "/message": "is required",
+        "/recordsPerPage": "must be between 1 and 5000",
+        "/mode": errors["/mode"],
+        "/bogus": errors["/bogus"],
+    }
+    assert "expected format" in errors["/mode"]
+    assert errors["/bogus"].startswith("is not a known input")
+    assert "/recordsPerPage: must be between 1 and 5000" in str(info.value)
+
+
+def test_form_strings_are_coerced_once() -> None:
+    typed = validate_inputs(
+        Echo.input_schema(),
+        Echo.Inputs,
+        {"message": "hi", "recordsPerPage": "250", "fetchAll": "true", "options": '{"a": 1}', "apiKey": ""},
+    )
+    assert typed.records_per_page == 250 and typed.fetch_all is True and typed.options == {"a": 1}
+    # a string field is never touched, an empty string for a non-string field means "not given"
+    assert coerce_form_values(Echo.input_schema(), {"message": "100", "recordsPerPage": ""}) == {"message": "100"}
+
+
+def test_wrong_types_are_named_plainly() -> None:
+    with pytest.raises(InputValidationError) as info:
+        validate_inputs(Echo.input_schema(), Echo.Inputs, {"message": "x", "recordsPerPage": "many", "fetchAll": "maybe"})
+    errors = {e.pointer: e.message for e in info.value.errors}
+    assert errors == {"/recordsPerPage": "must be a whole number", "/fetchAll": "must be true or false"}
+
+
+def test_secrets_never_appear_in_repr() -> None:
+    typed = validate_inputs(Echo.input_schema(), Echo.Inputs, {"message": "x", "apiKey": "top-secret-value"})
+    assert "top-secret-value" not in repr(typed)
+    assert typed.api_key.get_secret_value() == "top-secret-value"
+
+
+def test_non_object_inputs_are_refused() -> None:
+    with pytest.raises(InputValidationError, match="must be a JSON object"):
+        validate_inputs(Echo.input_schema(), Echo.Inputs, ["not", "an", "object"])  # type: ignore[arg-type]
