@@ -161,6 +161,24 @@ def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> No
     run_standalone(host=host, port=port, db=db, seed=None if seed == "none" else seed, faults=faults)
 
 
+@cli.command("serve-trigger")
+@click.argument("key")
+@click.option("--input", "input_", default="{}", metavar="JSON|@FILE", help="Trigger inputs as JSON, or @file.")
+@click.option("--connection", metavar="JSON|@FILE", help="Connection (needed with --deploy).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--deploy", is_flag=True, help="Register the webhook in Dataverse on start, remove it on exit.")
+@click.option("--public-url", default=None, help="URL Dataverse should call, if not http://HOST:PORT/.")
+def serve_trigger(key: str, input_: str, connection: str | None, host: str, port: int, deploy: bool, public_url: str | None) -> None:
+    """Host the webhook trigger KEY locally and print each event it receives as JSON."""
+    from d365_components.triggers.host import serve
+
+    spec = _load_json(connection, "--connection") if connection else None
+    if deploy and spec is None:
+        raise click.UsageError("--deploy needs --connection")
+    serve(key, _load_json(input_, "--input"), spec, host=host, port=port, deploy=deploy, public_url=public_url)
+
+
 @cli.command()
 def demo() -> None:
     """Start the emulator and walk through a sales day with the actions."""
