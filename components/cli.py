@@ -7,6 +7,7 @@ never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug or an environment problem: still one line, unless asked
+        if os.environ.get("D365_DEBUG"):
+            raise
+        from d365_components.redaction import redact
+
+        click.echo(f"d365: error: unexpected {type(exc).__name__}: {redact(str(exc))} (set D365_DEBUG=1 for details)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
