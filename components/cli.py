@@ -172,11 +172,11 @@ def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> No
 @click.option("--public-url", default=None, help="URL Dataverse should call, if not http://HOST:PORT/.")
 def serve_trigger(key: str, input_: str, connection: str | None, host: str, port: int, deploy: bool, public_url: str | None) -> None:
     """Host the webhook trigger KEY locally and print each event it receives as JSON."""
-    from d365_components.triggers.host import serve
-
     spec = _load_json(connection, "--connection") if connection else None
     if deploy and spec is None:
         raise click.UsageError("--deploy needs --connection")
+    from d365_components.triggers.host import serve
+
     serve(key, _load_json(input_, "--input"), spec, host=host, port=port, deploy=deploy, public_url=public_url)
 
 
