@@ -1,0 +1,84 @@
+"""The emulator runs as a real server: it starts, serves verified TLS (or plain http), and stops."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import httpx
+import pytest
+
+from d365_components.emulator.server import Emulator, describe
+
+
+def test_serves_https_that_verifies_against_its_ca_bundle(emulator):
+    assert emulator.org_url.startswith("https://127.0.0.1:")
+    response = httpx.get(f"{emulator.authority}/v2.0/.well-known/openid-configuration", verify=emulator.ssl_context)
+    assert response.status_code == 200
+    assert response.json()["token_endpoint"] == emulator.token_url
+
+
+def test_certificate_names_localhost_too(emulator):
+    url = emulator.org_url.replace("127.0.0.1", "localhost")
+    context = ssl.create_default_context(cafile=emulator.ca_bundle)
+    response = httpx.get(f"{url}/{emulator.tenant_id}/discovery/v2.0/keys", verify=context)
+    assert response.status_code == 200
+
+
+def test_system_trust_store_rejects_the_emulator(emulator):
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(emulator.org_url + "/", verify=ssl.create_default_context())
+
+
+async def test_api_fixture_is_authenticated(api, emulator):
+    response = await api.get("WhoAmI")
+    assert response.status_code == 200, response.text
+    assert response.json()["UserId"]
+
+
+def test_plain_http_mode(fresh_emulator):
+    emulator = fresh_emulator(tls=False)
+    assert emulator.org_url.startswith("http://") and emulator.ca_bundle is None
+    assert "caBundle" not in emulator.connection_inputs()
+    response = httpx.get(f"{emulator.api_url}/WhoAmI", headers={"Authorization": f"Bearer {emulator.get_token()}"})
+    assert response.status_code == 200
+
+
+def test_stop_frees_the_port():
+    emulator = Emulator(seed=None)
+    with emulator:
+        assert emulator.running
+        port = emulator.port
+    assert not emulator.running
+    assert not _listening(port), "the port still accepts connections after stop()"
+
+
+def test_two_emulators_run_side_by_side(fresh_emulator, emulator):
+    other = fresh_emulator(seed=None)
+    assert other.port != emulator.port
+    token = other.get_token()
+    assert emulator.identity.sign({"x": 1}) != token
+    # A token from one emulator is not valid on the other: each signs with its own key.
+    response = httpx.get(f"{emulator.api_url}/WhoAmI", headers={"Authorization": f"Bearer {token}"},
+                         verify=emulator.ssl_context)
+    assert response.status_code == 401
+
+
+def test_connection_inputs_and_description(emulator):
+    inputs = emulator.connection_inputs(clientId="other")
+    assert inputs["webApiUrl"] == emulator.org_url
+    assert inputs["tokenUrl"] == emulator.token_url
+    assert inputs["caBundle"] == emulator.ca_bundle
+    assert inputs["clientId"] == "other"
+    text = describe(emulator)
+    assert emulator.api_url in text and "curl --cacert" in text
+    assert emulator.client_secret not in repr(emulator) and emulator.client_secret not in repr(emulator.identity)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
