@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import warnings
 from enum import Enum
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -73,8 +74,8 @@ class Redaction(str, Enum):
     identifiers = "identifiers"
 
 
-class _Common(InputModel):
-    """Inputs every Dynamics 365 connection shares."""
+class _Site(InputModel):
+    """Where the environment is."""
 
     web_api_url: str = InputField(
         title="Environment URL",
@@ -90,12 +91,22 @@ class _Common(InputModel):
         title="Cloud",
         description="Microsoft cloud of the environment: public, gcc, gcchigh, dod or china. Picks the sign-in host.",
     )
+
+
+class _App(InputModel):
+    """Which app registration signs in."""
+
     client_id: str = InputField(
         title="Client ID",
         description="Application (client) ID of the app registration in Microsoft Entra ID.",
         pattern=_GUID_PATTERN,
         examples=["11111111-2222-3333-4444-555555555555"],
     )
+
+
+class _Advanced(InputModel):
+    """Settings most users leave alone (shown collapsed)."""
+
     authority_host: str | None = InputField(
         None,
         title="Authority host",
@@ -171,12 +182,22 @@ class _Common(InputModel):
     )
 
 
-class _Secret(_Common):
+class _Tenant(InputModel):
     tenant_id: str = InputField(
         title="Tenant ID",
         description="Directory (tenant) ID or a verified domain such as contoso.onmicrosoft.com.",
         pattern=_TENANT_PATTERN,
     )
+
+
+class _ClientSecret(InputModel):
+    client_secret: SecretStr = InputField(
+        title="Client secret",
+        description="The client secret's Value from the app registration (Certificates & secrets).",
+        min_length=1,
+    )
+
+# Field order in a form follows the bases from last to first: site, tenant, app, credential, advanced.
 
 
 class DynamicsConnection(Connection):
@@ -231,7 +252,14 @@ class DynamicsConnection(Connection):
     def _authority(self) -> str:
         inputs = self.inputs
         if inputs.token_url:
-            return self._authority_from(inputs.token_url, _TOKEN_PATH, "tokenUrl")
+            authority = self._authority_from(inputs.token_url, _TOKEN_PATH, "tokenUrl")
+            named = authority.rstrip("/").rsplit("/", 1)[-1]
+            if self._tenant().lower() not in (named.lower(), "organizations", "common"):
+                raise ConnectionConfigError(
+                    f"tokenUrl: names tenant '{named}' but tenantId is '{self._tenant()}'; make them agree "
+                    "(or leave tokenUrl empty to derive it)."
+                )
+            return authority
         host = (inputs.authority_host or CLOUDS[inputs.cloud].login_host).rstrip("/")
         if "://" not in host:
             host = "https://" + host
@@ -375,12 +403,8 @@ class ClientCredentialsConnection(DynamicsConnection):
     key = "dynamics365.oauth2_client_credentials"
     label = "OAuth 2.0 client credentials (client secret)"
 
-    class Inputs(_Secret):
-        client_secret: SecretStr = InputField(
-            title="Client secret",
-            description="The client secret's Value from the app registration (Certificates & secrets).",
-            min_length=1,
-        )
+    class Inputs(_Advanced, _ClientSecret, _App, _Tenant, _Site):
+        pass
 
     def _credential(self) -> Any:
         return self.inputs.client_secret.get_secret_value()
@@ -395,7 +419,7 @@ class CertificateConnection(DynamicsConnection):
     key = "dynamics365.oauth2_certificate"
     label = "OAuth 2.0 client credentials (certificate)"
 
-    class Inputs(_Secret):
+    class _Certificate(InputModel):
         private_key: SecretStr = InputField(
             title="Private key (PEM)",
             description="The certificate's private key in PEM form (-----BEGIN PRIVATE KEY-----…).",
@@ -417,6 +441,9 @@ class CertificateConnection(DynamicsConnection):
         passphrase: SecretStr | None = InputField(
             None, title="Key passphrase", description="Passphrase of an encrypted private key.", advanced=True
         )
+
+    class Inputs(_Advanced, _Certificate, _App, _Tenant, _Site):
+        pass
 
     def __init__(self, inputs: Any, **kwargs: Any) -> None:
         super().__init__(inputs, **kwargs)
@@ -448,13 +475,15 @@ class AuthCodeConnection(DynamicsConnection):
     label = "OAuth 2.0 authorization code (user sign-in)"
     default_scope_suffixes = ("/user_impersonation", "offline_access")
 
-    class Inputs(_Common):
+    class _User(InputModel):
         tenant_id: str = InputField(
             "organizations",
             title="Tenant ID",
             description="Directory (tenant) ID or verified domain; 'organizations' lets any work account sign in.",
             pattern=_TENANT_PATTERN,
         )
+
+    class _OptionalSecret(InputModel):
         client_secret: SecretStr | None = InputField(
             None,
             title="Client secret",
@@ -466,6 +495,9 @@ class AuthCodeConnection(DynamicsConnection):
             description="Override the authorization endpoint (…/{tenant}/oauth2/v2.0/authorize). Derived when empty.",
             advanced=True,
         )
+
+    class Inputs(_Advanced, _OptionalSecret, _App, _User, _Site):
+        pass
 
     def _scopes(self) -> list[str]:
         if self.inputs.scopes:
@@ -503,10 +535,12 @@ class AuthCodeConnection(DynamicsConnection):
         """
         def start() -> dict[str, Any]:
             app = self.tokens.app()
-            return app.initiate_auth_code_flow(
-                self.tokens.scopes, redirect_uri=redirect_uri, state=state, login_hint=login_hint, prompt=prompt,
-                response_mode="query",
-            )
+            with warnings.catch_warnings():  # msal recommends form_post; hosts here read the query
+                warnings.simplefilter("ignore", UserWarning)
+                return app.initiate_auth_code_flow(
+                    self.tokens.scopes, redirect_uri=redirect_uri, state=state, login_hint=login_hint,
+                    prompt=prompt, response_mode="query",
+                )
 
         flow = await asyncio.to_thread(start)
         register_secret(flow.get("code_verifier"))
@@ -525,7 +559,7 @@ class AuthCodeConnection(DynamicsConnection):
 
     @property
     def signed_in(self) -> bool:
-        return bool(self.token_cache.find(msal.TokenCache.CredentialType.REFRESH_TOKEN)) or bool(
+        return any(self.token_cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN)) or bool(
             getattr(self.tokens, "_refresh_token", None)
         )
 
