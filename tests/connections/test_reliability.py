@@ -1,0 +1,182 @@
+"""Retries, throttling and the concurrency limiter, through a fault proxy on real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from d365_components.connections.oauth import ClientCredentialsConnection
+from d365_components.connections.retry import Limiter, RetryPolicy
+from d365_components.emulator import defaults
+from d365_components.errors import DataverseError, ThrottledError, TransientError
+
+
+@pytest_asyncio.fixture
+async def connect(emulator, fault_proxy):
+    """Connections whose Web API traffic goes through the fault proxy (tokens straight from the emulator)."""
+    opened: list[ClientCredentialsConnection] = []
+
+    def make(**overrides) -> ClientCredentialsConnection:
+        settings = {"webApiUrl": fault_proxy.url, "scopes": f"{emulator.org_url}/.default", "retryBudgetSeconds": 10}
+        inputs = emulator.connection_inputs(**{**settings, **overrides})
+        connection = ClientCredentialsConnection(inputs)
+        opened.append(connection)
+        return connection
+
+    yield make
+    for connection in opened:
+        await connection.aclose()
+
+
+async def test_a_429_storm_is_ridden_out_honouring_retry_after(connect, fault_proxy):
+    client = connect().open_client()
+    fault_proxy.script = ["429:0.2", "429:0.2", "429:0.2"]
+    started = time.monotonic()
+    who = await client.whoami()
+    assert who["OrganizationId"] == defaults.ORGANIZATION_ID
+    assert time.monotonic() - started >= 0.6  # never sooner than Retry-After
+    assert [s.action for s in fault_proxy.seen] == ["429:0.2", "429:0.2", "429:0.2", "forward"]
+    await client.aclose()
+
+
+async def test_throttling_past_the_budget_raises_with_retry_after(connect, fault_proxy):
+    client = connect(retryBudgetSeconds=1).open_client()
+    fault_proxy.script = ["429:30"]
+    started = time.monotonic()
+    with pytest.raises(ThrottledError) as caught:
+        await client.whoami()
+    assert time.monotonic() - started < 1.0  # waiting 30 s would blow the budget: give up at once
+    assert caught.value.retry_after == 30
+    assert caught.value.code == "0x80072322"
+    assert "Hint:" in str(caught.value)
+
+
+async def test_throttled_create_is_retried_because_nothing_ran(connect, fault_proxy):
+    client = connect().open_client()
+    fault_proxy.script = ["429:0.05", "ok"]
+    created = await client.create("accounts", {"name": "Retried once"})
+    assert created["id"] == "00000000-0000-4000-8000-0000000000f1"
+    assert len(fault_proxy.requests("POST")) == 2
+    await client.aclose()
+
+
+async def test_5xx_on_reads_backs_off_and_succeeds(connect, fault_proxy):
+    client = connect().open_client()
+    client.retry = RetryPolicy(base_delay=0.05, budget=10)
+    fault_proxy.script = ["503", "502", "504"]
+    assert (await client.whoami())["OrganizationId"] == defaults.ORGANIZATION_ID
+    assert len(fault_proxy.seen) == 4
+    await client.aclose()
+
+
+async def test_gateway_error_on_create_is_not_resent(connect, fault_proxy):
+    client = connect().open_client()
+    fault_proxy.script = ["502", "ok"]
+    with pytest.raises(TransientError, match="502"):
+        await client.create("accounts", {"name": "Maybe created"})
+    assert len(fault_proxy.requests("POST")) == 1
+    await client.aclose()
+
+
+async def test_dropped_connection_retries_a_read(connect, fault_proxy):
+    client = connect().open_client()
+    client.retry = RetryPolicy(base_delay=0.05, budget=10)
+    fault_proxy.script = ["drop", "drop"]
+    assert (await client.whoami())["OrganizationId"] == defaults.ORGANIZATION_ID
+    assert len(fault_proxy.seen) == 3
+    await client.aclose()
+
+
+async def test_dropped_connection_after_a_create_is_never_resent(connect, fault_proxy):
+    client = connect().open_client()
+    fault_proxy.script = ["drop", "ok"]
+    with pytest.raises(TransientError, match="may or may not have been applied"):
+        await client.create("accounts", {"name": "Ambiguous"})
+    assert len(fault_proxy.requests("POST")) == 1
+    await client.aclose()
+
+
+async def test_timeout_after_sending_an_action_is_never_resent(connect, fault_proxy):
+    client = connect(timeoutSeconds=0.3).open_client()
+    fault_proxy.script = ["stall:1", "ok"]
+    with pytest.raises(TransientError, match="not sent again"):
+        await client.execute("WinOpportunity", {"Status": 3})
+    assert len(fault_proxy.requests("POST")) == 1
+    await client.aclose()
+
+
+async def test_timeout_on_a_read_is_retried(connect, fault_proxy):
+    client = connect(timeoutSeconds=0.3).open_client()
+    fault_proxy.script = ["stall:1"]
+    assert (await client.whoami())["OrganizationId"] == defaults.ORGANIZATION_ID
+    await client.aclose()
+
+
+async def test_retries_can_be_turned_off(connect, fault_proxy):
+    client = connect(maxRetries=0).open_client()
+    fault_proxy.script = ["503"]
+    with pytest.raises(TransientError):
+        await client.whoami()
+    assert len(fault_proxy.seen) == 1
+    await client.aclose()
+
+
+async def test_concurrency_stays_within_the_limit(connect, fault_proxy):
+    client = connect(maxConcurrency=6).open_client()
+    await client.whoami()  # token first, so all requests race for the Web API only
+    fault_proxy.delay = 0.02
+    await asyncio.gather(*(client.whoami() for _ in range(40)))
+    assert fault_proxy.peak <= 6
+    assert client.limiter.peak <= 6
+    await client.aclose()
+
+
+async def test_limiter_narrows_as_burst_budget_falls(connect, fault_proxy):
+    client = connect(maxConcurrency=20).open_client()
+    fault_proxy.extra_headers = {"x-ms-ratelimit-burst-remaining-xrm-requests": "5"}
+    await client.whoami()
+    assert client.limiter.limit == 1
+    fault_proxy.delay = 0.01
+    fault_proxy.peak = 0
+    await asyncio.gather(*(client.whoami() for _ in range(10)))
+    assert fault_proxy.peak == 1
+    fault_proxy.extra_headers = {"x-ms-ratelimit-burst-remaining-xrm-requests": "5000"}
+    await client.whoami()
+    assert client.limiter.limit == 20
+    await client.aclose()
+
+
+async def test_shared_pause_holds_every_request():
+    limiter = Limiter(4)
+    limiter.pause(0.2)
+    started = time.monotonic()
+    async with limiter.slot():
+        pass
+    assert time.monotonic() - started >= 0.19
+
+
+def test_retry_policy_rules():
+    policy = RetryPolicy()
+    assert policy.should_retry_status(429, idempotent=False)
+    assert policy.should_retry_status(503, idempotent=False)
+    assert not policy.should_retry_status(502, idempotent=False)
+    assert policy.should_retry_status(504, idempotent=True)
+    assert not policy.should_retry_status(500, idempotent=True)
+    request = httpx.Request("POST", "https://x")
+    assert policy.should_retry_error(httpx.ConnectError("refused", request=request), idempotent=False)
+    assert not policy.should_retry_error(httpx.ReadTimeout("slow", request=request), idempotent=False)
+    assert policy.should_retry_error(httpx.ReadTimeout("slow", request=request), idempotent=True)
+    assert all(0 <= policy.backoff(n) <= policy.max_delay for n in range(12))
+
+
+async def test_a_server_error_is_typed(connect, fault_proxy):
+    client = connect().open_client()
+    fault_proxy.script = ["500"]
+    with pytest.raises(DataverseError) as caught:
+        await client.whoami()
+    assert caught.value.status == 500
+    await client.aclose()
