@@ -1,0 +1,191 @@
+"""The emulator's ASGI app: identity routes, `$batch`, and the Web API data plane.
+
+`create_app(identity=..., org_url=..., db=..., seed=...)` builds the schema and store, seeds them,
+and mounts:
+
+* `identity.routes()` (OpenID discovery, authorize, token, keys);
+* `POST /api/data/v9.x/$batch` -> `emulator.batch.handle_batch` (imported lazily);
+* every other `/api/data/v9.{0,1,2}/...` request -> token check -> `dispatch`.
+
+`app.state.dispatch(method, url, headers, body, *, caller)` runs one request through the same code
+path as HTTP requests (routing, errors, headers) without re-checking the token: `$batch` calls it
+per part, with the claims verified on the outer request. `app.state.store.transaction()` makes a
+change set atomic. `app.state.store` and `app.state.org_url` are public.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import parse_qsl, unquote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from d365_components.emulator import defaults, messages
+from d365_components.emulator.context import JSON_TYPE, Ctx, Reply
+from d365_components.emulator.errors import (
+    NOT_A_MEMBER, DataverseError, bad_request, method_not_allowed, segment_not_found, unexpected,
+)
+from d365_components.emulator.identity import InvalidToken
+from d365_components.emulator.literals import split_path, split_segment
+from d365_components.emulator.seed import seed_rows, standard_schema
+from d365_components.emulator.store import Store
+
+log = logging.getLogger(__name__)
+
+VERSIONS = frozenset({"v9.0", "v9.1", "v9.2"})
+METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
+METADATA_SETS = frozenset({"EntityDefinitions", "RelationshipDefinitions", "GlobalOptionSetDefinitions"})
+_API_URL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+)?/api/data/(v[^/?]+)/?([^?]*)(?:\?(.*))?$", re.S)
+
+
+def create_app(*, identity, org_url: str, db: str = ":memory:", seed: str | None = "demo") -> Starlette:
+    schema = standard_schema()
+    store = Store(schema, db)
+    if store.get("organization", defaults.ORGANIZATION_ID) is None:
+        seed_rows(store, seed)
+    messages.load_message_modules()
+
+    async def api(request: Request) -> Response:
+        try:
+            caller = identity.verify(request.headers.get("authorization"))
+        except InvalidToken as exc:
+            response = identity.unauthorized(exc)
+            response.headers["OData-Version"] = "4.0"
+            return response
+        scope = request.scope
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            value = v.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        body = await request.body()
+        status, out_headers, payload = _dispatch(
+            app.state, scope["method"], request.path_params["version"], request.path_params["path"],
+            scope.get("query_string", b"").decode("latin-1"), headers, body, caller)
+        return Response(payload, status, out_headers)
+
+    async def batch(request: Request) -> Response:
+        if request.path_params["version"] not in VERSIONS:
+            return _reply_response(_error_reply(segment_not_found(request.path_params["version"])))
+        from d365_components.emulator.batch import handle_batch
+        return await handle_batch(request)
+
+    routes = [
+        *identity.routes(),
+        Route("/api/data/{version}/$batch", batch, methods=["POST"]),
+        Route("/api/data/{version}/{path:path}", api, methods=METHODS),
+    ]
+    app = Starlette(routes=routes)
+    app.state.store = store
+    app.state.schema = schema
+    app.state.org_url = org_url.rstrip("/")
+    app.state.identity = identity
+    app.state.users = {}
+
+    def dispatch(method: str, url: str, headers: dict[str, str], body: bytes, *, caller: dict) -> tuple[int, dict[str, str], bytes]:
+        """Run one inner request (e.g. a $batch part) exactly like an HTTP request, token already verified."""
+        m = _API_URL.match(url)
+        if m is None:
+            return _reply_tuple(_error_reply(bad_request(f"The URL '{url}' is not a Web API URL.")))
+        lower = {k.lower(): v for k, v in headers.items()}
+        return _dispatch(app.state, method.upper(), m.group(1), unquote(m.group(2)), m.group(3) or "", lower,
+                         body or b"", caller)
+
+    app.state.dispatch = dispatch
+    return app
+
+
+def _dispatch(state, method: str, version: str, path: str, raw_query: str, headers: dict[str, str],
+              body: bytes, caller: dict) -> tuple[int, dict[str, str], bytes]:
+    try:
+        if version not in VERSIONS:
+            raise segment_not_found(version)
+        user_id, on_behalf_of, business_unit = _effective_user(state, caller, headers)
+        query = dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {}
+        ctx = Ctx(state, method, f"{state.org_url}/api/data/{version}", path, raw_query, query, headers, body,
+                  caller, user_id, on_behalf_of, business_unit)
+        reply = route(ctx)
+    except DataverseError as exc:
+        reply = _error_reply(exc)
+    except Exception:
+        log.exception("unexpected error serving %s %s", method, path)
+        reply = _error_reply(unexpected())
+    return _reply_tuple(reply)
+
+
+def _error_reply(exc: DataverseError) -> Reply:
+    return Reply(exc.status, exc.body(), {"Content-Type": JSON_TYPE, **exc.headers})
+
+
+def _reply_tuple(reply: Reply) -> tuple[int, dict[str, str], bytes]:
+    headers = {"OData-Version": "4.0", **reply.headers}
+    return reply.status, headers, reply.body
+
+
+def _reply_response(reply: Reply) -> Response:
+    status, headers, body = _reply_tuple(reply)
+    return Response(body, status, headers)
+
+
+def route(ctx: Ctx) -> Reply:
+    from d365_components.emulator import metadata, records
+
+    segments = split_path(ctx.path.rstrip("/")) if ctx.path.strip("/") else []
+    if not segments:
+        if ctx.method != "GET":
+            raise method_not_allowed(ctx.method)
+        return metadata.service_document(ctx)
+    first = segments[0]
+    if first == "$metadata":
+        if ctx.method != "GET" or len(segments) > 1:
+            raise method_not_allowed(ctx.method) if len(segments) == 1 else segment_not_found(segments[1])
+        return metadata.csdl(ctx)
+    name, key = split_segment(first)
+    table = ctx.schema.by_set.get(name)
+    if table is not None:
+        rest = segments[1:]
+        if rest and rest[-1].startswith(messages.NAMESPACE) and len(rest) == 1:
+            row = records.find_row(ctx, table, key, required=True) if key is not None else None
+            return messages.invoke(ctx, rest[-1], messages.Bound(table, row))
+        return records.handle(ctx, table, key, rest)
+    if name in METADATA_SETS:
+        return metadata.handle(ctx, segments)
+    if messages.is_unbound(name) and len(segments) == 1:
+        return messages.invoke(ctx, first)
+    raise segment_not_found(name)
+
+
+def _effective_user(state, caller: dict, headers: dict[str, str]) -> tuple[str, str | None, str]:
+    """The systemuser a request acts as: the token's user, or the one it impersonates."""
+    caller_user = _user_by(state, "azureactivedirectoryobjectid", caller.get("oid"))
+    if caller_user is None and caller.get("appid"):
+        caller_user = _user_by(state, "applicationid", caller.get("appid"))
+    if caller_user is None:
+        raise DataverseError(403, NOT_A_MEMBER, "The user is not a member of the organization.")
+    acting = caller_user
+    if headers.get("callerobjectid"):
+        acting = _user_by(state, "azureactivedirectoryobjectid", headers["callerobjectid"])
+    elif headers.get("mscrmcallerid"):
+        acting = _user_by(state, "systemuserid", headers["mscrmcallerid"])
+    if acting is None:
+        raise DataverseError(404, "0x80040217", "The user to impersonate (CallerObjectId/MSCRMCallerID) does not exist.")
+    on_behalf_of = caller_user[0] if acting[0] != caller_user[0] else None
+    return acting[0], on_behalf_of, acting[1]
+
+
+def _user_by(state, column: str, value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    key = (column, value.lower())
+    hit = state.users.get(key)
+    if hit is None:
+        rows = state.store.select("systemuser", f't0."{column}" = ?', [value.lower()], limit=1,
+                                  columns="t0.systemuserid AS id, t0.businessunitid AS bu")
+        if not rows:
+            return None
+        hit = state.users[key] = (rows[0]["id"], rows[0]["bu"] or defaults.BUSINESS_UNIT_ID)
+    return hit
