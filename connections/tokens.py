@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import ssl
 import tempfile
@@ -41,6 +42,18 @@ __all__ = [
 ]
 
 log = get_logger("d365_components.connections.tokens")
+
+
+def _guard_dependency_logs() -> None:
+    """msal logs token requests (codes, verifiers) and httpcore logs response headers at DEBUG:
+    put our redacting filter on their loggers too (filters are per logger, not inherited)."""
+    known = {"httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy", "msal.token_cache"}
+    for name in known | set(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("msal", "httpx", "httpcore"):
+            get_logger(name)  # creates the logger if its module is imported later (httpcore does so lazily)
+
+
+_guard_dependency_logs()
 
 _RESERVED_SCOPES = {"openid", "profile", "offline_access"}
 
