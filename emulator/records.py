@@ -137,6 +137,8 @@ def resolve_reference(ctx: Ctx, url: str, targets: tuple[str, ...] | None, what:
     """`/contacts(<id>)`, `contacts(<id>)`, an absolute URL or an alternate-key URL -> (table, row)."""
     if not isinstance(url, str):
         raise bad_request(f"The value of '{what}' must be a URL string.")
+    if re.fullmatch(r"\$\w+", url.strip()):
+        raise bad_request(f"Content-ID Reference: '{url.strip()}' does not exist in the batch context.")
     path = re.sub(r"^[a-z]+://[^/]+", "", url.strip())
     path = re.sub(r"^/?api/data/v9\.[0-2]/", "", path).lstrip("/")
     segments = split_path(unquote(path))
