@@ -81,7 +81,7 @@ class Definition:
         """The description, or the docstring's first paragraph."""
         if cls.description:
             return cls.description
-        doc = inspect.getdoc(cls) or ""
+        doc = inspect.cleandoc(vars(cls).get("__doc__") or "")  # own docstring, never the base's
         return doc.split("\n\n", 1)[0].replace("\n", " ").strip()
 
     @classmethod
