@@ -64,7 +64,11 @@ def list_definitions(kind: str | None, as_json: bool) -> None:
     if as_json:
         _print_json([dict(zip(("kind", "key", "label", "description", "plugin"), r, strict=True)) for r in rows])
         return
-    table = Table("kind", "key", "label", "description", title=f"{len(rows)} definitions")
+    table = Table(title=f"{len(rows)} definitions", title_justify="left")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("key", no_wrap=True, style="bold")  # keys are what users type: never cut
+    table.add_column("label")
+    table.add_column("description", ratio=1)
     for row in rows:
         table.add_row(*row[:4])
     out.print(table)
