@@ -141,6 +141,9 @@ def parse_filter(text: str):
     except VisitError as exc:
         raise bad_request(f"Syntax error in $filter '{text}'.") from exc.orig_exc
     except LarkError as exc:
+        unsupported = re.search(r"\b(tolower|toupper|length|substring|indexof|trim|concat|year|month|day|hour|round)\s*\(", text)
+        if unsupported:
+            raise not_supported(f"The '{unsupported.group(1)}' function is not supported.") from None
         if "'" in text and text.count("'") % 2:
             raise bad_request(f"There is an unterminated literal at position {text.rfind(chr(39))} in '{text}'.") from None
         pos = getattr(exc, "column", None) or getattr(exc, "pos_in_stream", None)
