@@ -10,15 +10,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-pytestmark = pytest.mark.usefixtures("data_plane")
-
-
-@pytest.fixture(scope="module")
-def data_plane(emulator):
-    if not hasattr(emulator.app.state, "dispatch"):
-        pytest.skip("the emulator's data plane (emulator/app.py) is not installed yet")
-
-
 @dataclass
 class Req:
     method: str
