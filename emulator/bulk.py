@@ -3,6 +3,8 @@
 Standard tables run each call as one transaction: any failing item rolls back every item, and
 the error names the item's index. Each item reuses the single-record code paths (binds, deep
 insert, validation), so a row written in bulk is identical to one written alone.
+
+Importing this module registers the messages (messages.py's registry) for every standard table.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from d365_components.emulator.context import Ctx, Reply
-from d365_components.emulator.errors import DataverseError, bad_request
+from d365_components.emulator.errors import NOT_SUPPORTED, DataverseError, bad_request
+from d365_components.emulator.messages import Bound, register_action
 from d365_components.emulator.records import (
     convert_body, create_row, lookup_key, not_found, parse_key,
 )
 from d365_components.emulator.schema import Table
+from d365_components.emulator.seed import standard_schema
 
 NAMESPACE = "Microsoft.Dynamics.CRM."
 
@@ -64,11 +68,27 @@ def upsert_multiple(ctx: Ctx, table: Table) -> Reply:
     return Reply.empty(204)
 
 
+def delete_multiple(ctx: Ctx, table: Table) -> Reply:
+    """Only elastic tables support DeleteMultiple; the emulator has none (use BulkDelete)."""
+    raise DataverseError(400, NOT_SUPPORTED, "DeleteMultiple has not yet been implemented.")
+
+
 MESSAGES = {
     "CreateMultiple": create_multiple,
     "UpdateMultiple": update_multiple,
     "UpsertMultiple": upsert_multiple,
+    "DeleteMultiple": delete_multiple,
 }
+
+
+def register(table_names) -> None:
+    """Bind the bulk messages to each named table's collection."""
+    for name, message in MESSAGES.items():
+        def handler(ctx: Ctx, params: dict, bound: Bound | None, message=message) -> Reply:
+            return message(ctx, bound.table)
+
+        for table_name in table_names:
+            register_action(name, handler, bound_to=table_name)
 
 
 def _targets(ctx: Ctx, table: Table) -> list[dict]:
@@ -132,3 +152,6 @@ class _item:
             exc.message = f"Targets[{self.index}]: {exc.message}"
             exc.args = (exc.message,)
         return False
+
+
+register(standard_schema().tables)

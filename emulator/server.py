@@ -19,13 +19,11 @@ from typing import Any
 
 import httpx
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from d365_components.emulator import bulk  # noqa: F401  (registers CreateMultiple & co.)
 from d365_components.emulator import defaults
-from d365_components.emulator.identity import IdentityProvider, InvalidToken
+from d365_components.emulator.app import create_app
+from d365_components.emulator.identity import IdentityProvider
 from d365_components.emulator.tls import Certificates, make_certificates, user_cache_dir
 
 API_PATH = "/api/data/v9.2"
@@ -68,7 +66,7 @@ class Emulator:
         self.authorize_url = self.identity.authorize_url
         self._certificates: Certificates | None = make_certificates(cert_dir) if tls else None
         self.ca_bundle: str | None = str(self._certificates.ca_bundle) if self._certificates else None
-        self.app = build_app(self.identity, self.org_url, db, seed)
+        self.app = create_app(identity=self.identity, org_url=self.org_url, db=db, seed=seed)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -157,27 +155,6 @@ class Emulator:
         )
         response.raise_for_status()
         return response.json()["access_token"]
-
-
-def build_app(identity: IdentityProvider, org_url: str, db: str, seed: str | None) -> Starlette:
-    """The full emulator app, or only the identity provider while the data plane is not installed."""
-    if importlib.util.find_spec("d365_components.emulator.app") is not None:
-        from d365_components.emulator.app import create_app
-
-        return create_app(identity=identity, org_url=org_url, db=db, seed=seed)
-    return _identity_only_app(identity)
-
-
-def _identity_only_app(identity: IdentityProvider) -> Starlette:
-    async def who_am_i(request: Request) -> Response:
-        try:
-            claims = identity.verify(request.headers.get("authorization"))
-        except InvalidToken as exc:
-            return identity.unauthorized(exc)
-        return JSONResponse({"UserId": claims["oid"], "BusinessUnitId": defaults.BUSINESS_UNIT_ID,
-                             "OrganizationId": defaults.ORGANIZATION_ID})
-
-    return Starlette(routes=[*identity.routes(), Route(f"{API_PATH}/WhoAmI", who_am_i)])
 
 
 def run_standalone(

@@ -247,3 +247,78 @@ async def test_1000_creates_in_one_change_set(api):
     count = await api.get("accounts", params={"$filter": f"startswith(name,'{prefix}')", "$count": "true",
                                               "$select": "name"})
     assert count.json()["@odata.count"] == 1000
+
+
+# -- bulk messages (§6): many records in one request, one transaction ---------------------------
+
+ACCOUNT = "Microsoft.Dynamics.CRM.account"
+
+
+async def bulk(api, message, targets):
+    return await api.post(f"accounts/Microsoft.Dynamics.CRM.{message}", json={"Targets": targets})
+
+
+async def test_create_multiple_returns_ids_in_order(api, emulator):
+    prefix = unique("bulk-create")
+    response = await bulk(api, "CreateMultiple", [{"@odata.type": ACCOUNT, "name": f"{prefix}-{i}"} for i in range(3)])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["@odata.context"] == f"{emulator.api_url}/$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse"
+    for i, row_id in enumerate(body["Ids"]):
+        assert (await api.get(f"accounts({row_id})?$select=name")).json()["name"] == f"{prefix}-{i}"
+
+
+async def test_create_multiple_is_all_or_nothing(api):
+    prefix = unique("bulk-atomic")
+    response = await bulk(api, "CreateMultiple", [
+        {"@odata.type": ACCOUNT, "name": prefix},
+        {"@odata.type": ACCOUNT, "name": prefix, "nosuchcolumn": 1},
+    ])
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("Targets[1]: ")
+    assert await names_like(api, prefix) == []
+
+
+async def test_every_target_needs_the_bound_tables_type(api):
+    untyped = await bulk(api, "CreateMultiple", [{"name": "x"}])
+    assert untyped.status_code == 400 and "@odata.type" in untyped.json()["error"]["message"]
+    other = await bulk(api, "CreateMultiple", [{"@odata.type": "Microsoft.Dynamics.CRM.contact", "lastname": "x"}])
+    assert other.status_code == 400 and "same table" in other.json()["error"]["message"]
+
+
+async def test_update_multiple(api):
+    prefix = unique("bulk-update")
+    ids = (await bulk(api, "CreateMultiple", [{"@odata.type": ACCOUNT, "name": f"{prefix}-{i}"}
+                                              for i in range(2)])).json()["Ids"]
+    response = await bulk(api, "UpdateMultiple", [{"@odata.type": ACCOUNT, "accountid": row_id, "name": f"{prefix}-new"}
+                                                  for row_id in ids])
+    assert response.status_code == 204, response.text
+    assert await names_like(api, prefix) == [f"{prefix}-new"] * 2
+
+    missing = await bulk(api, "UpdateMultiple", [{"@odata.type": ACCOUNT, "accountid": str(uuid.uuid4()), "name": "x"}])
+    assert missing.status_code == 404
+
+
+async def test_upsert_multiple_by_id_and_by_alternate_key(api):
+    prefix = unique("bulk-upsert")
+    number = uuid.uuid4().hex[:12]                 # accountnumber holds 20 characters
+    [existing] = (await bulk(api, "CreateMultiple", [{"@odata.type": ACCOUNT, "name": f"{prefix}-a",
+                                                      "accountnumber": f"{number}-A"}])).json()["Ids"]
+    new_id = str(uuid.uuid4())
+    response = await bulk(api, "UpsertMultiple", [
+        {"@odata.type": ACCOUNT, "@odata.id": f"accounts(accountnumber='{number}-A')", "name": f"{prefix}-a2"},
+        {"@odata.type": ACCOUNT, "@odata.id": f"accounts(accountnumber='{number}-B')", "name": f"{prefix}-b"},
+        {"@odata.type": ACCOUNT, "accountid": new_id, "name": f"{prefix}-c"},
+    ])
+    assert response.status_code == 204, response.text
+    assert await names_like(api, prefix) == [f"{prefix}-a2", f"{prefix}-b", f"{prefix}-c"]
+    assert (await api.get(f"accounts({existing})?$select=name")).json()["name"] == f"{prefix}-a2"
+    assert (await api.get(f"accounts({new_id})?$select=name")).json()["name"] == f"{prefix}-c"
+    created = await api.get(f"accounts(accountnumber='{number}-B')?$select=accountnumber")
+    assert created.status_code == 200
+
+
+async def test_delete_multiple_is_for_elastic_tables_only(api):
+    response = await bulk(api, "DeleteMultiple", [{"@odata.type": ACCOUNT, "accountid": str(uuid.uuid4())}])
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "DeleteMultiple has not yet been implemented."
