@@ -82,3 +82,43 @@ def _listening(port: int) -> bool:
     except OSError:
         return False
 
+
+
+def test_standalone_ca_is_reused_across_runs(tmp_path):
+    from d365_components.emulator.tls import make_certificates
+
+    first = make_certificates(tmp_path)
+    second = make_certificates(tmp_path)
+    assert first.ca_bundle.read_bytes() == second.ca_bundle.read_bytes()
+    assert oct(first.keyfile.stat().st_mode & 0o777) == "0o600"
+
+
+def test_run_standalone_prints_how_to_connect_and_stops_on_ctrl_c(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = "from d365_components.emulator.server import run_standalone; run_standalone(port=0, seed=None)"
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.strip().startswith("curl"):
+                break
+        details = dict(l.strip().split(":", 1) for l in lines if ":" in l and l.startswith("  ") and "curl" not in l)
+        details = {k.strip(): v.strip().split()[0] for k, v in details.items()}
+        assert details["CA bundle"].startswith(str(tmp_path))
+        token = httpx.post(details["Token URL"], verify=ssl.create_default_context(cafile=details["CA bundle"]), data={
+            "grant_type": "client_credentials", "client_id": details["Client id"],
+            "client_secret": details["Client secret"], "scope": details["Org URL"] + "/.default"})
+        assert token.status_code == 200
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=15)
+        assert "Emulator stopped." in out and process.returncode == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
