@@ -253,6 +253,9 @@ class WebApiClient:
                     await asyncio.sleep(wait)
                     continue
                 raise self._network_error(exc, method, url, idempotent) from None
+            # httpx binds a response and its stream in a reference cycle, so a read body (up to
+            # megabytes per page) would wait for the cyclic GC; rebinding frees it on last use.
+            response.stream = httpx.ByteStream(response.content)
             self.limiter.observe(response.headers)
             status = response.status_code
             log.debug("%s %s -> %d in %.0f ms", method, self._log_path(url), status, (time.monotonic() - started) * 1000)

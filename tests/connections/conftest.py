@@ -87,9 +87,10 @@ class FaultProxy:
                     entity_id = f"{self.url}/api/data/v9.2/accounts(00000000-0000-4000-8000-0000000000f1)"
                     await self._answer(writer, 204, {"OData-EntityId": entity_id}, b"")
                     continue
-                if action.isdigit():
-                    await self._answer(writer, int(action), {"Content-Type": "application/json"},
-                                       b'{"error":{"code":"0x0","message":"Injected failure."}}')
+                if action[:3].isdigit():  # <status> or <status>:<dataverse code>
+                    status, _, code = action.partition(":")
+                    body = '{"error":{"code":"%s","message":"Injected failure for %s."}}' % (code or "0x0", target)
+                    await self._answer(writer, int(status), {"Content-Type": "application/json"}, body.encode())
                     continue
                 await self._forward(writer, method, target, headers, body)
         except (asyncio.IncompleteReadError, ConnectionError):

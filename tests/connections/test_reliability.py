@@ -12,7 +12,7 @@ import pytest_asyncio
 from d365_components.connections.oauth import ClientCredentialsConnection
 from d365_components.connections.retry import Limiter, RetryPolicy
 from d365_components.emulator import defaults
-from d365_components.errors import DataverseError, ThrottledError, TransientError
+from d365_components.errors import DataverseError, PermissionDeniedError, ThrottledError, TransientError
 
 
 @pytest_asyncio.fixture
@@ -180,3 +180,27 @@ async def test_a_server_error_is_typed(connect, fault_proxy):
         await client.whoami()
     assert caught.value.status == 500
     await client.aclose()
+
+
+async def test_missing_application_user_is_diagnosed(connect, fault_proxy):
+    connection = connect()
+    fault_proxy.script = ["403:0x80040220"]
+    with pytest.raises(PermissionDeniedError) as caught:
+        await connection.test()
+    assert "application user" in str(caught.value)
+    assert connection.inputs.client_id in str(caught.value)
+
+
+async def test_identifier_redaction_masks_host_and_guids(connect, fault_proxy):
+    client = connect(redaction="identifiers").open_client()
+    fault_proxy.script = ["400:0x80040203"]
+    with pytest.raises(DataverseError) as caught:
+        await client.retrieve("accounts", "7eb682f1-ca75-e511-80d4-00155d2a68d1")
+    text = str(caught.value) + repr(caught.value) + str(caught.value.to_dict())
+    assert "7eb682f1" not in text and "127.0.0.1" not in text
+    assert "[id]" in text and caught.value.url.startswith("http://[org]")
+    plain = connect().open_client()
+    fault_proxy.script = ["400:0x80040203"]
+    with pytest.raises(DataverseError) as caught:
+        await plain.retrieve("accounts", "7eb682f1-ca75-e511-80d4-00155d2a68d1")
+    assert "7eb682f1" in str(caught.value)  # ids are kept by default: users need them to find the row
