@@ -23,6 +23,7 @@ import uvicorn
 from d365_components.emulator import bulk  # noqa: F401  (registers CreateMultiple & co.)
 from d365_components.emulator import defaults
 from d365_components.emulator.app import create_app
+from d365_components.emulator.faults import FaultInjector, Faults
 from d365_components.emulator.identity import IdentityProvider
 from d365_components.emulator.tls import Certificates, make_certificates, user_cache_dir
 
@@ -44,8 +45,10 @@ class Emulator:
         token_lifetime: int = 3600,
         tls: bool = True,
         cert_dir: str | Path | None = None,
+        faults: str | Faults | None = None,
     ):
         self.tls = tls
+        self.faults = Faults.parse(faults) if isinstance(faults, str) else faults
         self._socket = _bind(host, port)
         self.port: int = self._socket.getsockname()[1]
         url_host = f"[{host}]" if ":" in host else host
@@ -80,7 +83,7 @@ class Emulator:
         if self._thread is not None:
             return self
         config = uvicorn.Config(
-            self.app,
+            FaultInjector(self.app, self.faults) if self.faults else self.app,
             http="httptools" if _installed("httptools") else "auto",
             loop="uvloop" if _installed("uvloop") else "asyncio",
             log_level="warning",
@@ -162,12 +165,10 @@ def run_standalone(
     port: int = 8443,
     db: str = ":memory:",
     seed: str | None = "demo",
-    faults: Any = None,
+    faults: str | Faults | None = None,
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM), printing everything a client needs to connect."""
-    emulator = Emulator(host=host, port=port, db=db, seed=seed, cert_dir=user_cache_dir())
-    if faults is not None:
-        emulator.app.state.faults = faults
+    emulator = Emulator(host=host, port=port, db=db, seed=seed, cert_dir=user_cache_dir(), faults=faults)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with emulator:
@@ -198,6 +199,7 @@ def describe(emulator: Emulator) -> str:
         f"  Client secret:  {emulator.client_secret}   (valid only against this emulator)",
         f"  Token URL:      {emulator.token_url}",
         f"  CA bundle:      {emulator.ca_bundle or '(plain http)'}",
+        *([f"  Faults:         {emulator.faults}"] if emulator.faults else []),
         "",
         "Try it:",
         f'  curl {cacert}-H "Authorization: Bearer $({token_command})" {emulator.api_url}/WhoAmI',

@@ -122,3 +122,48 @@ def test_run_standalone_prints_how_to_connect_and_stops_on_ctrl_c(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# -- fault injection ------------------------------------------------------------------------------
+
+def test_fault_spec_parsing():
+    from d365_components.emulator.faults import Faults
+
+    faults = Faults.parse("429=0.1, 503=0.05,drop=0.01,latency=20ms,retry_after=3,seed=7")
+    assert faults.statuses == {429: 0.1, 503: 0.05}
+    assert (faults.drop, faults.latency, faults.retry_after, faults.seed) == (0.01, 0.02, 3, 7)
+    for bad, message in [("418=0.1", "unknown entry '418'"), ("429=2", "'429=2' is not valid"),
+                         ("latency=fast", "not valid"), ("429=0.7,503=0.7", "more than 1")]:
+        with pytest.raises(ValueError, match=message):
+            Faults.parse(bad)
+
+
+def test_throttling_and_server_errors_hit_the_web_api_only(fresh_emulator):
+    emulator = fresh_emulator(seed=None, faults="429=1,retry_after=7")
+    token = emulator.get_token()          # the identity provider is never disturbed
+    response = httpx.get(f"{emulator.api_url}/WhoAmI", headers={"Authorization": f"Bearer {token}"},
+                         verify=emulator.ssl_context)
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "7"
+    assert response.json()["error"]["code"] == "0x80072322"
+
+    unavailable = fresh_emulator(seed=None, faults="503=1")
+    assert httpx.get(f"{unavailable.api_url}/WhoAmI", verify=unavailable.ssl_context).status_code == 503
+
+
+def test_seeded_faults_repeat_and_dropped_responses_cut_the_connection(fresh_emulator):
+    def statuses(emulator):
+        out = []
+        with httpx.Client(verify=emulator.ssl_context,
+                          headers={"Authorization": f"Bearer {emulator.get_token()}"}) as client:
+            for _ in range(20):
+                try:
+                    out.append(client.get(f"{emulator.api_url}/WhoAmI").status_code)
+                except httpx.RemoteProtocolError:
+                    out.append("dropped")
+        return out
+
+    first = statuses(fresh_emulator(seed=None, faults="429=0.3,drop=0.3,seed=3"))
+    second = statuses(fresh_emulator(seed=None, faults="429=0.3,drop=0.3,seed=3"))
+    assert first == second
+    assert {200, 429, "dropped"} <= set(first)
