@@ -169,7 +169,8 @@ def run_standalone(
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM), printing everything a client needs to connect."""
     emulator = Emulator(host=host, port=port, db=db, seed=seed, cert_dir=user_cache_dir(), faults=faults)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Installed explicitly: a shell that starts us in the background has SIGINT ignored.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with emulator:
             print(describe(emulator), flush=True)
@@ -178,7 +179,8 @@ def run_standalone(
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print("Emulator stopped.", flush=True)
 
 
