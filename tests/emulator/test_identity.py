@@ -278,10 +278,12 @@ def test_verify_accepts_trailing_slash_audience_and_caches(emulator):
     assert emulator.identity.verify(f"bearer {token}") is first
 
 
-def test_cached_token_still_expires(fresh_emulator):
-    emulator = fresh_emulator(seed=None, token_lifetime=1)
-    token = emulator.get_token()
-    assert emulator.identity.verify(f"Bearer {token}")
-    time.sleep(1.1)
+def test_cached_token_still_expires(emulator, monkeypatch):
+    from d365_components.emulator import identity as identity_module
+
+    token = forged(emulator)
+    claims = emulator.identity.verify(f"Bearer {token}")            # now cached
+    later = type("Clock", (), {"time": staticmethod(lambda: claims["exp"] + 1)})
+    monkeypatch.setattr(identity_module, "time", later)
     with pytest.raises(InvalidToken, match="expired"):
         emulator.identity.verify(f"Bearer {token}")
