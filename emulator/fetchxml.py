@@ -109,8 +109,10 @@ def _aggregate_rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[di
         sql += f" WHERE {p.where_sql}"
     if p.group_sql:
         sql += f" GROUP BY {p.group_sql}"
+    if p.keys:
+        sql += f" ORDER BY {p.order_sql()}"
     limit = size if fetch.top else size + 1
-    sql += f" ORDER BY {p.order_sql()} LIMIT {limit} OFFSET {(fetch.page - 1) * size}"
+    sql += f" LIMIT {limit} OFFSET {(fetch.page - 1) * size}"
     rows = ctx.store.execute(sql, [*p.from_params, *p.where_params])
     return rows[:size], len(rows) > size
 

@@ -437,14 +437,14 @@ class Planner:
         m = _X_FUNCTION.fullmatch(op.replace("older-than", "olderthan"))
         if op in DATE_FUNCTIONS:
             name = DATE_FUNCTIONS[op]
-            value = ("string", typed(col, one(), where)) if name.startswith("On") else None
+            value = ("lit", "string", typed(col, one(), where)) if name.startswith("On") else None
         elif m is not None:
             text = one()
             if not re.fullmatch(r"\d+", text.strip()):
                 raise invalid(f"Condition for attribute '{where}': the operator '{op}' expects a whole number, "
                               f"not '{text}'.")
             prefix = {"last": "Last", "next": "Next", "olderthan": "OlderThan"}[m.group(1)]
-            name, value = f"{prefix}X{m.group(2).capitalize()}", ("number", int(text))
+            name, value = f"{prefix}X{m.group(2).capitalize()}", ("lit", "number", int(text))
         else:
             raise invalid(f"The condition operator '{op}' (attribute '{where}') is not valid or not supported "
                           "by the emulator.")

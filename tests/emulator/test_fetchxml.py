@@ -1,0 +1,495 @@
+"""FetchXML (reference §4): every condition operator, nested filters, orders, link-entity, aggregates,
+formatted values, the paging cookie over 12,000 rows, and hostile or malformed XML answered with
+400s in Dataverse's error shape, never a 500.
+
+Queries go over HTTPS (`GET {set}?fetchXml=...`) once the app routes them to emulator/fetchxml.py;
+until then the `fetch` fixture runs the very same handler through `execute_fetch` on the shared
+emulator's store (the probe below decides, once per session).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timedelta, timezone
+from urllib.parse import unquote
+from xml.etree import ElementTree
+
+import pytest
+import pytest_asyncio
+
+from d365_components.emulator import defaults
+from d365_components.emulator.fetchxml import execute_fetch
+
+ROWS = 12_000
+FORMATTED = "@OData.Community.Display.V1.FormattedValue"
+COOKIE = "@Microsoft.Dynamics.CRM.fetchxmlpagingcookie"
+MORE = "@Microsoft.Dynamics.CRM.morerecords"
+PROBE = ('<fetch aggregate="true"><entity name="account">'
+         '<attribute name="accountid" alias="probe" aggregate="count"/></entity></fetch>')
+_routing: dict[str, bool] = {}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fetch(emulator, api):
+    """`await fetch(entity_set, xml, annotations=None, count=False) -> (status, body)`."""
+    if "https" not in _routing:
+        probe = await api.get("accounts", params={"fetchXml": PROBE})
+        _routing["https"] = probe.status_code == 200 and "probe" in (probe.json().get("value") or [{}])[0]
+
+    async def run(entity_set: str, xml: str, annotations: str | None = None, count: bool = False):
+        if _routing["https"]:
+            headers = {"Prefer": f'odata.include-annotations="{annotations}"'} if annotations else {}
+            params = {"fetchXml": xml, **({"$count": "true"} if count else {})}
+            response = await api.get(entity_set, params=params, headers=headers)
+            assert response.headers["OData-Version"] == "4.0"
+            return response.status_code, response.json()
+        status, _, body = execute_fetch(emulator.app.state.store, entity_set, xml, annotations=annotations,
+                                        count=count, org_url=emulator.org_url)
+        return status, body
+
+    return run
+
+
+def names(body: dict, key: str = "name") -> list[str]:
+    return [row[key].split(" ", 1)[1] for row in body["value"]]
+
+
+# ---- conditions -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def accounts(store):
+    """Five accounts tagged with a marker in `description`; dates relative to today (UTC)."""
+    marker = "F" + uuid.uuid4().hex[:8]
+    now = datetime.now(timezone.utc)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = {
+        "r0": dict(numberofemployees=10, address1_city="Redmond", lastonholdtime=today, owner=defaults.APP_USER_ID),
+        "r1": dict(numberofemployees=20, address1_city="Seattle", lastonholdtime=today - timedelta(days=1),
+                   owner=defaults.USER_ID),
+        "r2": dict(numberofemployees=30, address1_city=None, lastonholdtime=today - timedelta(days=10),
+                   owner=defaults.APP_USER_ID),
+        "r3": dict(numberofemployees=None, address1_city="Bellevue", lastonholdtime=today + timedelta(days=1),
+                   owner=defaults.APP_USER_ID),
+        "r4": dict(numberofemployees=50, address1_city="redmond west",
+                   lastonholdtime=today.replace(year=today.year - 2, month=1, day=1), owner=defaults.USER_ID),
+    }
+    for name, values in rows.items():
+        values = dict(values)
+        owner = values.pop("owner")
+        values["lastonholdtime"] = values["lastonholdtime"].strftime("%Y-%m-%dT%H:%M:%SZ")
+        store.insert("account", {"name": f"{marker} {name}", "description": marker, "ownerid": owner,
+                                 "owneridtype": "systemuser", **values}, user=defaults.APP_USER_ID)
+    return marker, rows, today
+
+
+def this_year(rows, today):
+    return {k for k, v in rows.items() if v["lastonholdtime"].year == today.year}
+
+
+OPERATORS = [
+    ('attribute="numberofemployees" operator="eq" value="20"', {"r1"}),
+    ('attribute="numberofemployees" operator="eq"><value>20</value></condition', {"r1"}),
+    ('attribute="numberofemployees" operator="ne" value="20"', {"r0", "r2", "r4"}),
+    ('attribute="numberofemployees" operator="neq" value="20"', {"r0", "r2", "r4"}),
+    ('attribute="numberofemployees" operator="lt" value="30"', {"r0", "r1"}),
+    ('attribute="numberofemployees" operator="le" value="30"', {"r0", "r1", "r2"}),
+    ('attribute="numberofemployees" operator="gt" value="20"', {"r2", "r4"}),
+    ('attribute="numberofemployees" operator="ge" value="20"', {"r1", "r2", "r4"}),
+    ('attribute="address1_city" operator="like" value="%MOND%"', {"r0", "r4"}),
+    ('attribute="address1_city" operator="not-like" value="%mond%"', {"r1", "r3"}),
+    ('attribute="address1_city" operator="begins-with" value="red"', {"r0", "r4"}),
+    ('attribute="address1_city" operator="not-begin-with" value="red"', {"r1", "r3"}),
+    ('attribute="address1_city" operator="ends-with" value="TLE"', {"r1"}),
+    ('attribute="address1_city" operator="not-end-with" value="tle"', {"r0", "r3", "r4"}),
+    ('attribute="numberofemployees" operator="in"><value>10</value><value>30</value></condition', {"r0", "r2"}),
+    ('attribute="numberofemployees" operator="not-in"><value>10</value><value>30</value></condition', {"r1", "r4"}),
+    ('attribute="address1_city" operator="null"', {"r2"}),
+    ('attribute="address1_city" operator="not-null"', {"r0", "r1", "r3", "r4"}),
+    ('attribute="numberofemployees" operator="between"><value>15</value><value>30</value></condition', {"r1", "r2"}),
+    ('attribute="numberofemployees" operator="not-between"><value>15</value><value>30</value></condition',
+     {"r0", "r4"}),
+    ('attribute="lastonholdtime" operator="on" value="{today}"', {"r0"}),
+    ('attribute="lastonholdtime" operator="on-or-after" value="{today}"', {"r0", "r3"}),
+    ('attribute="lastonholdtime" operator="on-or-before" value="{yesterday}"', {"r1", "r2", "r4"}),
+    ('attribute="lastonholdtime" operator="last-x-days" value="3"', {"r0", "r1"}),
+    ('attribute="lastonholdtime" operator="next-x-days" value="3"', {"r3"}),
+    ('attribute="lastonholdtime" operator="today"', {"r0"}),
+    ('attribute="lastonholdtime" operator="yesterday"', {"r1"}),
+    ('attribute="lastonholdtime" operator="this-year"', this_year),
+    ('attribute="ownerid" operator="eq-userid"', {"r0", "r2", "r3"}),
+    ('attribute="ownerid" operator="ne-userid"', {"r1", "r4"}),
+]
+
+
+@pytest.mark.parametrize("condition, expected", OPERATORS, ids=[c.split('"')[3] + str(i) for i, (c, _) in enumerate(OPERATORS)])
+async def test_condition_operators(fetch, accounts, condition, expected):
+    marker, rows, today = accounts
+    condition = condition.format(today=today.strftime("%Y-%m-%d"),
+                                 yesterday=(today - timedelta(days=1)).strftime("%m/%d/%Y"))
+    if not condition.endswith("</condition"):
+        condition += "/"
+    xml = (f'<fetch><entity name="account"><attribute name="name"/><filter>'
+           f'<condition attribute="description" operator="eq" value="{marker}"/><condition {condition}>'
+           f'</filter></entity></fetch>')
+    status, body = await fetch("accounts", xml)
+    assert status == 200, body
+    want = expected(rows, today) if callable(expected) else expected
+    assert set(names(body)) == want
+
+
+async def test_nested_filters_orders_and_values_as_parameters(fetch, accounts):
+    marker, _, _ = accounts
+    xml = (f'<fetch><entity name="account"><attribute name="name"/><attribute name="numberofemployees"/>'
+           f'<filter type="and"><condition attribute="description" operator="eq" value="{marker}"/>'
+           '<filter type="or"><condition attribute="numberofemployees" operator="eq" value="10"/>'
+           '<filter><condition attribute="address1_city" operator="eq" value="seattle"/>'
+           '<condition attribute="numberofemployees" operator="ge" value="20"/></filter>'
+           '<condition attribute="address1_city" operator="null"/></filter></filter>'
+           '<order attribute="numberofemployees" descending="true"/></entity></fetch>')
+    status, body = await fetch("accounts", xml)
+    assert status == 200, body
+    assert names(body) == ["r2", "r1", "r0"]
+    hostile = (f'<fetch><entity name="account"><attribute name="name"/><filter>'
+               f'<condition attribute="name" operator="eq" value="x\' OR 1=1 --"/></filter></entity></fetch>')
+    status, body = await fetch("accounts", hostile)
+    assert status == 200 and body["value"] == []
+
+
+async def test_nulls_are_omitted_and_lookups_read_as_value_properties(fetch, accounts):
+    marker, _, _ = accounts
+    xml = (f'<fetch><entity name="account"><attribute name="name"/><attribute name="address1_city"/>'
+           '<attribute name="numberofemployees"/><attribute name="ownerid"/><attribute name="revenue"/>'
+           f'<filter><condition attribute="name" operator="eq" value="{marker} r2"/></filter></entity></fetch>')
+    status, body = await fetch("accounts", xml)
+    assert status == 200, body
+    [row] = body["value"]
+    assert "address1_city" not in row and "revenue" not in row
+    assert row["numberofemployees"] == 30 and row["_ownerid_value"] == defaults.APP_USER_ID
+    assert row["@odata.etag"].startswith('W/"') and "accountid" in row
+    assert body["@odata.context"].endswith("#accounts(name,address1_city,numberofemployees,_ownerid_value,revenue,accountid)")
+
+
+async def test_formatted_values_lookup_names_and_aliases(fetch, store):
+    marker = "V" + uuid.uuid4().hex[:8]
+    store.insert("account", {"name": f"{marker} one", "revenue": 1234.5, "industrycode": 7, "creditonhold": 1,
+                             "lastonholdtime": "2024-03-05T14:07:00Z"}, user=defaults.APP_USER_ID)
+    xml = ('<fetch><entity name="account"><attribute name="name" alias="company"/><attribute name="revenue"/>'
+           '<attribute name="industrycode"/><attribute name="creditonhold"/><attribute name="lastonholdtime"/>'
+           f'<attribute name="ownerid"/><filter><condition attribute="name" operator="begins-with" value="{marker}"/>'
+           '</filter></entity></fetch>')
+    status, body = await fetch("accounts", xml, annotations="*")
+    assert status == 200, body
+    [row] = body["value"]
+    assert row["company"] == f"{marker} one"
+    assert row["company@OData.Community.Display.V1.AttributeName"] == "name"
+    assert row["revenue"] == 1234.5 and row["revenue" + FORMATTED] == "$1,234.50"
+    assert row["industrycode"] == 7 and row["industrycode" + FORMATTED] == "Consulting"
+    assert row["creditonhold"] is True and row["creditonhold" + FORMATTED] == "Yes"
+    assert row["lastonholdtime"] == "2024-03-05T14:07:00Z" and row["lastonholdtime" + FORMATTED] == "3/5/2024 2:07 PM"
+    assert row["_ownerid_value" + FORMATTED] == "# emulator-app"
+    assert row["_ownerid_value@Microsoft.Dynamics.CRM.lookuplogicalname"] == "systemuser"
+    status, plain = await fetch("accounts", xml)
+    assert not any("@" in k for k in plain["value"][0] if k != "@odata.etag")
+
+
+async def test_distinct_and_top(fetch, accounts):
+    marker, _, _ = accounts
+    base = (f'<entity name="account"><attribute name="owneridtype"/><filter>'
+            f'<condition attribute="description" operator="eq" value="{marker}"/></filter></entity></fetch>')
+    status, body = await fetch("accounts", '<fetch distinct="true">' + base.replace("owneridtype", "ownerid"))
+    assert status == 200, body
+    assert sorted(r["_ownerid_value"] for r in body["value"]) == sorted([defaults.APP_USER_ID, defaults.USER_ID])
+    assert all("accountid" not in r for r in body["value"])
+    status, body = await fetch("accounts", '<fetch top="2"><entity name="account"><attribute name="name"/>'
+                               f'<filter><condition attribute="description" operator="eq" value="{marker}"/></filter>'
+                               '<order attribute="name" descending="true"/></entity></fetch>', annotations="*")
+    assert status == 200 and names(body) == ["r4", "r3"] and MORE not in body
+
+
+# ---- link-entity --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def linked(store):
+    """Two accounts (one with a primary contact) and three contacts under the first account."""
+    marker = "L" + uuid.uuid4().hex[:8]
+    user = dict(user=defaults.APP_USER_ID)
+    a = store.insert("account", {"name": f"{marker} A", "description": marker, "industrycode": 7}, **user)
+    b = store.insert("account", {"name": f"{marker} B", "description": marker}, **user)
+    people = [store.insert("contact", {"firstname": first, "lastname": marker, "jobtitle": job, "annualincome": income,
+                                       "parentcustomerid": a["accountid"], "parentcustomeridtype": "account"}, **user)
+              for first, job, income in (("Ada", "CEO", 300.0), ("Ben", "CTO", 200.0), ("Cy", None, None))]
+    store.update("account", a["accountid"], {"primarycontactid": people[0]["contactid"]}, **user)
+    return marker, a, b, people
+
+
+def link_fetch(marker: str, link_type: str, inner: str = "", alias: str = ' alias="pc"') -> str:
+    return (f'<fetch><entity name="account"><attribute name="name"/><order attribute="name"/><filter>'
+            f'<condition attribute="description" operator="eq" value="{marker}"/></filter>'
+            f'<link-entity name="contact" from="contactid" to="primarycontactid" link-type="{link_type}"{alias}>'
+            f'<attribute name="fullname"/><attribute name="parentcustomerid"/>{inner}</link-entity></entity></fetch>')
+
+
+async def test_inner_and_outer_link_entity_with_alias(fetch, linked):
+    marker, a, _, people = linked
+    status, inner = await fetch("accounts", link_fetch(marker, "inner"), annotations="*")
+    assert status == 200, inner
+    [row] = inner["value"]
+    assert row["pc.fullname"] == f"Ada {marker}"
+    assert row["pc.fullname@OData.Community.Display.V1.AttributeName"] == "fullname"
+    assert row["pc.parentcustomerid"] == a["accountid"]
+    assert row["pc.parentcustomerid@Microsoft.Dynamics.CRM.lookuplogicalname"] == "account"
+    assert row["pc.parentcustomerid" + FORMATTED] == f"{marker} A"
+    status, outer = await fetch("accounts", link_fetch(marker, "outer"))
+    assert names(outer) == ["A", "B"]
+    assert "pc.fullname" not in outer["value"][1]
+    status, generated = await fetch("accounts", link_fetch(marker, "inner", alias=""))
+    assert generated["value"][0]["contact1.fullname"] == f"Ada {marker}"
+
+
+async def test_filter_inside_link_entity(fetch, linked):
+    marker, *_ = linked
+    miss = '<filter><condition attribute="jobtitle" operator="eq" value="CTO"/></filter>'
+    status, inner = await fetch("accounts", link_fetch(marker, "inner", miss))
+    assert status == 200 and inner["value"] == []
+    status, outer = await fetch("accounts", link_fetch(marker, "outer", miss))
+    assert names(outer) == ["A", "B"] and all("pc.fullname" not in r for r in outer["value"])
+    root_filter = link_fetch(marker, "outer").replace(
+        "</filter>", '<condition entityname="pc" attribute="jobtitle" operator="eq" value="CEO"/></filter>', 1)
+    status, body = await fetch("accounts", root_filter)
+    assert names(body) == ["A"]
+
+
+async def test_nested_and_one_to_many_link_entities(fetch, linked):
+    marker, a, b, people = linked
+    xml = (f'<fetch><entity name="contact"><attribute name="firstname"/><order attribute="firstname"/>'
+           f'<filter><condition attribute="lastname" operator="eq" value="{marker}"/></filter>'
+           '<link-entity name="account" from="accountid" to="parentcustomerid" alias="acc"><attribute name="name"/>'
+           '<link-entity name="contact" from="contactid" to="primarycontactid" alias="boss" link-type="outer">'
+           '<attribute name="firstname"/></link-entity></link-entity></entity></fetch>')
+    status, body = await fetch("contacts", xml)
+    assert status == 200, body
+    assert [(r["firstname"], r["acc.name"], r["boss.firstname"]) for r in body["value"]] == [
+        ("Ada", f"{marker} A", "Ada"), ("Ben", f"{marker} A", "Ada"), ("Cy", f"{marker} A", "Ada")]
+    one_to_many = (f'<fetch count="2"><entity name="account"><attribute name="name"/><filter>'
+                   f'<condition attribute="description" operator="eq" value="{marker}"/></filter>'
+                   '<link-entity name="contact" from="parentcustomerid" to="accountid" alias="c">'
+                   '<attribute name="firstname"/><order attribute="firstname" descending="true"/></link-entity>'
+                   '</entity></fetch>')
+    pages = []
+    for page in (1, 2):
+        status, body = await fetch("accounts", one_to_many.replace('count="2"', f'count="2" page="{page}"'),
+                                   annotations="*")
+        assert status == 200, body
+        pages.append(body)
+    assert [r["c.firstname"] for p in pages for r in p["value"]] == ["Cy", "Ben", "Ada"]
+    assert pages[0][MORE] is True and MORE not in pages[1]
+
+
+# ---- aggregates ---------------------------------------------------------------------------------
+
+async def test_aggregates_with_groupby(fetch, linked, accounts):
+    marker, *_ = accounts
+    xml = ('<fetch aggregate="true"><entity name="account">'
+           '<attribute name="numberofemployees" alias="total" aggregate="sum"/>'
+           '<attribute name="numberofemployees" alias="average" aggregate="avg"/>'
+           '<attribute name="numberofemployees" alias="least" aggregate="min"/>'
+           '<attribute name="numberofemployees" alias="most" aggregate="max"/>'
+           '<attribute name="accountid" alias="rows" aggregate="count"/>'
+           '<attribute name="numberofemployees" alias="filled" aggregate="countcolumn"/>'
+           '<attribute name="ownerid" alias="owners" aggregate="countcolumn" distinct="true"/>'
+           f'<filter><condition attribute="description" operator="eq" value="{marker}"/></filter></entity></fetch>')
+    status, body = await fetch("accounts", xml, annotations="*")
+    assert status == 200, body
+    [row] = body["value"]
+    assert (row["total"], row["least"], row["most"], row["rows"], row["filled"], row["owners"]) == (110, 10, 50, 5, 4, 2)
+    assert row["average"] == 27.5 and row["total" + FORMATTED] == "110" and "@odata.etag" not in row
+    grouped = ('<fetch aggregate="true"><entity name="account">'
+               '<attribute name="ownerid" alias="owner" groupby="true"/>'
+               '<attribute name="accountid" alias="n" aggregate="count"/>'
+               '<attribute name="numberofemployees" alias="people" aggregate="sum"/>'
+               '<attribute name="lastonholdtime" alias="year" groupby="true" dategrouping="year"/>'
+               f'<filter><condition attribute="description" operator="eq" value="{marker}"/></filter>'
+               '<order alias="people" descending="true"/></entity></fetch>')
+    status, body = await fetch("accounts", grouped, annotations="*")
+    assert status == 200, body
+    this_year = datetime.now(timezone.utc).year
+    got = [(r["owner"], r["year"], r["n"], r.get("people")) for r in body["value"]]
+    expected = {}
+    for _, v in accounts[1].items():
+        key = (v["owner"], v["lastonholdtime"].year)
+        n, people = expected.get(key, (0, None))
+        expected[key] = (n + 1, (people or 0) + v["numberofemployees"] if v["numberofemployees"] else people)
+    assert sorted(got, key=lambda r: (r[0], r[1])) == sorted((k[0], k[1], n, p) for k, (n, p) in expected.items())
+    assert [r.get("people") or 0 for r in body["value"]] == sorted((r.get("people") or 0 for r in body["value"]), reverse=True)
+    first = body["value"][0]
+    assert first["owner" + FORMATTED] in ("# emulator-app", defaults.USER_NAME)
+    assert first["year" + FORMATTED] == str(first["year"]) and this_year - 2 <= first["year"] <= this_year + 1
+
+
+async def test_groupby_over_link_entity_and_null_group_keys(fetch, linked):
+    marker, *_ = linked
+    xml = ('<fetch aggregate="true"><entity name="contact">'
+           '<attribute name="jobtitle" alias="job" groupby="true"/>'
+           '<attribute name="annualincome" alias="income" aggregate="sum"/>'
+           f'<filter><condition attribute="lastname" operator="eq" value="{marker}"/></filter>'
+           '<link-entity name="account" from="accountid" to="parentcustomerid" alias="a">'
+           '<attribute name="industrycode" alias="industry" groupby="true"/></link-entity>'
+           '<order alias="job"/></entity></fetch>')
+    status, body = await fetch("contacts", xml, annotations="*")
+    assert status == 200, body
+    assert body["value"][0] == {"industry@OData.Community.Display.V1.FormattedValue": "Consulting", "industry": 7}
+    assert [(r.get("job"), r.get("income")) for r in body["value"]] == [(None, None), ("CEO", 300.0), ("CTO", 200.0)]
+    assert body["value"][1]["income" + FORMATTED] == "$300.00"
+
+
+async def test_aggregate_limit_and_mistakes(fetch, accounts):
+    marker, *_ = accounts
+    over = ('<fetch aggregate="true" aggregatelimit="3"><entity name="account">'
+            '<attribute name="accountid" alias="n" aggregate="count"/>'
+            f'<filter><condition attribute="description" operator="eq" value="{marker}"/></filter></entity></fetch>')
+    status, body = await fetch("accounts", over)
+    assert status == 400 and body["error"]["code"] == "0x8004E023"
+    assert body["error"]["message"] == "AggregateQueryRecordLimit exceeded. Cannot perform this operation."
+    no_alias = '<fetch aggregate="true"><entity name="account"><attribute name="accountid" aggregate="count"/></entity></fetch>'
+    status, body = await fetch("accounts", no_alias)
+    assert status == 400 and "alias" in body["error"]["message"]
+    plain = ('<fetch aggregate="true"><entity name="account"><attribute name="name" alias="x"/>'
+             '<attribute name="accountid" alias="n" aggregate="count"/></entity></fetch>')
+    status, body = await fetch("accounts", plain)
+    assert status == 400 and "neither groupby nor aggregate" in body["error"]["message"]
+
+
+# ---- paging -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def many_leads(store):
+    marker = "P" + uuid.uuid4().hex[:8]
+    with store.transaction():
+        ids = {store.insert("lead", {"subject": marker, "lastname": f"name {i % 7}", "leadqualitycode": i % 3 + 1},
+                            user=defaults.APP_USER_ID)["leadid"] for i in range(ROWS)}
+    return marker, ids
+
+
+def with_paging(xml: str, page: int, count: int, cookie: str | None) -> str:
+    root = ElementTree.fromstring(xml)
+    root.set("page", str(page))
+    root.set("count", str(count))
+    if cookie is not None:
+        root.set("paging-cookie", cookie)
+    return ElementTree.tostring(root, encoding="unicode")
+
+
+def inner_cookie(annotation: str) -> str:
+    """What §4.3 tells clients to do: take `pagingcookie`, URL-decode it twice."""
+    return unquote(unquote(re.search(r'pagingcookie="([^"]*)"', annotation).group(1)))
+
+
+async def walk(fetch, xml: str, count: int, *, use_cookie: bool = True) -> list[list[dict]]:
+    pages, cookie = [], None
+    for page in range(1, 20):
+        status, body = await fetch("leads", with_paging(xml, page, count, cookie if use_cookie else None),
+                                   annotations="Microsoft.Dynamics.CRM.fetchxmlpagingcookie,Microsoft.Dynamics.CRM.morerecords")
+        assert status == 200, body
+        pages.append(body["value"])
+        if not body.get(MORE):
+            assert COOKIE not in body
+            return pages
+        assert body[COOKIE].startswith(f'<cookie pagenumber="{page + 1}" pagingcookie="%253ccookie%2520page%253d%2522{page}%2522%253e')
+        cookie = inner_cookie(body[COOKIE])
+    raise AssertionError("more than 20 pages")
+
+
+@pytest.mark.slow
+async def test_paging_cookie_returns_12000_rows_exactly_once(fetch, many_leads):
+    marker, ids = many_leads
+    xml = (f'<fetch><entity name="lead"><attribute name="lastname"/><attribute name="leadqualitycode"/>'
+           f'<filter><condition attribute="subject" operator="eq" value="{marker}"/></filter>'
+           '<order attribute="leadqualitycode" descending="true"/><order attribute="lastname"/></entity></fetch>')
+    pages = await walk(fetch, xml, 5000)
+    assert [len(p) for p in pages] == [5000, 5000, 2000]
+    rows = [r for p in pages for r in p]
+    assert len(rows) == ROWS and {r["leadid"] for r in rows} == ids
+    keys = [(-r["leadqualitycode"], r["lastname"], r["leadid"]) for r in rows]
+    assert keys == sorted(keys)
+
+
+async def test_cookie_pages_are_keyset_and_plain_pages_are_offsets(fetch, store, many_leads):
+    """A row inserted before the cursor shifts OFFSET pages but not cookie pages: page 2 continues
+    after the last row the client saw."""
+    marker, _ = many_leads
+    xml = (f'<fetch><entity name="lead"><attribute name="lastname"/>'
+           f'<filter><condition attribute="subject" operator="eq" value="{marker}"/>'
+           '<condition attribute="lastname" operator="eq" value="name 3"/></filter>'
+           '<order attribute="lastname"/></entity></fetch>')
+    status, first = await fetch("leads", with_paging(xml, 1, 10, None), annotations="*")
+    cookie = inner_cookie(first[COOKIE])
+    assert re.fullmatch(r'<cookie page="1"><lastname last="name 3" first="name 3" />'
+                        r'<leadid last="\{[0-9A-F-]{36}\}" first="\{[0-9A-F-]{36}\}" /></cookie>', cookie)
+    first_ever = f"00000000-0000-4000-8000-{uuid.uuid4().hex[:12]}"   # sorts before every uuid4 of page 1
+    store.insert("lead", {"leadid": first_ever, "subject": marker, "lastname": "name 3"}, user=defaults.APP_USER_ID)
+    status, keyset = await fetch("leads", with_paging(xml, 2, 10, cookie))
+    status, offset = await fetch("leads", with_paging(xml, 2, 10, None))
+    seen = {r["leadid"] for r in first["value"]}
+    assert not seen & {r["leadid"] for r in keyset["value"]}
+    assert seen & {r["leadid"] for r in offset["value"]} == {first["value"][-1]["leadid"]}
+
+
+async def test_paging_without_annotations_and_count(fetch, many_leads):
+    marker, _ = many_leads
+    xml = (f'<fetch count="3" returntotalrecordcount="true"><entity name="lead"><attribute name="lastname"/>'
+           f'<filter><condition attribute="subject" operator="eq" value="{marker}"/></filter></entity></fetch>')
+    status, body = await fetch("leads", xml)
+    assert status == 200 and len(body["value"]) == 3 and COOKIE not in body and MORE not in body
+    status, body = await fetch("leads", xml, annotations="*", count=True)
+    assert body["@odata.count"] == 5000 and body["@Microsoft.Dynamics.CRM.totalrecordcount"] == 5000
+    assert body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] is True
+
+
+# ---- refusals -----------------------------------------------------------------------------------
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol9 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+]>
+<fetch><entity name="account"><attribute name="name"/><filter>
+<condition attribute="name" operator="eq" value="&lol9;"/></filter></entity></fetch>"""
+EXTERNAL = """<?xml version="1.0"?><!DOCTYPE fetch [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<fetch><entity name="account"><filter><condition attribute="name" operator="eq" value="&secret;"/></filter></entity></fetch>"""
+
+REFUSED = [
+    (BILLION_LAUGHS, "0x80040203", "DTD"),
+    (EXTERNAL, "0x80040203", "DTD"),
+    ('<fetch><entity name="account"><attribute name="name"></entity></fetch>', "0x80040203", "not well-formed"),
+    ('<query><entity name="account"/></query>', "0x80040203", "'fetch'"),
+    ('<fetch><entity name="nope"/></fetch>', "0x80041102", "'nope'"),
+    ('<fetch><entity name="contact"/></fetch>', "0x80040203", "does not match"),
+    ('<fetch><entity name="account"><attribute name="nope"/></entity></fetch>', "0x80041103",
+     "'account' entity doesn't contain attribute with Name = 'nope' and NameMapping = 'Logical'."),
+    ('<fetch><entity name="account"><order attribute="Name"/></entity></fetch>', "0x80041103", "'Name'"),
+    ('<fetch><entity name="account"><filter><condition attribute="numberofemployees" operator="eq" value="ten"/>'
+     '</filter></entity></fetch>', "0x80040203", "System.Int32"),
+    ('<fetch><entity name="account"><filter><condition attribute="name" operator="sounds-like" value="x"/>'
+     '</filter></entity></fetch>', "0x80040203", "sounds-like"),
+    ('<fetch><entity name="account"><filter><condition attribute="name" operator="today"/></filter></entity></fetch>',
+     "0x80040203", "date"),
+    ('<fetch><entity name="account"><attribute name="name"/><bogus/></entity></fetch>', "0x80040203", "'bogus'"),
+    ('<fetch top="5" count="5"><entity name="account"/></fetch>', "0x80040203", "top"),
+    ('<fetch count="zero"><entity name="account"/></fetch>', "0x80040203", "count"),
+    ('<fetch><entity name="account"><link-entity name="contact" from="nope" to="primarycontactid"/></entity></fetch>',
+     "0x80041103", "'contact' entity"),
+    ('<fetch><entity name="account"><filter><condition entityname="zz" attribute="name" operator="null"/></filter>'
+     '</entity></fetch>', "0x80040203", "'zz'"),
+]
+
+
+@pytest.mark.parametrize("xml, code, message", REFUSED, ids=[f"r{i}" for i in range(len(REFUSED))])
+async def test_bad_fetchxml_is_a_400_never_a_500(fetch, xml, code, message):
+    status, body = await fetch("accounts", xml)
+    assert status == 400, body
+    assert body["error"]["code"] == code
+    assert message in body["error"]["message"]
