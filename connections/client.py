@@ -281,10 +281,7 @@ class WebApiClient:
         error = dataverse_error(
             response.status_code, response.headers, response.content, method=method, url=self._scrub(url)
         )
-        if isinstance(error, DataverseError):
-            error.message = self._scrub(error.message)
-        elif isinstance(error, TransientError):
-            error.message = self._scrub(error.message)
+        error.message = self._scrub(error.message)
         return error
 
     def _network_error(self, exc: httpx.HTTPError, method: str, url: str, idempotent: bool) -> Exception:

@@ -182,6 +182,10 @@ class _Advanced(InputModel):
     )
 
 
+# A form lists fields in the order of an Inputs class's bases from last to first:
+# site, tenant, app registration, credential, then the advanced settings.
+
+
 class _Tenant(InputModel):
     tenant_id: str = InputField(
         title="Tenant ID",
@@ -196,8 +200,6 @@ class _ClientSecret(InputModel):
         description="The client secret's Value from the app registration (Certificates & secrets).",
         min_length=1,
     )
-
-# Field order in a form follows the bases from last to first: site, tenant, app, credential, advanced.
 
 
 class DynamicsConnection(Connection):
@@ -342,6 +344,7 @@ class DynamicsConnection(Connection):
         if self._identity_http is not None:
             self._identity_http.close()
             self._identity_http = None
+            self.tokens.forget_app()  # the msal app holds the closed client; the cache stays
 
     async def test(self) -> dict[str, Any]:
         """WhoAmI, plus the user's and org's names when readable; plain-words errors otherwise."""

@@ -4,8 +4,8 @@ msal is blocking, so every call into it runs in a worker thread. Between refresh
 token is read from memory with no I/O and no lock; one ``asyncio.Lock`` makes many concurrent
 requests that find the token stale (or get a 401) cause ONE refresh, not many.
 
-Tokens are refreshed early: ``min(5 minutes, a tenth of the lifetime)`` before they expire, so a
-2-second test token is renewed too. msal's own cache regards any token within 5 minutes of expiry
+Tokens are refreshed early (:func:`refresh_margin`: a tenth of their life, at least a second, at
+most 5 minutes), so a 2-second test token is renewed too. msal's own cache regards any token within 5 minutes of expiry
 as stale, so when we ask it, it asks the identity provider.
 """
 
@@ -69,8 +69,11 @@ def make_ssl_context(ca_bundle: str | None, *, field: str = "caBundle") -> ssl.S
 
 
 def refresh_margin(lifetime: float) -> float:
-    """How long before expiry a token counts as stale."""
-    return min(300.0, max(lifetime, 0.0) / 10)
+    """How long before expiry a token counts as stale: a tenth of its life, at least one second
+    (JWT ``exp`` is in whole seconds, so up to a second is lost to rounding), at most 5 minutes,
+    and never more than half its life."""
+    lifetime = max(lifetime, 0.0)
+    return min(300.0, max(1.0, lifetime / 10), lifetime / 2)
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,11 @@ class MsalTokenSource:
                     raise ConnectionConfigError(f"The identity settings are not valid: {text}") from None
             return self._app
 
+    def forget_app(self) -> None:
+        """Make the msal app again on next use (its HTTP client was closed); tokens stay cached."""
+        with self._app_lock:
+            self._app = None
+
     def _save_cache(self) -> None:
         if isinstance(self.cache, FileTokenCache):
             self.cache.save()
@@ -199,7 +207,8 @@ class MsalTokenSource:
         register_secret(value)
         register_secret(result.get("refresh_token"))
         register_secret(result.get("id_token"))
-        lifetime = float(result.get("expires_in") or 3600)
+        expires_in = result.get("expires_in")
+        lifetime = float(expires_in) if expires_in is not None else 3600.0
         now = time.monotonic()
         token = Token(value=value, refresh_at=now + lifetime - refresh_margin(lifetime), expires_at=now + lifetime)
         self._current = token
