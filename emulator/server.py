@@ -69,7 +69,11 @@ class Emulator:
         self.authorize_url = self.identity.authorize_url
         self._certificates: Certificates | None = make_certificates(cert_dir) if tls else None
         self.ca_bundle: str | None = str(self._certificates.ca_bundle) if self._certificates else None
-        self.app = create_app(identity=self.identity, org_url=self.org_url, db=db, seed=seed)
+        try:
+            self.app = create_app(identity=self.identity, org_url=self.org_url, db=db, seed=seed)
+        except BaseException:
+            self._socket.close()
+            raise
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
