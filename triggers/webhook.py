@@ -1,0 +1,264 @@
+"""``dynamics365.webhook``: Dataverse calls us when rows of a table are created, updated or deleted.
+
+Deploying the trigger registers it in Dataverse (a serviceendpoint with the shared key and one
+processing step per message; see :mod:`d365_components.triggers.registration`), reconciled by
+name so a second deploy never duplicates it. Each delivery is checked (method, key in constant
+time, size, JSON), parsed (:mod:`d365_components.triggers.payload`) and answered; nothing a
+caller sends can make :meth:`WebhookTrigger.handle` raise — bad requests get a 4xx and a plain
+message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from d365_components.actions._common import COLUMNS, TABLE_DEFINITIONS
+from d365_components.definitions import Context, WebhookRequest, WebhookResponse, WebhookTrigger
+from d365_components.inputs import InputField, InputModel
+from d365_components.triggers import registration
+from d365_components.triggers.payload import PayloadError, parse_event
+
+__all__ = ["DataverseWebhook", "registration_for"]
+
+MESSAGES = ("Create", "Update", "Delete")
+Message = Literal["Create", "Update", "Delete"]
+#: Dataverse cuts payloads at 256 KB; a few MB leaves room for other senders and test tools.
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+_PROBES = {"url_validation", "heartbeat"}
+
+
+class DataverseWebhook(WebhookTrigger):
+    """Starts a flow when Dataverse creates, updates or deletes a row, with old and new values.
+
+    Registers itself in Dataverse on deploy (a webhook service endpoint and one step per
+    message, never duplicated) and removes itself on delete; checks the shared key on every call.
+    """
+
+    key = "dynamics365.webhook"
+    label = "When a row is created, updated or deleted (webhook)"
+    group = "Triggers"
+
+    class Inputs(InputModel):
+        entity_type: str = InputField(
+            title="Table",
+            description="Logical name of the table whose changes start the flow (account, contact...).",
+            examples=["account", "contact"],
+            data_source=TABLE_DEFINITIONS,
+            min_length=1,
+            pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        )
+        messages: list[Message] = InputField(
+            list(MESSAGES),
+            title="Changes",
+            description="Which changes start the flow: Create, Update, Delete (default: all three).",
+            examples=[["Create", "Update"]],
+            min_length=1,
+            widget="list",
+        )
+        webhook_key: SecretStr | None = InputField(
+            None,
+            title="Webhook key",
+            description=(
+                "A shared secret Dataverse sends as ?code= on every call. Recommended: without it "
+                "anyone who learns the URL can start the flow with made-up rows. Use a long random value."
+            ),
+            min_length=1,
+        )
+        filtering_columns: list[str] | None = InputField(
+            None,
+            title="Only when these columns are in an update",
+            description="Update only: the step fires when one of these columns is sent. Empty: any update.",
+            examples=[["statuscode", "ownerid"]],
+            data_source=COLUMNS,
+            data_source_inputs={"table": "entityType"},
+            widget="list",
+        )
+        include_old_values: bool = InputField(
+            False,
+            title="Include old values",
+            description=(
+                "Register a pre-image so update and delete events carry the row before the change, "
+                "and 'changed' lists only columns whose value really changed."
+            ),
+        )
+        include_post_image: bool = InputField(
+            False,
+            title="Include the row after the change",
+            description="Register a post-image so create and update events carry the saved row's columns.",
+        )
+        synchronous: bool = InputField(
+            False,
+            title="Synchronous",
+            description=(
+                "Call the webhook inside the save: a failure or timeout of the flow's host then fails the "
+                "user's save. Leave off unless the flow must run before the save completes."
+            ),
+            advanced=True,
+            group="Advanced",
+        )
+        max_body_bytes: int = InputField(
+            DEFAULT_MAX_BODY,
+            title="Largest body accepted (bytes)",
+            description="Bigger requests are refused with 413. Dataverse itself never sends more than 256 KB.",
+            ge=1024,
+            le=100 * 1024 * 1024,
+            advanced=True,
+            group="Advanced",
+        )
+        name: str | None = InputField(
+            None,
+            title="Registration name",
+            description=(
+                "Name of the service endpoint and prefix of its steps in Dataverse. Default: "
+                "'d365-components <table> <hash of the webhook URL>', stable across deploys."
+            ),
+            max_length=100,
+            advanced=True,
+            group="Advanced",
+        )
+
+    output_schema = {
+        "type": "object",
+        "required": ["message", "table", "id", "attributes", "changed", "trimmed"],
+        "properties": {
+            "message": {"type": "string", "description": "Create, Update or Delete"},
+            "table": {"type": ["string", "null"]},
+            "id": {"type": ["string", "null"]},
+            "attributes": {"type": "object", "description": "the columns sent in the request"},
+            "preImage": {"type": ["object", "null"]},
+            "postImage": {"type": ["object", "null"]},
+            "changed": {"type": "object", "description": "{column: {old, new}}"},
+            "hasOldValues": {"type": "boolean"},
+            "user": {"type": ["string", "null"]},
+            "userId": {"type": ["string", "null"]},
+            "organization": {"type": "object"},
+            "correlationId": {"type": ["string", "null"]},
+            "operationId": {"type": ["string", "null"]},
+            "depth": {"type": ["integer", "null"]},
+            "stage": {"type": ["integer", "null"]},
+            "mode": {"type": ["integer", "null"]},
+            "operationCreatedOn": {"type": ["string", "null"]},
+            "trimmed": {"type": "boolean", "description": "images were cut for size: re-read the row"},
+        },
+    }
+    example = {
+        "message": "Update",
+        "table": "account",
+        "id": "6d81597f-0f9f-e711-8122-000d3aa2331c",
+        "attributes": {"name": "Contoso Ltd", "accountid": "6d81597f-0f9f-e711-8122-000d3aa2331c"},
+        "preImage": {"name": "Contoso"},
+        "postImage": None,
+        "changed": {"name": {"old": "Contoso", "new": "Contoso Ltd"}},
+        "hasOldValues": True,
+        "user": "11bb11bb-cc22-dd33-ee44-55ff55ff55ff",
+        "userId": "11bb11bb-cc22-dd33-ee44-55ff55ff55ff",
+        "organization": {"id": "00aa00aa-bb11-cc22-dd33-44ee44ee44ee", "name": "contoso", "domain": None},
+        "correlationId": "aaaa0000-bb11-2222-33cc-444444dddddd",
+        "operationId": "4af10637-4ea2-e711-8122-000d3aa2331c",
+        "depth": 1,
+        "stage": 40,
+        "mode": 1,
+        "operationCreatedOn": "2017-09-26T07:04:08Z",
+        "trimmed": False,
+    }
+
+    async def handle(self, ctx: Context, inputs: Any, request: WebhookRequest) -> WebhookResponse:
+        try:
+            return _answer(inputs, request)
+        except Exception:  # a bug must not become a 500 that Dataverse retries forever
+            ctx.log.exception("webhook body could not be parsed")
+            return _refuse(400, "The body could not be read as a Dataverse webhook call.")
+
+    async def deploy(self, ctx: Context, inputs: Any, webhook_url: str) -> dict[str, Any]:
+        return await registration.deploy(_client(ctx), registration_for(inputs, webhook_url))
+
+    async def remove(self, ctx: Context, inputs: Any, state: dict[str, Any]) -> None:
+        await registration.remove(_client(ctx), state)
+
+    async def verify(self, ctx: Context, inputs: Any, webhook_url: str) -> dict[str, Any]:
+        """Whether Dataverse holds exactly the registration a deploy would make, and what differs."""
+        return await registration.verify(_client(ctx), registration_for(inputs, webhook_url))
+
+
+def _client(ctx: Context) -> Any:
+    if ctx.client is None:
+        raise registration.RegistrationError("Registering a webhook needs a Dynamics 365 connection.")
+    return ctx.client
+
+
+def default_name(table: str, webhook_url: str) -> str:
+    digest = hashlib.sha256(webhook_url.encode()).hexdigest()[:10]
+    return f"d365-components {table} {digest}"
+
+
+def registration_for(inputs: Any, webhook_url: str) -> registration.Registration:
+    """What Dataverse should hold for these inputs and URL."""
+    table = inputs.entity_type.lower()
+    key = inputs.webhook_key.get_secret_value() if inputs.webhook_key is not None else None
+    return registration.Registration(
+        name=inputs.name or default_name(table, webhook_url),
+        url=webhook_url,
+        key=key,
+        table=table,
+        messages=tuple(m for m in MESSAGES if m in inputs.messages),
+        filtering_columns=tuple(sorted({c.strip().lower() for c in inputs.filtering_columns or [] if c.strip()})),
+        pre_image=inputs.include_old_values,
+        post_image=inputs.include_post_image,
+        synchronous=inputs.synchronous,
+    )
+
+
+def _refuse(status: int, message: str, headers: dict[str, str] | None = None) -> WebhookResponse:
+    return WebhookResponse(status=status, body={"error": message}, headers=headers or {})
+
+
+def _key_matches(expected: SecretStr | None, query: dict[str, str]) -> bool:
+    if expected is None:
+        return True
+    given = query.get("code")
+    if not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.get_secret_value().encode("utf-8", "replace"))
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "" or media == "application/json" or media.endswith("+json") or media == "text/json"
+
+
+def _answer(inputs: Any, request: WebhookRequest) -> WebhookResponse:
+    headers = {str(k).lower(): str(v) for k, v in (request.headers or {}).items()}
+    if request.method.upper() != "POST":
+        return _refuse(405, "Dataverse webhooks are POST requests.", {"Allow": "POST"})
+    if not _key_matches(inputs.webhook_key, request.query or {}):
+        return _refuse(401, "Missing or wrong webhook key (the 'code' query parameter).")
+    body = request.body or b""
+    if len(body) > inputs.max_body_bytes:
+        return _refuse(413, f"The body is larger than {inputs.max_body_bytes} bytes.")
+    request_name = headers.get("x-ms-dynamics-request-name", "")
+    if request_name.lower() in _PROBES or not body.strip():
+        return WebhookResponse(status=200, body={"status": "ok"})
+    if not _is_json(headers.get("content-type", "")):
+        return _refuse(415, "The body must be JSON (Content-Type: application/json).")
+    try:
+        decoded = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return _refuse(400, "The body is not valid JSON.")
+    try:
+        event = parse_event(
+            decoded,
+            trimmed="x-ms-dynamics-msg-size-exceeded" in headers,
+            organization_domain=headers.get("x-ms-dynamics-organization"),
+        )
+    except (PayloadError, RecursionError) as exc:
+        return _refuse(400, f"Not a Dataverse webhook body: {exc}.")
+    if (event["table"] or "").lower() != inputs.entity_type.lower() or event["message"] not in inputs.messages:
+        return WebhookResponse(status=200, body={"status": "ignored", "reason": "another table or message"})
+    if inputs.include_old_values and event["message"] != "Create" and event["preImage"] is None:
+        event["trimmed"] = True  # the pre-image was registered but did not come: re-read the row
+    return WebhookResponse(status=200, body={"status": "received"}, events=[event])
