@@ -33,7 +33,13 @@ from d365_components.connections.clouds import CLOUDS, Cloud, OrgUrls, identity_
 from d365_components.connections.errors_map import aad_error
 from d365_components.connections.odata import RawLiteral
 from d365_components.connections.retry import RetryPolicy
-from d365_components.connections.tokens import BearerAuth, FileTokenCache, MsalTokenSource, make_ssl_context
+from d365_components.connections.tokens import (
+    BearerAuth,
+    FileTokenCache,
+    IdentityHttpClient,
+    MsalTokenSource,
+    make_ssl_context,
+)
 from d365_components.definitions import Connection
 from d365_components.errors import (
     AuthenticationError,
@@ -294,7 +300,7 @@ class DynamicsConnection(Connection):
     def identity_http(self) -> httpx.Client:
         """The blocking httpx client msal uses (our TLS trust, not the environment's)."""
         if self._identity_http is None:
-            self._identity_http = httpx.Client(
+            self._identity_http = IdentityHttpClient(
                 verify=self.ssl_context, trust_env=False, timeout=min(60.0, self.inputs.timeout_seconds)
             )
         return self._identity_http

@@ -35,6 +35,7 @@ from d365_components.redaction import get_logger, register_secret
 __all__ = [
     "BearerAuth",
     "FileTokenCache",
+    "IdentityHttpClient",
     "MsalTokenSource",
     "Token",
     "make_ssl_context",
@@ -74,6 +75,19 @@ def refresh_margin(lifetime: float) -> float:
     and never more than half its life."""
     lifetime = max(lifetime, 0.0)
     return min(300.0, max(1.0, lifetime / 10), lifetime / 2)
+
+
+class IdentityHttpClient(httpx.Client):
+    """The blocking client msal talks to the identity provider through.
+
+    msal passes form values as bytes in places (the signed client assertion of a certificate
+    credential); requests encodes those, but httpx would send ``b'...'``. Decode them first.
+    """
+
+    def post(self, url: Any, *, data: Any = None, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+        if isinstance(data, dict):
+            data = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in data.items()}
+        return super().post(url, data=data, **kwargs)
 
 
 @dataclass(frozen=True)
