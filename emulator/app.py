@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -49,25 +49,6 @@ def create_app(*, identity, org_url: str, db: str = ":memory:", seed: str | None
         seed_rows(store, seed)
     messages.load_message_modules()
 
-    async def api(request: Request) -> Response:
-        try:
-            caller = identity.verify(request.headers.get("authorization"))
-        except InvalidToken as exc:
-            response = identity.unauthorized(exc)
-            response.headers["OData-Version"] = "4.0"
-            return response
-        scope = request.scope
-        headers: dict[str, str] = {}
-        for k, v in scope["headers"]:
-            name = k.decode("latin-1").lower()
-            value = v.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
-        body = await request.body()
-        status, out_headers, payload = _dispatch(
-            app.state, scope["method"], request.path_params["version"], request.path_params["path"],
-            scope.get("query_string", b"").decode("latin-1"), headers, body, caller)
-        return Response(payload, status, out_headers)
-
     async def batch(request: Request) -> Response:
         if request.path_params["version"] not in VERSIONS:
             return _reply_response(_error_reply(segment_not_found(request.path_params["version"])))
@@ -75,9 +56,9 @@ def create_app(*, identity, org_url: str, db: str = ":memory:", seed: str | None
         return await handle_batch(request)
 
     routes = [
-        *identity.routes(),
         Route("/api/data/{version}/$batch", batch, methods=["POST"]),
-        Route("/api/data/{version}/{path:path}", api, methods=METHODS),
+        Route("/api/data/{version}/{path:path}", _WebApi(identity, lambda: app.state), methods=METHODS),
+        *identity.routes(),
     ]
     app = Starlette(routes=routes)
     app.state.store = store
@@ -97,6 +78,47 @@ def create_app(*, identity, org_url: str, db: str = ":memory:", seed: str | None
 
     app.state.dispatch = dispatch
     return app
+
+
+class _WebApi:
+    """The raw ASGI endpoint of `/api/data/...`: the hot path, so no Request/Response objects."""
+
+    def __init__(self, identity, state):
+        self.identity = identity
+        self.state = state
+
+    async def __call__(self, scope, receive, send) -> None:
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            value = v.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        try:
+            caller = self.identity.verify(headers.get("authorization"))
+        except InvalidToken as exc:
+            response = self.identity.unauthorized(exc)
+            response.headers["OData-Version"] = "4.0"
+            await response(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        params = scope["path_params"]
+        status, out, payload = _dispatch(self.state(), scope["method"], params["version"], params["path"],
+                                         scope.get("query_string", b"").decode("latin-1"), headers, body, caller)
+        raw = [(k.lower().encode("latin-1"), _header_value(v)) for k, v in out.items()]
+        raw.append((b"content-length", str(len(payload)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _header_value(value: str) -> bytes:
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:       # e.g. an alternate key with non-Latin text in OData-EntityId
+        return quote(value, safe=":/?#[]@!$&'()*+,;=%").encode()
 
 
 def _dispatch(state, method: str, version: str, path: str, raw_query: str, headers: dict[str, str],

@@ -28,6 +28,8 @@ class Alias(str):
 
 def split_path(path: str) -> list[str]:
     """Split a resource path on '/' outside quotes and parentheses."""
+    if "'" not in path:                   # only quoted key values can hide a '/'
+        return path.split("/")
     segments, start, depth, quote = [], 0, 0, False
     for i, ch in enumerate(path):
         if quote:
@@ -56,6 +58,8 @@ def split_segment(segment: str) -> tuple[str, str | None]:
 
 def split_top(text: str, sep: str = ",") -> list[str]:
     """Split on `sep` outside quotes, parentheses, brackets and braces."""
+    if not any(c in text for c in "'\"([{"):
+        return [p.strip() for p in text.split(sep) if p.strip()]
     parts, start, depth, quote = [], 0, 0, ""
     for i, ch in enumerate(text):
         if quote:

@@ -1,0 +1,234 @@
+"""Emulator data-plane benchmark: prints rates and ratios, never asserts.
+
+    .venv/bin/python bench/emulator_bench.py [--rows 1000000] [--requests 4000] [--concurrency 16]
+
+1. builds a SQLite file with `--rows` accounts (executemany, straight into the store's table);
+2. serves it from a separate process (the Emulator over HTTPS, so client and server do not share
+   a GIL) and measures single-row GET by id and POST create, first with httpx (concurrent
+   requests; on a small machine httpx itself is the bottleneck), then with plain http.client
+   keep-alive connections in `--processes` processes (the server's rate, against the 2,000/s target);
+3. pages through all rows with `Prefer: odata.maxpagesize=5000` (time, rows/s, and the server's
+   peak memory before/after: keyset paging must not load the table);
+4. sends a `$batch` of 1,000 creates in one change set;
+5. for reference, the same GET/POST through `app.state.dispatch` in-process (no HTTP, no TLS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from d365_components.emulator import defaults
+from d365_components.emulator.seed import seed_rows, standard_schema
+from d365_components.emulator.store import Store, utc_now
+
+TARGET_RPS = 2000
+SERVER = r"""
+import json, sys
+from d365_components.emulator.server import Emulator
+emulator = Emulator(db=sys.argv[1], seed=None, cert_dir=sys.argv[2]).start()
+print(json.dumps({"org_url": emulator.org_url, "api_url": emulator.api_url, "token_url": emulator.token_url,
+                  "ca_bundle": emulator.ca_bundle, "pid": __import__("os").getpid()}), flush=True)
+sys.stdin.read()
+emulator.stop()
+"""
+
+
+def build_database(path: Path, rows: int) -> float:
+    """A store file with `rows` accounts; returns seconds taken."""
+    started = time.perf_counter()
+    store = Store(standard_schema(), str(path))
+    seed_rows(store, None)
+    now = utc_now()
+    user = defaults.APP_USER_ID
+    sql = ('INSERT INTO "account" (accountid, name, accountnumber, numberofemployees, statecode, statuscode, '
+           'createdon, modifiedon, createdby, modifiedby, ownerid, owneridtype, versionnumber) '
+           'VALUES (?, ?, ?, ?, 0, 1, ?, ?, ?, ?, ?, \'systemuser\', ?)')
+    indexes = [r["name"] for r in store.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'account' AND sql IS NOT NULL")]
+    chunk = 50_000
+    with store.transaction():
+        for name in indexes:                  # bulk load first, index once at the end
+            store.conn.execute(f'DROP INDEX "{name}"')
+        for start in range(0, rows, chunk):
+            batch = [(str(uuid.uuid4()), f"Account {i:07d}", f"B-{i:07d}", i % 5000, now, now, user, user, user, 1000 + i)
+                     for i in range(start, min(rows, start + chunk))]
+            store.conn.executemany(sql, batch)
+    store.close()
+    Store(standard_schema(), str(path)).close()                      # recreates the indexes
+    return time.perf_counter() - started
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _light_client(args: tuple) -> tuple[float, float]:
+    """One process sending `n` keep-alive requests with http.client; returns (start, end)."""
+    import http.client
+    import ssl
+    port, ca, token, method, path, body, n, start_at = args
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=ca))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "OData-Version": "4.0"}
+    conn.request("GET", "/api/data/v9.2/WhoAmI", headers=headers)
+    conn.getresponse().read()
+    while time.time() < start_at:
+        time.sleep(0.001)
+    started = time.time()
+    for _ in range(n):
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status >= 400:
+            raise RuntimeError(f"{response.status} for {method} {path}")
+    return started, time.time()
+
+
+def light_rps(info: dict, token: str, method: str, path: str, body: bytes | None, total: int, processes: int) -> float:
+    """Requests/s of `processes` http.client processes together (wall time from first start to last end)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from urllib.parse import urlsplit
+    port = urlsplit(info["org_url"]).port
+    start_at = time.time() + 1.0
+    jobs = [(port, info["ca_bundle"], token, method, path, body, total // processes, start_at)] * processes
+    with ProcessPoolExecutor(processes) as pool:
+        spans = list(pool.map(_light_client, jobs))
+    return (total // processes) * processes / (max(e for _, e in spans) - min(s for s, _ in spans))
+
+
+async def hammer(client: httpx.AsyncClient, make_request, total: int, concurrency: int) -> float:
+    """Requests per second for `total` requests, `concurrency` in flight."""
+    remaining = iter(range(total))
+
+    async def worker():
+        for i in remaining:
+            response = await make_request(i)
+            if response.status_code >= 400:
+                raise RuntimeError(f"{response.status_code}: {response.text[:200]}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return total / (time.perf_counter() - started)
+
+
+def batch_of_creates(n: int) -> tuple[str, bytes]:
+    boundary, change_set = "batch_bench", "changeset_bench"
+    lines = [f"--{boundary}", f"Content-Type: multipart/mixed; boundary={change_set}", ""]
+    for i in range(n):
+        lines += [f"--{change_set}", "Content-Type: application/http", "Content-Transfer-Encoding: binary",
+                  f"Content-ID: {i + 1}", "", "POST accounts HTTP/1.1", "Content-Type: application/json", "",
+                  json.dumps({"name": f"Batch {i}"})]
+    lines += [f"--{change_set}--", f"--{boundary}--", ""]
+    return f"multipart/mixed; boundary={boundary}", "\r\n".join(lines).encode()
+
+
+async def over_http(info: dict, args) -> dict:
+    token = httpx.post(info["token_url"], verify=info["ca_bundle"], data={
+        "grant_type": "client_credentials", "client_id": defaults.CLIENT_ID,
+        "client_secret": defaults.CLIENT_SECRET, "scope": info["org_url"] + "/.default"}).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "OData-Version": "4.0"}
+    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    results = {}
+    async with httpx.AsyncClient(base_url=info["api_url"] + "/", verify=info["ca_bundle"], headers=headers,
+                                 limits=limits, timeout=120) as client:
+        first = (await client.get("accounts?$select=accountid&$top=1")).json()["value"][0]["accountid"]
+        await hammer(client, lambda i: client.get(f"accounts({first})?$select=name"), 200, args.concurrency)   # warm up
+        results["get_rps"] = await hammer(client, lambda i: client.get(f"accounts({first})?$select=name,numberofemployees"),
+                                          args.requests, args.concurrency)
+        results["post_rps"] = await hammer(client, lambda i: client.post("accounts", json={"name": f"Bench {i}", "revenue": i}),
+                                           args.requests, args.concurrency)
+        path = f"/api/data/v9.2/accounts({first})?$select=name,numberofemployees"
+        results["light_get_rps"] = light_rps(info, token, "GET", path, None, args.requests, args.processes)
+        results["light_post_rps"] = light_rps(info, token, "POST", "/api/data/v9.2/accounts",
+                                              b'{"name":"Bench","revenue":1}', args.requests, args.processes)
+        rss_before = peak_rss_mb(info["pid"])
+        started = time.perf_counter()
+        url, rows, pages = "accounts?$select=name", 0, 0
+        while url:
+            body = (await client.get(url, headers={"Prefer": "odata.maxpagesize=5000"})).json()
+            rows += len(body["value"])
+            pages += 1
+            url = body.get("@odata.nextLink")
+        results["page_seconds"] = time.perf_counter() - started
+        results["page_rows"], results["pages"] = rows, pages
+        results["rss_before_mb"], results["rss_after_mb"] = rss_before, peak_rss_mb(info["pid"])
+        content_type, payload = batch_of_creates(1000)
+        started = time.perf_counter()
+        response = await client.post("$batch", content=payload, headers={"Content-Type": content_type})
+        results["batch_seconds"] = time.perf_counter() - started
+        results["batch_status"] = response.status_code
+    return results
+
+
+def in_process(n: int) -> tuple[float, float]:
+    from d365_components.emulator.app import create_app
+    from d365_components.emulator.identity import IdentityProvider
+
+    org = "https://bench.example"
+    identity = IdentityProvider(base_url=org, tenant_id=defaults.TENANT_ID, org_url=org,
+                                clients={defaults.CLIENT_ID: defaults.CLIENT_SECRET})
+    dispatch = create_app(identity=identity, org_url=org, seed=None).state.dispatch
+    caller = {"oid": defaults.APP_USER_OBJECT_ID, "appid": defaults.CLIENT_ID}
+    json_type = {"Content-Type": "application/json"}
+    _, headers, _ = dispatch("POST", "/api/data/v9.2/accounts", json_type, b'{"name":"x"}', caller=caller)
+    url = headers["OData-EntityId"].removeprefix(org) + "?$select=name,numberofemployees"
+    started = time.perf_counter()
+    for _ in range(n):
+        dispatch("GET", url, {}, b"", caller=caller)
+    get_rate = n / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for i in range(n):
+        dispatch("POST", "/api/data/v9.2/accounts", json_type, b'{"name":"in process","revenue":1}', caller=caller)
+    return get_rate, n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--processes", type=int, default=2, help="light-client processes")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="emulator-bench-") as tmp:
+        db = Path(tmp) / "org.sqlite"
+        seconds = build_database(db, args.rows)
+        print(f"setup: {args.rows:,} accounts written in {seconds:.1f} s ({db.stat().st_size / 2**20:.0f} MB)")
+        server = subprocess.Popen([sys.executable, "-c", SERVER, str(db), str(Path(tmp) / "certs")],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+        try:
+            info = json.loads(server.stdout.readline())
+            r = asyncio.run(over_http(info, args))
+        finally:
+            server.stdin.close()
+            server.wait(timeout=30)
+    print(f"GET by id over HTTPS, httpx x{args.concurrency}:  {r['get_rps']:,.0f} req/s  (client-bound: httpx's own cost)")
+    print(f"POST create over HTTPS, httpx x{args.concurrency}: {r['post_rps']:,.0f} req/s")
+    print(f"GET by id over HTTPS, http.client x{args.processes} processes:  {r['light_get_rps']:,.0f} req/s  "
+          f"({r['light_get_rps'] / TARGET_RPS:.2f}x the {TARGET_RPS:,}/s target)")
+    print(f"POST create over HTTPS, http.client x{args.processes} processes: {r['light_post_rps']:,.0f} req/s  "
+          f"({r['light_post_rps'] / TARGET_RPS:.2f}x the target)")
+    print(f"paging {r['page_rows']:,} rows in {r['pages']} pages: {r['page_seconds']:.1f} s "
+          f"({r['page_rows'] / r['page_seconds']:,.0f} rows/s, {r['page_seconds'] / r['pages'] * 1000:.0f} ms/page); "
+          f"server peak RSS {r['rss_before_mb']:.0f} MB -> {r['rss_after_mb']:.0f} MB")
+    print(f"$batch of 1,000 creates: {r['batch_seconds']:.2f} s (status {r['batch_status']}, "
+          f"{1000 / r['batch_seconds']:,.0f} creates/s)")
+    get_rate, post_rate = in_process(5000)
+    print(f"in-process dispatch (no HTTP): GET {get_rate:,.0f}/s, POST {post_rate:,.0f}/s; "
+          f"HTTPS costs {get_rate / r['get_rps']:.1f}x on GET")
+
+
+if __name__ == "__main__":
+    main()
