@@ -205,3 +205,12 @@ async def test_batch_splits_into_chunks(client):
     assert [r.index for r in results] == list(range(25))
     assert all(r.status == 204 and r.id for r in results)
     await client.batch([BatchOperation("DELETE", f"accounts({r.id})") for r in results], chunk_size=10)
+
+
+async def test_collection_bound_action(client):
+    targets = [{"@odata.type": "Microsoft.Dynamics.CRM.account", "name": f"bulk {n}"} for n in range(3)]
+    answer = await client.execute("CreateMultiple", {"Targets": targets}, bound_to=("accounts", None))
+    assert len(answer["Ids"]) == 3
+    version = await client.execute("RetrieveVersion", function=True)
+    assert version["Version"].startswith("9.")
+    await client.batch([BatchOperation("DELETE", f"accounts({i})") for i in answer["Ids"]])
