@@ -88,7 +88,7 @@ def _rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[dict], bool]
     offset = (fetch.page - 1) * size
     last = _cookie_keys(fetch, p) if fetch.paging_cookie and fetch.page > 1 and p.keyset else None
     if last is not None:
-        after = keyset_after([(k.expr, k.descending) for k in p.keys], last, params)
+        after = _after(p.keys, last, params)
         where = f"({where}) AND {after}" if where else after
         offset = 0
     sql = f"SELECT {'DISTINCT ' if p.distinct else ''}{p.select_sql} FROM {p.from_sql}"
@@ -98,6 +98,15 @@ def _rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[dict], bool]
     sql += f" ORDER BY {p.order_sql()} LIMIT {limit} OFFSET {offset}"
     rows = ctx.store.execute(sql, params)
     return rows[:size], len(rows) > size
+
+
+def _after(keys: list[SortKey], last: list, params: list) -> str:
+    """Rows after `last` in key order. All-ascending keys without NULLs become a row-value
+    comparison, which SQLite answers with an index seek; other shapes use the OR-expansion."""
+    if not any(k.descending for k in keys) and None not in last:
+        params.extend(last)
+        return f"(({', '.join(k.expr for k in keys)}) > ({', '.join('?' * len(keys))}))"
+    return keyset_after([(k.expr, k.descending) for k in keys], last, params)
 
 
 def _aggregate_rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[dict], bool]:

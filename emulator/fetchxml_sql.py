@@ -132,6 +132,7 @@ class Planner:
         self.outputs: list[Output] = []
         self.companions: list[str] = []   # "<expr> AS <label>": target tables of multi-target lookups
         self._names: dict[str, int] = {}
+        self._joined = 0
 
     # ---- names -------------------------------------------------------------------------------
 
@@ -177,7 +178,8 @@ class Planner:
             prefix = link.alias or self._generated_alias(link.name)
             if prefix in self.by_alias:
                 raise invalid(f"The alias '{prefix}' is used by more than one link-entity.")
-            scope = Scope(link, table, f"l{len(self.scopes)}", prefix,
+            self._joined += 1
+            scope = Scope(link, table, f"l{self._joined}", prefix,
                           to_one=parent.to_one and link.from_ == table.primary_id)
             from_col = self.column(scope, link.from_)
             to_col = self.column(parent, link.to)
@@ -197,9 +199,7 @@ class Planner:
     def _exists(self, link: Entity, scope: Scope, on: str) -> str:
         if link.attributes or link.all_attributes or link.links or link.orders:
             raise invalid(f"A link-entity of link-type '{link.link_type}' ('{link.name}') can only hold filters.")
-        self.scopes.append(scope)
         conds = [on] + [self.filter_sql(f, scope, self.where_params) for f in link.filters]
-        self.scopes.remove(scope)
         exists = f"EXISTS (SELECT 1 FROM {q(scope.table.logical_name)} AS {scope.sql} WHERE {' AND '.join(conds)})"
         return f"NOT {exists}" if link.link_type == "not any" else exists
 

@@ -385,10 +385,10 @@ def inner_cookie(annotation: str) -> str:
     return unquote(unquote(re.search(r'pagingcookie="([^"]*)"', annotation).group(1)))
 
 
-async def walk(fetch, xml: str, count: int, *, use_cookie: bool = True) -> list[list[dict]]:
+async def walk(fetch, xml: str, count: int, entity_set: str = "leads") -> list[list[dict]]:
     pages, cookie = [], None
     for page in range(1, 20):
-        status, body = await fetch("leads", with_paging(xml, page, count, cookie if use_cookie else None),
+        status, body = await fetch(entity_set, with_paging(xml, page, count, cookie),
                                    annotations="Microsoft.Dynamics.CRM.fetchxmlpagingcookie,Microsoft.Dynamics.CRM.morerecords")
         assert status == 200, body
         pages.append(body["value"])
@@ -412,6 +412,23 @@ async def test_paging_cookie_returns_12000_rows_exactly_once(fetch, many_leads):
     assert len(rows) == ROWS and {r["leadid"] for r in rows} == ids
     keys = [(-r["leadqualitycode"], r["lastname"], r["leadid"]) for r in rows]
     assert keys == sorted(keys)
+
+
+@pytest.mark.parametrize("orders", [
+    '<order attribute="address1_city"/>',
+    '<order attribute="address1_city" descending="true"/><order attribute="numberofemployees"/>',
+    '<order attribute="numberofemployees" descending="true"/>',
+])
+async def test_cookie_paging_over_null_sort_keys(fetch, accounts, orders):
+    marker, rows, _ = accounts
+    xml = (f'<fetch><entity name="account"><attribute name="name"/><attribute name="address1_city"/>'
+           f'<attribute name="numberofemployees"/><filter><condition attribute="description" operator="eq" '
+           f'value="{marker}"/></filter>{orders}</entity></fetch>')
+    pages = await walk(fetch, xml, 2, "accounts")
+    paged = [r["accountid"] for p in pages for r in p]
+    status, whole = await fetch("accounts", xml)
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert paged == [r["accountid"] for r in whole["value"]]
 
 
 async def test_cookie_pages_are_keyset_and_plain_pages_are_offsets(fetch, store, many_leads):
