@@ -173,6 +173,9 @@ def route(ctx: Ctx) -> Reply:
         if rest and rest[-1].startswith(messages.NAMESPACE) and len(rest) == 1:
             row = records.find_row(ctx, table, key, required=True) if key is not None else None
             return messages.invoke(ctx, rest[-1], messages.Bound(table, row))
+        if key is None and not rest and ctx.method == "GET" and "fetchXml" in ctx.query:
+            from d365_components.emulator import fetchxml
+            return fetchxml.handle(ctx, table)
         return records.handle(ctx, table, key, rest)
     if name in METADATA_SETS:
         return metadata.handle(ctx, segments)

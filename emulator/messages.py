@@ -16,6 +16,7 @@ the app when it is created (see `MESSAGE_MODULES`).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,7 +27,8 @@ from d365_components.emulator.literals import Alias, parse_args, parse_literal, 
 from d365_components.emulator.schema import Table
 
 NAMESPACE = "Microsoft.Dynamics.CRM."
-MESSAGE_MODULES: list[str] = []     # extra modules registering messages, imported by create_app
+# modules that register more messages when imported; create_app imports those that exist
+MESSAGE_MODULES: list[str] = ["d365_components.emulator.bulk"]
 
 
 @dataclass
@@ -50,7 +52,8 @@ def register_action(name: str, handler: Handler, bound_to: str | None = None) ->
 
 def load_message_modules() -> None:
     for module in MESSAGE_MODULES:
-        importlib.import_module(module)
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
 
 
 def is_unbound(name: str) -> bool:
