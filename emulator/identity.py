@@ -1,7 +1,8 @@
 """The emulator's identity provider: just enough Microsoft Entra ID for msal to run unchanged.
 
 It serves OpenID discovery, the authorize and token endpoints (client credentials, authorization
-code with PKCE, rotating refresh tokens) and the JWKS, and signs RS256 access tokens whose
+code with PKCE, rotating refresh tokens; clients authenticate with a secret or a certificate-signed
+assertion) and the JWKS, and signs RS256 access tokens whose
 audience is the org URL. Failures answer in Entra's shape (`AADSTS…` codes) so that client error
 handling can be tested offline. `verify` is what the Web API calls on every request, so it caches.
 """
@@ -22,6 +23,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from starlette.requests import Request
@@ -32,6 +35,7 @@ from d365_components.emulator import defaults
 
 OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 DELEGATED_PERMISSIONS = frozenset({"user_impersonation", ".default"})
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TENANT_ALIASES = frozenset({"organizations", "common"})
 
 
@@ -96,6 +100,17 @@ class IdentityProvider:
         self._redeemed: set[str] = set()
         self._refresh_tokens: dict[str, _Grant] = {}
         self._verified: dict[str, dict[str, Any]] = {}
+        self._certificates: dict[str, tuple[str, Any]] = {}   # x5t or x5t#S256 -> (client id, public key)
+
+    def add_certificate(self, client_id: str, certificate_pem: str | bytes) -> None:
+        """Register a certificate on a client, so it can authenticate with a signed client assertion."""
+        if client_id not in self.clients:
+            raise ValueError(f"unknown client id {client_id!r}")
+        data = certificate_pem.encode() if isinstance(certificate_pem, str) else certificate_pem
+        certificate = x509.load_pem_x509_certificate(data)
+        for algorithm in (hashes.SHA1(), hashes.SHA256()):
+            thumbprint = base64.urlsafe_b64encode(certificate.fingerprint(algorithm)).decode().rstrip("=")
+            self._certificates[thumbprint] = (client_id, certificate.public_key())
 
     def __repr__(self) -> str:
         return f"IdentityProvider(issuer={self.issuer!r}, clients={list(self.clients)!r})"
@@ -189,12 +204,13 @@ class IdentityProvider:
             client_id, secret = _client_credentials(request, form)
             self._check_client(client_id)
             grant_type = _required(form, "grant_type")
+            authenticated = self._authenticate(client_id, secret, form)
             if grant_type == "client_credentials":
-                body = self._client_credentials_grant(client_id, secret, form)
+                body = self._client_credentials_grant(client_id, authenticated, form)
             elif grant_type == "authorization_code":
-                body = self._authorization_code_grant(client_id, secret, form)
+                body = self._authorization_code_grant(client_id, form)
             elif grant_type == "refresh_token":
-                body = self._refresh_token_grant(client_id, secret, form)
+                body = self._refresh_token_grant(client_id, form)
             else:
                 raise OAuthError("unsupported_grant_type", 70003,
                                  f"The app requested an unsupported grant type '{grant_type}'.")
@@ -205,12 +221,11 @@ class IdentityProvider:
 
     # -- grants ------------------------------------------------------------------------------
 
-    def _client_credentials_grant(self, client_id: str, secret: str | None, form: dict) -> dict:
-        if not secret:
+    def _client_credentials_grant(self, client_id: str, authenticated: bool, form: dict) -> dict:
+        if not authenticated:
             raise OAuthError("invalid_client", 7000218,
                              "The request body must contain the following parameter: "
                              "'client_assertion' or 'client_secret'.", status=401)
-        self._check_secret(client_id, secret)
         scope = _required(form, "scope")
         scopes = scope.split()
         if len(scopes) != 1 or not scopes[0].endswith("/.default"):
@@ -224,9 +239,7 @@ class IdentityProvider:
         return {"token_type": "Bearer", "expires_in": self.token_lifetime,
                 "ext_expires_in": self.token_lifetime, "access_token": self._access_token(client_id, claims)}
 
-    def _authorization_code_grant(self, client_id: str, secret: str | None, form: dict) -> dict:
-        if secret is not None:
-            self._check_secret(client_id, secret)
+    def _authorization_code_grant(self, client_id: str, form: dict) -> dict:
         code = _required(form, "code")
         grant = self._codes.pop(code, None)
         if grant is None:
@@ -254,9 +267,7 @@ class IdentityProvider:
                              "authorization request for PKCE.")
         return self._user_tokens(client_id, grant.scopes, grant.nonce, form)
 
-    def _refresh_token_grant(self, client_id: str, secret: str | None, form: dict) -> dict:
-        if secret is not None:
-            self._check_secret(client_id, secret)
+    def _refresh_token_grant(self, client_id: str, form: dict) -> dict:
         grant = self._refresh_tokens.pop(_required(form, "refresh_token"), None)
         if grant is None or grant.client_id != client_id:
             raise OAuthError("invalid_grant", 70000,
@@ -391,6 +402,48 @@ class IdentityProvider:
                              "been installed by the administrator of the tenant or consented to by any user "
                              "in the tenant. You may have sent your authentication request to the wrong "
                              "tenant.")
+
+    def _authenticate(self, client_id: str, secret: str | None, form: dict) -> bool:
+        """Check the client's secret or signed assertion; False when it sent none (a public client)."""
+        if form.get("client_assertion"):
+            if form.get("client_assertion_type") != JWT_BEARER:
+                raise OAuthError("invalid_request", 9002313, "Invalid request. Request is malformed or invalid: "
+                                 f"client_assertion_type must be '{JWT_BEARER}'.")
+            self._check_assertion(client_id, form["client_assertion"])
+            return True
+        if secret is None:
+            return False
+        self._check_secret(client_id, secret)
+        return True
+
+    def _check_assertion(self, client_id: str, assertion: str) -> None:
+        try:
+            header = jwt.get_unverified_header(assertion)
+        except jwt.DecodeError:
+            raise OAuthError("invalid_client", 50027, "JWT token is invalid or malformed.", status=401) from None
+        thumbprint = str(header.get("x5t#S256") or header.get("x5t") or "").rstrip("=")   # msal pads it
+        registered = self._certificates.get(thumbprint)
+        if registered is None or registered[0] != client_id:
+            raise OAuthError("invalid_client", 700027,
+                             "Client assertion failed signature validation: the certificate used to sign it "
+                             f"is not registered on application '{client_id}'.", status=401)
+        try:
+            claims = jwt.decode(assertion, registered[1], algorithms=["RS256", "PS256"], audience=self.token_url,
+                                options={"require": ["exp", "aud", "iss", "sub"]})
+        except jwt.ExpiredSignatureError:
+            raise OAuthError("invalid_client", 700024, "Client assertion is not within its valid time range.",
+                             status=401) from None
+        except jwt.InvalidAudienceError:
+            raise OAuthError("invalid_client", 700023,
+                             f"Client assertion audience claim does not match the token endpoint {self.token_url}.",
+                             status=401) from None
+        except jwt.InvalidTokenError:
+            raise OAuthError("invalid_client", 700027, "Client assertion failed signature validation.",
+                             status=401) from None
+        if claims["iss"] != client_id or claims["sub"] != client_id:
+            raise OAuthError("invalid_client", 700021,
+                             "Client assertion application identifier doesn't match 'client_id' parameter.",
+                             status=401)
 
     def _check_secret(self, client_id: str, secret: str) -> None:
         if not secrets.compare_digest(secret.encode(), self.clients[client_id].encode()):

@@ -287,3 +287,58 @@ def test_cached_token_still_expires(emulator, monkeypatch):
     monkeypatch.setattr(identity_module, "time", later)
     with pytest.raises(InvalidToken, match="expired"):
         emulator.identity.verify(f"Bearer {token}")
+
+
+# -- certificate credentials ------------------------------------------------------------------
+
+def _certificate():
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "emulator test client")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode(), cert.fingerprint(hashes.SHA1()).hex()
+
+
+class TextFormClient(httpx.Client):
+    """msal hands the client assertion over as bytes; httpx would post it as "b'...'" (requests would not)."""
+
+    def post(self, url, data=None, **kwargs):
+        if isinstance(data, dict):
+            data = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
+        return super().post(url, data=data, **kwargs)
+
+
+@pytest.fixture
+def form_client(emulator):
+    with TextFormClient(verify=emulator.ssl_context) as client:
+        yield client
+
+
+@pytest.mark.parametrize("form", ["thumbprint (RS256, x5t)", "public certificate (PS256, x5t#S256)"])
+def test_client_credentials_with_a_registered_certificate(emulator, form_client, form):
+    key_pem, cert_pem, sha1 = _certificate()
+    emulator.identity.add_certificate(emulator.client_id, cert_pem)
+    credential = {"private_key": key_pem, "thumbprint": sha1} if form.startswith("thumbprint") else \
+        {"private_key": key_pem, "public_certificate": cert_pem}
+    result = confidential(emulator, form_client, client_credential=credential).acquire_token_for_client(
+        [f"{emulator.org_url}/.default"])
+    assert "access_token" in result, result
+    assert emulator.identity.verify(f"Bearer {result['access_token']}")["oid"] == defaults.APP_USER_OBJECT_ID
+
+
+def test_unregistered_certificate_is_refused(emulator, form_client):
+    key_pem, _, sha1 = _certificate()
+    result = confidential(emulator, form_client, client_credential={"private_key": key_pem, "thumbprint": sha1}) \
+        .acquire_token_for_client([f"{emulator.org_url}/.default"])
+    assert result["error"] == "invalid_client" and result["error_codes"] == [700027]
