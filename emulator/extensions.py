@@ -2,9 +2,10 @@
 webhooks. `install(app, settings=EmulatorFeatures(...))` wraps the app built by `create_app` in
 their ASGI middleware and registers their store listeners; it is the one place they plug in.
 
-Order, outermost first: fault injection (it decides before anything runs), service protection
-(counts and times what reaches the service), change tracking (answers delta requests itself),
-webhooks (delivers synchronous steps before the response), then the app. Each part is reachable on
+Order, outermost first: service protection (counts and times every Web API request, so injected
+latency counts as execution time and injected failures as requests), fault injection, change
+tracking (answers delta requests itself), webhooks (delivers synchronous steps before the
+response), then the app. Each part is reachable on
 `app.state` for run-time control in tests: `faults`, `protection`, `change_tracking`, `webhooks`.
 """
 
@@ -76,10 +77,10 @@ def install(app, *, settings: EmulatorFeatures | None = None) -> ExtendedApp:
         outer = ChangeTracking(outer, state, max_age=settings.change_token_max_age,
                                errors=settings.change_tracking_errors)
         state.change_tracking = outer
+    state.faults = outer = FaultInjector(outer, settings.faults)
     protection = ServiceProtection(outer, settings.limits)
     protection.enabled = settings.limits is not None
     state.protection = outer = protection
-    state.faults = outer = FaultInjector(outer, settings.faults)
     state.extension_listeners = [x for x in state.store.listeners if x not in before]
     state.features = settings
     return ExtendedApp(app, outer)
