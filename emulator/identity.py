@@ -1,7 +1,7 @@
 """The emulator's identity provider: just enough Microsoft Entra ID for msal to run unchanged.
 
 It serves OpenID discovery, the authorize and token endpoints (client credentials, authorization
-code with PKCE, rotating refresh tokens; clients authenticate with a secret or a certificate-signed
+code with PKCE, device code, rotating refresh tokens; clients authenticate with a secret or a certificate-signed
 assertion) and the JWKS, and signs RS256 access tokens whose
 audience is the org URL. Failures answer in Entra's shape (`AADSTS…` codes) so that client error
 handling can be tested offline. `verify` is what the Web API calls on every request, so it caches.
@@ -36,6 +36,7 @@ from d365_components.emulator import defaults
 OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 DELEGATED_PERMISSIONS = frozenset({"user_impersonation", ".default"})
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TENANT_ALIASES = frozenset({"organizations", "common"})
 
 
@@ -99,6 +100,7 @@ class IdentityProvider:
         self._codes: dict[str, _Grant] = {}
         self._redeemed: set[str] = set()
         self._refresh_tokens: dict[str, _Grant] = {}
+        self._device_codes: dict[str, _Grant] = {}
         self._verified: dict[str, dict[str, Any]] = {}
         self._certificates: dict[str, tuple[str, Any]] = {}   # x5t or x5t#S256 -> (client id, public key)
 
@@ -122,6 +124,7 @@ class IdentityProvider:
             Route("/{tenant}/v2.0/.well-known/openid-configuration", self._discovery, methods=["GET"]),
             Route("/{tenant}/oauth2/v2.0/authorize", self._authorize, methods=["GET"]),
             Route("/{tenant}/oauth2/v2.0/token", self._token, methods=["POST"]),
+            Route("/{tenant}/oauth2/v2.0/devicecode", self._device_code, methods=["POST"]),
             Route("/{tenant}/discovery/v2.0/keys", self._keys, methods=["GET"]),
         ]
 
@@ -143,6 +146,7 @@ class IdentityProvider:
             "issuer": self.issuer,
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
             "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
             "jwks_uri": f"{base}/discovery/v2.0/keys",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "fragment", "form_post"],
@@ -197,6 +201,28 @@ class IdentityProvider:
         )
         return _redirect(redirect_uri, mode, {"code": code, "session_state": str(uuid.uuid4())}, state)
 
+    async def _device_code(self, request: Request) -> Response:
+        """Start a device-code sign-in; the emulated user approves it at once, so the first poll wins."""
+        try:
+            self._check_tenant(request.path_params["tenant"])
+            form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
+            client_id = _required(form, "client_id")
+            self._check_client(client_id)
+            scopes = self._delegated_scopes(_required(form, "scope"))
+        except OAuthError as exc:
+            return self._error_response(exc, request)
+        device_code = secrets.token_urlsafe(32)
+        user_code = secrets.token_hex(4).upper()
+        self._device_codes[device_code] = _Grant(client_id=client_id, scopes=scopes,
+                                                 expires_at=time.time() + self.code_lifetime)
+        verification_uri = f"{self.base_url}/devicelogin"
+        return JSONResponse({
+            "device_code": device_code, "user_code": user_code, "verification_uri": verification_uri,
+            "expires_in": self.code_lifetime, "interval": 1,
+            "message": f"To sign in, use a web browser to open the page {verification_uri} and enter the code "
+                       f"{user_code} to authenticate. (The emulator has already signed in {defaults.USER_NAME}.)",
+        })
+
     async def _token(self, request: Request) -> Response:
         try:
             self._check_tenant(request.path_params["tenant"])
@@ -211,6 +237,8 @@ class IdentityProvider:
                 body = self._authorization_code_grant(client_id, form)
             elif grant_type == "refresh_token":
                 body = self._refresh_token_grant(client_id, form)
+            elif grant_type == DEVICE_CODE_GRANT:
+                body = self._device_code_grant(client_id, form)
             else:
                 raise OAuthError("unsupported_grant_type", 70003,
                                  f"The app requested an unsupported grant type '{grant_type}'.")
@@ -283,6 +311,15 @@ class IdentityProvider:
             requested = self._delegated_scopes(form["scope"])
             scopes = tuple(dict.fromkeys(requested + ("offline_access",)))
         return self._user_tokens(client_id, scopes, None, form)
+
+    def _device_code_grant(self, client_id: str, form: dict) -> dict:
+        grant = self._device_codes.pop(_required(form, "device_code"), None)
+        if grant is None or grant.client_id != client_id:
+            raise OAuthError("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid: "
+                             "unknown or already used device_code.")
+        if grant.expires_at <= time.time():
+            raise OAuthError("expired_token", 70019, "Verification code expired.")
+        return self._user_tokens(client_id, grant.scopes, None, form)
 
     def _user_tokens(self, client_id: str, scopes: tuple[str, ...], nonce: str | None, form: dict) -> dict:
         user = {"oid": defaults.USER_OBJECT_ID, "sub": defaults.USER_OBJECT_ID, "idtyp": "user",

@@ -342,3 +342,15 @@ def test_unregistered_certificate_is_refused(emulator, form_client):
     result = confidential(emulator, form_client, client_credential={"private_key": key_pem, "thumbprint": sha1}) \
         .acquire_token_for_client([f"{emulator.org_url}/.default"])
     assert result["error"] == "invalid_client" and result["error_codes"] == [700027]
+
+
+def test_device_code_flow(emulator, http_client):
+    app = public(emulator, http_client)
+    flow = app.initiate_device_flow([f"{emulator.org_url}/user_impersonation"])
+    assert flow["user_code"] in flow["message"]
+    result = app.acquire_token_by_device_flow(flow)
+    assert "access_token" in result, result
+    assert emulator.identity.verify(f"Bearer {result['access_token']}")["oid"] == defaults.USER_OBJECT_ID
+    replay = token_post(emulator, http_client, grant_type="urn:ietf:params:oauth:grant-type:device_code",
+                        client_id=emulator.client_id, device_code=flow["device_code"])
+    assert replay.json()["error"] == "invalid_grant"
