@@ -21,6 +21,7 @@ import re
 import ssl
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, Literal
 from urllib.parse import quote as url_quote
 from urllib.parse import urlsplit
@@ -546,6 +547,10 @@ class WebApiClient:
         """
         if not 1 <= chunk_size <= MAX_OPERATIONS:
             raise ValueError(f"chunk_size must be from 1 to {MAX_OPERATIONS}")
+        # Impersonation set on the connection applies to each part too (outer headers may not).
+        inherited = {k: v for k, v in self.default_headers.items() if k in ("CallerObjectId", "MSCRMCallerID")}
+        if inherited:
+            operations = [replace(op, headers={**inherited, **(op.headers or {})}) for op in operations]
         operations = list(operations)
         if not operations:
             return []

@@ -214,3 +214,13 @@ async def test_collection_bound_action(client):
     version = await client.execute("RetrieveVersion", function=True)
     assert version["Version"].startswith("9.")
     await client.batch([BatchOperation("DELETE", f"accounts({i})") for i in answer["Ids"]])
+
+
+async def test_connection_impersonation_reaches_batch_parts(emulator):
+    connection = ClientCredentialsConnection(emulator.connection_inputs(callerObjectId=defaults.USER_OBJECT_ID))
+    client = connection.open_client()
+    [result] = await client.batch([BatchOperation("POST", "accounts", {"name": "batched on behalf"})])
+    row = await client.retrieve("accounts", result.id, select=["_createdby_value"])
+    assert row["_createdby_value"] == defaults.USER_ID
+    await client.delete("accounts", result.id)
+    await connection.aclose()
