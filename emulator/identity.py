@@ -1,10 +1,10 @@
 """The emulator's identity provider: just enough Microsoft Entra ID for msal to run unchanged.
 
 It serves OpenID discovery, the authorize and token endpoints (client credentials, authorization
-code with PKCE, device code, rotating refresh tokens; clients authenticate with a secret or a certificate-signed
-assertion) and the JWKS, and signs RS256 access tokens whose
-audience is the org URL. Failures answer in Entra's shape (`AADSTS…` codes) so that client error
-handling can be tested offline. `verify` is what the Web API calls on every request, so it caches.
+code with PKCE, device code, rotating refresh tokens; clients authenticate with a secret or a
+certificate-signed assertion) and the JWKS, and signs RS256 access tokens whose audience is the
+org URL. Failures answer in Entra's shape (`AADSTS…` codes) so that client error handling can be
+tested offline. `verify` is what the Web API calls on every request, so it caches.
 """
 
 from __future__ import annotations
