@@ -1,0 +1,301 @@
+"""Run Batch Operations: up to 1,000 writes in one ``$batch`` request, with one result each.
+
+Each operation is checked before anything is sent (a missing key names ``/actions/3/key``). With
+``atomic`` they run in one change set, so either every write lands or none does; with
+``continueOnError`` every operation runs and each reports its own outcome; with neither, the batch
+stops at the first failure and the rest report ``notRun``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import ConfigDict, field_validator, model_validator
+
+from d365_components import Action, Context, InputField, InputModel
+from d365_components.actions._common import GUID_PATTERN, impersonate_field, impersonation_headers
+from d365_components.connections.batch import MAX_OPERATIONS, BatchOperation, BatchResult
+from d365_components.connections.odata import entity_path, is_guid
+
+_SET_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_NEEDS_KEY = ("update", "upsert", "delete")
+_NEEDS_DATA = ("create", "update", "upsert")
+
+#: the outcome of one operation as the output reports it
+OUTCOMES = ("succeeded", "failed", "rolledBack", "notRun")
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "description": "Why the operation did not apply: HTTP status, Dataverse error code, message, hint.",
+    "properties": {
+        "status": {"type": "integer"},
+        "code": {"type": ["string", "null"]},
+        "message": {"type": "string"},
+        "hint": {"type": ["string", "null"]},
+    },
+    "required": ["status", "message"],
+}
+
+
+def error_json(error: Any) -> dict[str, Any] | None:
+    """A Dataverse error as plain JSON for an output (already redacted by the error's __str__)."""
+    if error is None:
+        return None
+    return {
+        "status": getattr(error, "status", 0) or 0,
+        "code": getattr(error, "code", None),
+        "message": getattr(error, "message", str(error)),
+        "hint": getattr(error, "hint", None),
+    }
+
+
+class BatchItem(InputModel):
+    """One write inside the batch."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            # Published so a form and the validator agree: these actions address an existing row.
+            "allOf": [
+                {
+                    "if": {"properties": {"action": {"enum": list(_NEEDS_KEY)}}, "required": ["action"]},
+                    "then": {"required": ["key"]},
+                },
+                {
+                    "if": {"properties": {"action": {"enum": list(_NEEDS_DATA)}}, "required": ["action"]},
+                    "then": {"required": ["data"]},
+                },
+            ]
+        }
+    )
+
+    collection: str = InputField(
+        title="Table",
+        description="The entity set name of the table (accounts, contacts).",
+        examples=["accounts"],
+        pattern=_SET_NAME,
+    )
+    action: Literal["create", "update", "upsert", "delete"] = InputField(
+        title="Action",
+        description=(
+            "create (a key, if given, must not exist yet), update (the row must exist), "
+            "upsert (update or create by key) or delete."
+        ),
+    )
+    key: str | dict[str, str | int | float | bool] | None = InputField(
+        None,
+        title="Key",
+        description=(
+            "The row: its GUID, or an alternate key object such as {\"accountnumber\": \"A-100\"}. "
+            "Required for update, upsert and delete."
+        ),
+        examples=["7eb682f1-ca75-e511-80d4-00155d2a68d1", {"accountnumber": "A-100"}],
+        validate_default=True,
+    )
+    data: dict[str, Any] | None = InputField(
+        None,
+        title="Column values",
+        description=(
+            "The columns to write. Lookups as \"parentcustomerid_account@odata.bind\": \"accounts(<id>)\"; "
+            "in an atomic batch \"$1\" stands for the row created by operation 1 (1-based)."
+        ),
+        validate_default=True,
+    )
+    return_representation: bool = InputField(
+        False,
+        title="Return the row",
+        description="Return the written row (create, update, upsert).",
+    )
+    etag: str | None = InputField(
+        None,
+        title="ETag",
+        description="Update or delete only if the row still has this @odata.etag (optimistic concurrency).",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key_fits_action(cls, key: Any, info: Any) -> Any:
+        action = info.data.get("action")
+        if key is None:
+            if action in _NEEDS_KEY:
+                raise ValueError(f"is required for {action}: the row's GUID or an alternate key object")
+            return None
+        if isinstance(key, str):
+            if not re.match(GUID_PATTERN, key.strip()):
+                raise ValueError("must be a GUID or an alternate key object such as {\"accountnumber\": \"A-100\"}")
+            return key.strip().strip("{}").lower()
+        if not key:
+            raise ValueError("an alternate key object needs at least one column")
+        bad = [name for name in key if not re.match(_SET_NAME, name)]
+        if bad:
+            raise ValueError(f"'{bad[0]}' is not a column name")
+        return key
+
+    @field_validator("data")
+    @classmethod
+    def _data_fits_action(cls, data: Any, info: Any) -> Any:
+        action = info.data.get("action")
+        if data is None and action in _NEEDS_DATA:
+            raise ValueError(f"is required for {action}: an object of column values")
+        if data is not None and action == "delete":
+            raise ValueError("is not used by delete; remove it")
+        return data
+
+    @model_validator(mode="after")
+    def _etag_fits_action(self) -> BatchItem:
+        if self.etag and self.action not in ("update", "delete"):
+            raise ValueError("etag applies only to update and delete")
+        return self
+
+
+class RunBatchOperations(Action):
+    """Run up to 1,000 creates, updates, upserts and deletes in one request, all-or-nothing or one by one."""
+
+    key = "dynamics365.run_batch_operations"
+    label = "Run Batch Operations"
+    group = "Batch"
+
+    class Inputs(InputModel):
+        actions: list[BatchItem] = InputField(
+            title="Operations",
+            description=(
+                "A JSON array of up to 1,000 operations: {collection, action: create|update|upsert|delete, "
+                "key, data, returnRepresentation, etag}. Results come back in the same order."
+            ),
+            examples=[[
+                {"collection": "accounts", "action": "create", "data": {"name": "Contoso"}},
+                {"collection": "accounts", "action": "update", "key": {"accountnumber": "A-100"},
+                 "data": {"telephone1": "555-0100"}},
+                {"collection": "contacts", "action": "delete", "key": "7eb682f1-ca75-e511-80d4-00155d2a68d1"},
+            ]],
+            widget="code",
+            language="json",
+            min_length=1,
+            max_length=MAX_OPERATIONS,
+        )
+        atomic: bool = InputField(
+            False,
+            title="All or nothing",
+            description="Run every operation in one change set: if one fails, none is written.",
+        )
+        continue_on_error: bool = InputField(
+            False,
+            title="Continue on error",
+            description="Run every operation even when some fail (not with All or nothing).",
+        )
+        impersonate_user_id: str | None = impersonate_field()
+
+        @model_validator(mode="after")
+        def _one_error_mode(self) -> RunBatchOperations.Inputs:
+            if self.atomic and self.continue_on_error:
+                raise ValueError("atomic and continueOnError cannot both be true: a change set is all or nothing")
+            return self
+
+    output_schema = {
+        "type": "object",
+        "required": ["results", "succeeded", "failed", "notApplied", "rolledBack"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "description": "One result per operation, in input order.",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "action", "outcome", "status", "id", "row", "error"],
+                    "properties": {
+                        "index": {"type": "integer", "description": "Position in the input (0-based)."},
+                        "action": {"type": "string"},
+                        "outcome": {"enum": list(OUTCOMES)},
+                        "status": {"type": "integer", "description": "HTTP status of the operation (424: not applied)."},
+                        "id": {"type": ["string", "null"], "description": "GUID of the row written or deleted."},
+                        "row": {"type": ["object", "null"], "description": "The row, when returnRepresentation was set."},
+                        "error": ERROR_SCHEMA,
+                    },
+                },
+            },
+            "succeeded": {"type": "integer", "description": "Operations written."},
+            "failed": {"type": "integer", "description": "Operations that Dataverse refused."},
+            "notApplied": {"type": "integer", "description": "Operations rolled back or never run."},
+            "rolledBack": {"type": "boolean", "description": "True when an atomic batch failed and nothing was written."},
+        },
+    }
+    example = {
+        "results": [
+            {"index": 0, "action": "create", "outcome": "succeeded", "status": 204,
+             "id": "a1b2c3d4-0000-0000-0000-000000000001", "row": None, "error": None},
+            {"index": 1, "action": "delete", "outcome": "failed", "status": 404, "id": None, "row": None,
+             "error": {"status": 404, "code": "0x80040217", "message": "account With Id = 7eb682f1-... Does Not Exist",
+                       "hint": "Check the row's ID and table."}},
+        ],
+        "succeeded": 1,
+        "failed": 1,
+        "notApplied": 0,
+        "rolledBack": False,
+    }
+
+    async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
+        headers = impersonation_headers(inputs.impersonate_user_id)
+        operations = [_operation(item, headers) for item in inputs.actions]
+        answers = await ctx.client.batch(
+            operations, atomic=inputs.atomic, continue_on_error=inputs.continue_on_error
+        )
+        results = [_result(item, answer) for item, answer in zip(inputs.actions, answers, strict=True)]
+        ctx.report(len(results), len(results))
+        counts = {outcome: sum(r["outcome"] == outcome for r in results) for outcome in OUTCOMES}
+        return {
+            "results": results,
+            "succeeded": counts["succeeded"],
+            "failed": counts["failed"],
+            "notApplied": counts["rolledBack"] + counts["notRun"],
+            "rolledBack": inputs.atomic and counts["succeeded"] < len(results),
+        }
+
+
+def _operation(item: BatchItem, headers: dict[str, str]) -> BatchOperation:
+    """The HTTP request that performs one item (create with a key is a PATCH that must not update)."""
+    part = dict(headers)
+    if item.return_representation and item.action != "delete":
+        part["Prefer"] = "return=representation"
+    if item.action == "create" and item.key is None:
+        return BatchOperation("POST", item.collection, body=item.data, headers=part)
+    path = entity_path(item.collection, item.key)
+    if item.action == "delete":
+        if item.etag:
+            part["If-Match"] = item.etag
+        return BatchOperation("DELETE", path, headers=part)
+    if item.action == "create":
+        part["If-None-Match"] = "*"
+    elif item.action == "update":
+        part["If-Match"] = item.etag or "*"
+    return BatchOperation("PATCH", path, body=item.data, headers=part)
+
+
+def _result(item: BatchItem, answer: BatchResult) -> dict[str, Any]:
+    if answer.ok:
+        outcome = "succeeded"
+    elif answer.status == 424:  # the client's marker for "rolled back" / "never ran"
+        outcome = "rolledBack" if "rolled back" in str(getattr(answer.error, "message", "")) else "notRun"
+    else:
+        outcome = "failed"
+    row = answer.body if answer.ok and isinstance(answer.body, dict) else None
+    row_id = answer.id if answer.id and is_guid(answer.id) else None
+    if row_id is None and outcome == "succeeded" and isinstance(item.key, str):
+        row_id = item.key
+    if row_id is None and row is not None:
+        row_id = _primary_id_of(row)
+    return {
+        "index": answer.index,
+        "action": item.action,
+        "outcome": outcome,
+        "status": answer.status,
+        "id": row_id.strip("{}").lower() if row_id else None,
+        "row": row,
+        "error": error_json(answer.error) if outcome != "succeeded" else None,
+    }
+
+
+def _primary_id_of(row: dict[str, Any]) -> str | None:
+    """The GUID of a returned row: the one ``...id`` column holding a GUID that is not a lookup."""
+    for name, value in row.items():
+        if name.endswith("id") and not name.startswith("_") and isinstance(value, str) and is_guid(value):
+            return value
+    return None
