@@ -4,7 +4,9 @@ Parts run in order through the app's own `dispatch`, so a request behaves the sa
 as outside. A change set is one store transaction: the first failing part rolls it back and its
 error answers for the whole change set. `$n` Content-ID references resolve to the entity URL an
 earlier part of the same change set created. Without `Prefer: odata.continue-on-error` the batch
-stops at the first failure and takes its status.
+stops at the first failure and takes its status. Parts run as the batch's caller; outer headers
+(Prefer, CallerObjectId, MSCRM.*) are not copied into parts (Dataverse's behaviour there is
+unconfirmed), so clients set them per part. JSON batches (OData 4.01) are refused, as in Dataverse.
 
 The MIME parser is our own, small and strict about structure: the standard library `email`
 package rewrites line endings and knows nothing of embedded HTTP request lines, and
