@@ -1,0 +1,460 @@
+"""Create, read, update, upsert and delete one Dataverse row.
+
+A row is addressed by its GUID (``entityId``) or by an alternate key (``alternateKey``), never
+both. Values come from a key/value list and a JSON object, merged; lookup columns take a
+``{table, id}`` pair, a ``{table, key}`` alternate-key reference or a bare GUID and are written as
+``navprop@odata.bind`` (see :mod:`d365_components.actions._lookups`). Get returns the row's ETag
+and Update/Delete accept it, so a change made by someone else in between is never overwritten.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from d365_components import Action, Context, InputField, InputModel
+from d365_components.actions._common import (
+    COLUMNS,
+    entity_id_field,
+    entity_type_field,
+    impersonate_field,
+    impersonation_headers,
+)
+from d365_components.actions._lookups import TableInfo, bind_values, metadata_for
+from d365_components.connections.headers import control_headers
+from d365_components.connections.odata import GUID, entity_path, quote
+from d365_components.errors import FieldError, InputValidationError
+
+__all__ = ["CreateEntity", "DeleteEntity", "GetEntity", "UpdateEntity", "UpsertEntity"]
+
+FORMATTED = "OData.Community.Display.V1.FormattedValue"
+_ENTITY_ID = re.compile(r"\(([^()]*)\)\s*$")
+_KEY_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# -- inputs shared by the record actions ------------------------------------------------------
+
+
+class FieldValue(InputModel):
+    """One column value of a key/value list."""
+
+    key: str = InputField(title="Column", description="The column's logical name (name, revenue, parentcustomerid).", min_length=1, data_source=COLUMNS)
+    value: Any = InputField(None, title="Value", description="The value: text, number, true/false, null, or a lookup reference.")
+
+
+def _field_values() -> Any:
+    return InputField(
+        [],
+        title="Field values",
+        description=(
+            "Column values as a key/value list. Lookup columns take a GUID, "
+            '{"table": "accounts", "id": "<guid>"} or {"table": "accounts", "key": {"accountnumber": "A-1"}}.'
+        ),
+        examples=[[{"key": "name", "value": "Contoso"}]],
+        widget="keyvalue",
+    )
+
+
+def _dynamic_values() -> Any:
+    return InputField(
+        None,
+        title="Dynamic values",
+        description=(
+            "Column values as a JSON object, merged with Field values; where both set a column, "
+            "Dynamic values wins. Lookups take the same forms as in Field values."
+        ),
+        examples=[{"name": "Contoso", "revenue": 1000000, "parentaccountid": {"table": "accounts", "id": "7eb682f1-ca75-e511-80d4-00155d2a68d1"}}],
+        widget="code",
+        language="json",
+    )
+
+
+def _alternate_key() -> Any:
+    return InputField(
+        None,
+        title="Alternate key",
+        description=(
+            "Find the row by an alternate key instead of its ID: the key's columns and values, "
+            'e.g. {"accountnumber": "A-1"}. Give Row ID or Alternate key, not both.'
+        ),
+        examples=[{"accountnumber": "A-1"}],
+        widget="code",
+        language="json",
+        min_length=1,
+    )
+
+
+def _formatted_values() -> Any:
+    return InputField(
+        False,
+        title="Include formatted values",
+        description="Also return display text for choices, lookups, money and dates (column@OData.Community.Display.V1.FormattedValue).",
+        group="Advanced",
+        advanced=True,
+    )
+
+
+def _detect_duplicates() -> Any:
+    return InputField(
+        False,
+        title="Detect duplicates",
+        description="Run the org's duplicate-detection rules and fail if the row would be a duplicate (the Web API skips them by default).",
+        group="Advanced",
+        advanced=True,
+    )
+
+
+def _return_representation(default: bool) -> Any:
+    return InputField(
+        default,
+        title="Return the row",
+        description="Return the row as saved (with its ETag); otherwise only its ID and URL.",
+        group="Advanced",
+        advanced=True,
+    )
+
+
+def _field_names(description: str) -> Any:
+    return InputField(
+        [],
+        title="Columns",
+        description=description,
+        examples=[["name", "revenue"]],
+        widget="list",
+        data_source=COLUMNS,
+        data_source_inputs={"table": "entityType"},
+    )
+
+
+def _if_match() -> Any:
+    return InputField(
+        None,
+        title="Only if ETag matches",
+        description=(
+            "The row's ETag from Get Entity (W/\"123\"). The action fails with a concurrency error "
+            "if the row changed since, so no one's change is overwritten."
+        ),
+        examples=['W/"123456"'],
+        group="Advanced",
+        advanced=True,
+        min_length=1,
+    )
+
+
+class _Addressed(InputModel):
+    """Inputs naming one row: its table plus its ID or an alternate key."""
+
+    entity_type: str = entity_type_field()
+    entity_id: str | None = entity_id_field(None, description="The GUID of the row (its primary key). Give Row ID or Alternate key, not both.")
+    alternate_key: dict[str, Any] | None = _alternate_key()
+
+    @model_validator(mode="after")
+    def _one_key(self) -> _Addressed:
+        if (self.entity_id is None) == (self.alternate_key is None):
+            raise ValueError(
+                "give entityId or alternateKey (exactly one)" if self.entity_id is None
+                else "give entityId or alternateKey, not both"
+            )
+        for column in self.alternate_key or {}:
+            if not _KEY_COLUMN.match(column):
+                raise ValueError(f"alternateKey: '{column}' is not a column name")
+        return self
+
+    def key(self) -> str | dict[str, Any]:
+        return self.entity_id if self.entity_id is not None else dict(self.alternate_key or {})
+
+
+def _merged(inputs: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """Field values then dynamic values (which win), and where each column came from."""
+    values: dict[str, Any] = {}
+    pointers: dict[str, str] = {}
+    for index, item in enumerate(inputs.field_values):
+        values[item.key] = item.value
+        pointers[item.key] = f"/fieldValues/{index}/value"
+    for column, value in (inputs.dynamic_values or {}).items():
+        values[column] = value
+        pointers[column] = f"/dynamicValues/{column}"
+    return values, pointers
+
+
+def _headers(inputs: Any, **extra: str) -> dict[str, str]:
+    headers = impersonation_headers(getattr(inputs, "impersonate_user_id", None))
+    if getattr(inputs, "detect_duplicates", False):
+        headers.update(control_headers(duplicate_detection=True))
+    headers.update(extra)
+    return headers
+
+
+def _prefer(representation: bool, formatted: bool) -> list[str]:
+    prefer = ["return=representation"] if representation else []
+    if formatted:
+        prefer.append(f'odata.include-annotations="{FORMATTED}"')
+    return prefer
+
+
+def _row_id(table: TableInfo, row: dict[str, Any] | None, entity_url: str | None) -> str | None:
+    if row is not None and table.primary_id and isinstance(row.get(table.primary_id), str):
+        return row[table.primary_id].lower()
+    match = _ENTITY_ID.search(entity_url or "")
+    if match and GUID.match(match.group(1)):
+        return match.group(1).strip("{}").lower()
+    return None
+
+
+def _without_key_columns(values: dict[str, Any], key: Any, pointers: dict[str, str]) -> dict[str, Any]:
+    """Drop alternate-key columns from the body (Dataverse sets them from the URL and refuses some
+    bodies that repeat them); a different value would be silently ignored, so it is an error."""
+    if not isinstance(key, dict):
+        return values
+    problems = [
+        FieldError(pointers[c], f"'{c}' is part of the alternate key; a row's key cannot be changed through it (address the row by entityId)")
+        for c in key
+        if c in values and quote(values[c]) != quote(key[c])
+    ]
+    if problems:
+        raise InputValidationError(problems)
+    return {c: v for c, v in values.items() if c not in key}
+
+
+async def _table(ctx: Context, name: str) -> TableInfo:
+    return await metadata_for(ctx.client).table(name)
+
+
+async def _body(ctx: Context, table: TableInfo, inputs: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    values, pointers = _merged(inputs)
+    return await bind_values(metadata_for(ctx.client), table, values, pointers), pointers
+
+
+def _etag(row: dict[str, Any] | None, response: Any) -> str | None:
+    if row and row.get("@odata.etag"):
+        return row["@odata.etag"]
+    return response.headers.get("ETag") if response is not None else None
+
+
+def _record_schema(extra: dict[str, Any] | None = None, required: list[str] | None = None) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "id": {"type": ["string", "null"], "description": "The row's GUID (null when addressed by alternate key and not returned)."},
+        "entityType": {"type": "string", "description": "The table's entity set name."},
+        "entityUrl": {"type": ["string", "null"], "description": "The row's Web API URL."},
+        "etag": {"type": ["string", "null"], "description": "The row's ETag (version), for Only if ETag matches."},
+        "record": {"type": ["object", "null"], "description": "The row's columns (null unless returned)."},
+    }
+    properties.update(extra or {})
+    return {
+        "type": "object",
+        "required": ["id", "entityType", "entityUrl", "etag", "record", *(required or [])],
+        "properties": properties,
+    }
+
+
+_EXAMPLE_ID = "7eb682f1-ca75-e511-80d4-00155d2a68d1"
+_EXAMPLE_URL = f"https://contoso.crm.dynamics.com/api/data/v9.2/accounts({_EXAMPLE_ID})"
+_EXAMPLE_ROW = {"@odata.etag": 'W/"536530"', "accountid": _EXAMPLE_ID, "name": "Contoso", "revenue": 1000000.0}
+
+
+# -- the actions ----------------------------------------------------------------------------------
+
+
+class CreateEntity(Action):
+    """Create a row; lookups can be set by ID, by alternate key or by a bare GUID."""
+
+    key = "dynamics365.create_entity"
+    label = "Create Entity"
+    group = "Records"
+
+    class Inputs(InputModel):
+        entity_type: str = entity_type_field()
+        field_values: list[FieldValue] = _field_values()
+        dynamic_values: dict[str, Any] | None = _dynamic_values()
+        field_names: list[str] = _field_names("Columns of the returned row (all when empty).")
+        return_representation: bool = _return_representation(True)
+        include_formatted_values: bool = _formatted_values()
+        detect_duplicates: bool = _detect_duplicates()
+        impersonate_user_id: str | None = impersonate_field()
+
+    output_schema = _record_schema()
+    example = {"id": _EXAMPLE_ID, "entityType": "accounts", "entityUrl": _EXAMPLE_URL, "etag": 'W/"536530"', "record": _EXAMPLE_ROW}
+
+    async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
+        table = await _table(ctx, inputs.entity_type)
+        body, _ = await _body(ctx, table, inputs)
+        representation = inputs.return_representation
+        params = {"$select": inputs.field_names} if representation and inputs.field_names else None
+        response = await ctx.client.request(
+            "POST", table.entity_set, params=params, json=body, headers=_headers(inputs),
+            prefer=_prefer(representation, inputs.include_formatted_values),
+        )
+        row = response.json() if representation and response.content else None
+        entity_url = response.headers.get("OData-EntityId") or response.headers.get("Location")
+        row_id = _row_id(table, row, entity_url)
+        if entity_url is None and row_id is not None:
+            entity_url = f"{ctx.client.api_url}/{entity_path(table.entity_set, row_id)}"
+        return {"id": row_id, "entityType": table.entity_set, "entityUrl": entity_url, "etag": _etag(row, response), "record": row}
+
+
+class GetEntity(Action):
+    """Read one row by its ID or alternate key, with the row's ETag for optimistic concurrency."""
+
+    key = "dynamics365.get_entity"
+    label = "Get Entity"
+    group = "Records"
+
+    class Inputs(_Addressed):
+        field_names: list[str] = _field_names("Columns to return (all when empty; naming them is faster).")
+        expand_property_names: list[str] = InputField(
+            [],
+            title="Expand",
+            description="Navigation properties to include, optionally with options: primarycontactid($select=fullname).",
+            examples=[["primarycontactid($select=fullname)"]],
+            widget="list",
+        )
+        include_formatted_values: bool = _formatted_values()
+        impersonate_user_id: str | None = impersonate_field()
+
+    output_schema = _record_schema()
+    example = {"id": _EXAMPLE_ID, "entityType": "accounts", "entityUrl": _EXAMPLE_URL, "etag": 'W/"536530"', "record": _EXAMPLE_ROW}
+
+    async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
+        table = await _table(ctx, inputs.entity_type)
+        row = await ctx.client.retrieve(
+            table.entity_set, inputs.key(),
+            select=inputs.field_names or None,
+            expand=",".join(inputs.expand_property_names) or None,
+            annotations=FORMATTED if inputs.include_formatted_values else None,
+            headers=_headers(inputs),
+        )
+        row_id = _row_id(table, row, None) or (inputs.entity_id or "").strip("{}").lower() or None
+        path = entity_path(table.entity_set, row_id or inputs.key())
+        return {
+            "id": row_id, "entityType": table.entity_set, "entityUrl": f"{ctx.client.api_url}/{path}",
+            "etag": row.get("@odata.etag"), "record": row,
+        }
+
+
+class UpdateEntity(Action):
+    """Update an existing row (never creates one); optionally only if it has not changed since read."""
+
+    key = "dynamics365.update_entity"
+    label = "Update Entity"
+    group = "Records"
+
+    class Inputs(_Addressed):
+        field_values: list[FieldValue] = _field_values()
+        dynamic_values: dict[str, Any] | None = _dynamic_values()
+        if_match_etag: str | None = _if_match()
+        return_representation: bool = _return_representation(False)
+        field_names: list[str] = _field_names("Columns of the returned row when Return the row is on (all when empty).")
+        include_formatted_values: bool = _formatted_values()
+        detect_duplicates: bool = _detect_duplicates()
+        impersonate_user_id: str | None = impersonate_field()
+
+    output_schema = _record_schema()
+    example = {"id": _EXAMPLE_ID, "entityType": "accounts", "entityUrl": _EXAMPLE_URL, "etag": None, "record": None}
+
+    async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
+        table = await _table(ctx, inputs.entity_type)
+        body, pointers = await _body(ctx, table, inputs)
+        key = inputs.key()
+        body = _without_key_columns(body, key, pointers)
+        return await _patch(ctx, table, key, body, inputs, {"If-Match": inputs.if_match_etag or "*"})
+
+
+class UpsertEntity(Action):
+    """Update the row with this ID or alternate key, or create it if there is none; says which happened."""
+
+    key = "dynamics365.upsert_entity"
+    label = "Upsert Entity"
+    group = "Records"
+
+    class Inputs(_Addressed):
+        field_values: list[FieldValue] = _field_values()
+        dynamic_values: dict[str, Any] | None = _dynamic_values()
+        upsert_behavior: Literal["upsert", "createOnly", "updateOnly"] = InputField(
+            "upsert",
+            title="Behavior",
+            description=(
+                "upsert: update or create; createOnly: fail if the row exists (If-None-Match: *); "
+                "updateOnly: fail if it does not (If-Match: *)."
+            ),
+        )
+        return_representation: bool = _return_representation(True)
+        field_names: list[str] = _field_names("Columns of the returned row (all when empty).")
+        include_formatted_values: bool = _formatted_values()
+        detect_duplicates: bool = _detect_duplicates()
+        impersonate_user_id: str | None = impersonate_field()
+
+    output_schema = _record_schema(
+        {"created": {"type": ["boolean", "null"], "description": "True when the row was created, false when updated (null if unknown: Return the row off)."}},
+        ["created"],
+    )
+    example = {"id": _EXAMPLE_ID, "entityType": "accounts", "entityUrl": _EXAMPLE_URL, "etag": 'W/"536530"', "record": _EXAMPLE_ROW, "created": True}
+
+    async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
+        table = await _table(ctx, inputs.entity_type)
+        body, pointers = await _body(ctx, table, inputs)
+        key = inputs.key()
+        body = _without_key_columns(body, key, pointers)
+        condition = {"upsert": {}, "createOnly": {"If-None-Match": "*"}, "updateOnly": {"If-Match": "*"}}
+        result = await _patch(ctx, table, key, body, inputs, condition[inputs.upsert_behavior], keep_status=True)
+        status = result.pop("_status")
+        if status == 201:
+            result["created"] = True
+        elif status == 200:
+            result["created"] = False
+        else:
+            result["created"] = {"upsert": None, "createOnly": True, "updateOnly": False}[inputs.upsert_behavior]
+        return result
+
+
+async def _patch(
+    ctx: Context, table: TableInfo, key: Any, body: dict[str, Any], inputs: Any, conditions: dict[str, str],
+    *, keep_status: bool = False,
+) -> dict[str, Any]:
+    representation = inputs.return_representation
+    params = {"$select": inputs.field_names} if representation and inputs.field_names else None
+    path = entity_path(table.entity_set, key)
+    response = await ctx.client.request(
+        "PATCH", path, params=params, json=body, headers=_headers(inputs, **conditions),
+        prefer=_prefer(representation, inputs.include_formatted_values),
+    )
+    row = response.json() if representation and response.content else None
+    entity_url = response.headers.get("OData-EntityId") or f"{ctx.client.api_url}/{path}"
+    row_id = _row_id(table, row, entity_url)
+    if row_id is None and isinstance(key, str):
+        row_id = key.strip("{}").lower()
+    result = {"id": row_id, "entityType": table.entity_set, "entityUrl": entity_url, "etag": _etag(row, response), "record": row}
+    if keep_status:
+        result["_status"] = response.status_code
+    return result
+
+
+class DeleteEntity(Action):
+    """Delete one row by its ID or alternate key; optionally only if it has not changed since read."""
+
+    key = "dynamics365.delete_entity"
+    label = "Delete Entity"
+    group = "Records"
+
+    class Inputs(_Addressed):
+        if_match_etag: str | None = _if_match()
+        impersonate_user_id: str | None = impersonate_field()
+
+    output_schema = {
+        "type": "object",
+        "required": ["id", "entityType", "deleted"],
+        "properties": {
+            "id": {"type": ["string", "null"], "description": "The row's GUID (null when addressed by alternate key)."},
+            "alternateKey": {"type": ["object", "null"], "description": "The alternate key the row was addressed by."},
+            "entityType": {"type": "string", "description": "The table's entity set name."},
+            "deleted": {"type": "boolean", "description": "Always true: a failed delete raises an error."},
+        },
+    }
+    example = {"id": _EXAMPLE_ID, "alternateKey": None, "entityType": "accounts", "deleted": True}
+
+    async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
+        table = await _table(ctx, inputs.entity_type)
+        await ctx.client.delete(table.entity_set, inputs.key(), if_match=inputs.if_match_etag, headers=_headers(inputs))
+        entity_id = inputs.entity_id.strip("{}").lower() if inputs.entity_id else None
+        return {"id": entity_id, "alternateKey": inputs.alternate_key, "entityType": table.entity_set, "deleted": True}
