@@ -18,13 +18,13 @@ import json
 import re
 from calendar import monthrange
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Transformer, v_args
 from lark.exceptions import LarkError, VisitError
 
-from d365_components.emulator.errors import DataverseError, bad_request, not_supported, unknown_property
+from d365_components.emulator.errors import bad_request, not_supported, unknown_property
 from d365_components.emulator.literals import split_top
 from d365_components.emulator.schema import Column, Schema, Table
 from d365_components.emulator.store import q

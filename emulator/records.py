@@ -31,7 +31,6 @@ MAX_PAGE = 5000
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
 LOOKUP_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 ASSOCIATED_NAV = "Microsoft.Dynamics.CRM.associatednavigationproperty"
-REJECTED_OPTIONS = {"$skip", "$search", "$format", "$levels", "$compute", "$apply", "$index"}
 COLLECTION_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$expand", "$count", "$skiptoken"}
 ENTITY_REF = "CRM do not support direct update of Entity Reference properties, Use Navigation properties instead."
 
@@ -60,7 +59,6 @@ def handle(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> Reply:
         raise method_not_allowed(m)
     name, sub_key = split_segment(rest[0])
     row = find_row(ctx, table, key, required=True)
-    row_id = row[table.primary_id]
     if name in table.collection_navs:
         return collection_nav(ctx, table, row, table.collection_navs[name], sub_key, rest[1:])
     if name in table.single_navs and sub_key is None:
@@ -294,7 +292,7 @@ def expand_row(ctx: Ctx, table: Table, row: dict, out: dict, expands: list[Expan
             order = ", ".join(f"t0.{q(c.name)}{' DESC' if d else ''}" for c, d in parse_orderby(target, e.orderby))
             order = (order + ", " if order else "") + f"t0.{q(target.primary_id)}"
             limit = min(e.top, MAX_PAGE) if e.top is not None else MAX_PAGE
-            children = _select_nav(ctx, nav, target, where, params, order, limit)
+            children = ctx.store.select(target.logical_name, where, params, order=order, limit=limit)
             plan = _plan(ctx, target, parse_select(target, e.select))
             values = []
             for child in children:
@@ -314,10 +312,6 @@ def _nav_where(nav, target: Table, row_id: str) -> tuple[str, list]:
     return f"t0.{q(nav.column)} = ?", [row_id]
 
 
-def _select_nav(ctx, nav, target, where, params, order, limit):
-    return ctx.store.select(target.logical_name, where, params, order=order, limit=limit)
-
-
 def _user(ctx: Ctx) -> QueryUser:
     return QueryUser(ctx.user_id, ctx.business_unit_id)
 
@@ -330,8 +324,6 @@ def query_collection(ctx: Ctx, table: Table, base_where: str = "", base_params: 
     opts = ctx.query
     for name in opts:
         if name.startswith("$") and name not in COLLECTION_OPTIONS:
-            if name in REJECTED_OPTIONS:
-                raise bad_request(f"The query parameter {name} is not supported", QUERY_NOT_SUPPORTED)
             raise bad_request(f"The query parameter {name} is not supported", QUERY_NOT_SUPPORTED)
     aliases = {k: v for k, v in opts.items() if k.startswith("@")}
     cols = parse_select(table, opts.get("$select"))
@@ -416,9 +408,7 @@ def _applied(ctx: Ctx, extra: dict | None = None) -> dict:
 
 def retrieve(ctx: Ctx, table: Table, key: str) -> Reply:
     for name in ctx.query:
-        if name.startswith("$") and name not in ("$select", "$expand"):
-            if name in ("$filter", "$orderby", "$top", "$count", "$skiptoken"):
-                continue
+        if name.startswith("$") and name not in COLLECTION_OPTIONS:
             raise bad_request(f"The query parameter {name} is not supported", QUERY_NOT_SUPPORTED)
     row = find_row(ctx, table, key, required=True)
     etag = f'W/"{row["versionnumber"]}"'
@@ -602,11 +592,6 @@ def _bind(ctx: Ctx, table: Table, nav_name: str, value, values: dict, later: lis
         refs = [resolve_reference(ctx, v, (nav.target,), nav_name) for v in value]
         later.append(lambda row, nav=nav, refs=refs: [_link(ctx, table, row, nav, t, r) for t, r in refs])
         return
-    col = table.column_for_json(nav_name)
-    if col is not None and col.is_lookup:
-        raise bad_request(f"An undeclared property '{nav_name}' which only has property annotations in the payload "
-                          "but no property value was found in the payload. In OData, only declared navigation "
-                          "properties and declared named streams can be represented as properties without values.")
     raise bad_request(f"An undeclared property '{nav_name}' which only has property annotations in the payload but no "
                       "property value was found in the payload. In OData, only declared navigation properties and "
                       "declared named streams can be represented as properties without values.")
@@ -744,8 +729,10 @@ def single_nav(ctx: Ctx, table: Table, row: dict, nav, rest: list[str]) -> Reply
             ctx.store.update(table.logical_name, row[table.primary_id], values, user=ctx.user_id,
                              on_behalf_of=ctx.on_behalf_of, before=row)
         return Reply.empty(204)
-    if rest or ctx.method != "GET":
-        raise segment_not_found(rest[0] if rest else nav.name) if rest else method_not_allowed(ctx.method)
+    if rest:
+        raise segment_not_found(rest[0])
+    if ctx.method != "GET":
+        raise method_not_allowed(ctx.method)
     if target_id is None or target_name not in nav.targets:
         return Reply.empty(204)
     target = ctx.schema.tables[target_name]
@@ -765,12 +752,12 @@ def collection_nav(ctx: Ctx, table: Table, row: dict, nav, sub_key: str | None, 
     where, params = _nav_where(nav, target, row_id)
     if rest == ["$ref"]:
         if ctx.method == "GET" and sub_key is None:
-            refs = _select_nav(ctx, nav, target, where, params, f"t0.{q(target.primary_id)}", MAX_PAGE)
+            refs = ctx.store.select(target.logical_name, where, params, order=f"t0.{q(target.primary_id)}", limit=MAX_PAGE)
             return Reply.json(200, {"@odata.context": f"{ctx.api}/$metadata#Collection($ref)",
                                     "value": [{"@odata.id": entity_url(ctx, target, r[target.primary_id])} for r in refs]})
         if ctx.method == "POST" and sub_key is None:
             ref = ctx.json_body().get("@odata.id")
-            t, target_row = resolve_reference(ctx, ref, (nav.target,), nav.name)
+            _, target_row = resolve_reference(ctx, ref, (nav.target,), nav.name)
             with ctx.store.transaction():
                 _link(ctx, table, row, nav, target, target_row, strict=True)
             return Reply.empty(204)
