@@ -230,6 +230,8 @@ async def test_more_than_1000_requests_is_rejected_before_any_runs(api):
 async def test_missing_boundary_and_missing_token(api):
     no_boundary = await api.post("$batch", content=b"--x--", headers={"Content-Type": "multipart/mixed"})
     assert no_boundary.status_code == 400 and "boundary" in no_boundary.json()["error"]["message"]
+    json_batch = await api.post("$batch", json={"requests": [{"id": "1", "method": "GET", "url": "WhoAmI"}]})
+    assert json_batch.status_code == 400 and "multipart/mixed" in json_batch.json()["error"]["message"]
     api.headers.pop("Authorization")
     unauthenticated = await post_batch(api, [Req("GET", "WhoAmI")])
     assert unauthenticated.status_code == 401 and "www-authenticate" in unauthenticated.headers
