@@ -1,0 +1,173 @@
+"""A small ASGI host for webhook triggers: for local runs (``d365 serve-trigger``) and end-to-end tests.
+
+Each hosted trigger owns a path. A request is read (never more than the trigger's
+``maxBodyBytes``), handed to :func:`d365_components.runtime.handle_webhook`, and every event
+it yields goes to the trigger's ``on_event`` callback before Dataverse gets its answer — so a
+200 means the flow has the event. A callback that fails answers 503, which Dataverse retries once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from d365_components.definitions import Connection, WebhookRequest
+from d365_components.redaction import get_logger
+from d365_components.registry import get_registry
+from d365_components.runtime import (
+    ConnectionSpec,
+    deploy_webhook,
+    handle_webhook,
+    open_connection,
+    parse_inputs,
+    remove_webhook,
+)
+
+__all__ = ["HostedTrigger", "create_trigger_app", "serve"]
+
+log = get_logger("d365_components.triggers.host")
+EventCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+#: every method reaches the trigger, which answers 405 itself to what it does not take
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@dataclass
+class HostedTrigger:
+    """One webhook trigger served at ``path``; ``on_event`` gets each event it yields."""
+
+    path: str
+    key: str
+    inputs: dict[str, Any]
+    connection: ConnectionSpec = None
+    on_event: EventCallback | None = None
+    #: state a host keeps for the deployed flow (handed to the trigger as ``ctx.state``)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it grows past ``limit`` (a huge upload is never buffered)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _endpoint(hosted: HostedTrigger, connection: Connection | None, limit: int):
+    async def endpoint(request: Request) -> Response:
+        body = await _read_body(request, limit)
+        if body is None:
+            return JSONResponse({"error": f"The body is larger than {limit} bytes."}, status_code=413)
+        incoming = WebhookRequest(
+            method=request.method,
+            headers=dict(request.headers),
+            query=dict(request.query_params),
+            body=body,
+        )
+        try:
+            answer = await handle_webhook(hosted.key, hosted.inputs, incoming, connection, state=hosted.state)
+        except Exception:
+            log.exception("trigger %s failed on a request", hosted.key)
+            return JSONResponse({"error": "The trigger failed on this request."}, status_code=500)
+        for event in answer.events:
+            try:
+                if hosted.on_event is not None:
+                    result = hosted.on_event(event)
+                    if inspect.isawaitable(result):
+                        await result
+            except Exception:
+                log.exception("the flow of %s could not take an event", hosted.key)
+                return JSONResponse({"error": "The flow could not take the event; try again."}, status_code=503)
+        if answer.body is None:
+            return Response(status_code=answer.status, headers=answer.headers)
+        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+    return endpoint
+
+
+def create_trigger_app(triggers: list[HostedTrigger]) -> Starlette:
+    """An ASGI app serving each trigger at its path (inputs are validated now, not per request).
+
+    Connections are opened once when the app starts and closed when it stops.
+    """
+    registry = get_registry()
+    routes, opened = [], []
+    for hosted in triggers:
+        definition = registry.get(hosted.key, "triggers")
+        typed = parse_inputs(definition, hosted.inputs)
+        limit = getattr(typed, "max_body_bytes", DEFAULT_MAX_BODY)
+        connection = open_connection(hosted.connection)
+        if connection is not None and connection is not hosted.connection:
+            opened.append(connection)
+        routes.append(Route(hosted.path, _endpoint(hosted, connection, limit), methods=_ALL_METHODS))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        try:
+            yield
+        finally:
+            for connection in opened:
+                await connection.aclose()
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    print(json.dumps(event, ensure_ascii=False, separators=(",", ":")), flush=True)
+
+
+def serve(
+    key: str,
+    inputs: dict,
+    connection: dict | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    deploy: bool = False,
+    public_url: str | None = None,
+) -> None:
+    """Serve one webhook trigger at ``/``, printing each event as one line of JSON on stdout.
+
+    With ``deploy`` the webhook is registered in Dataverse (at ``public_url``, or
+    ``http://host:port/``) once the server listens, and removed again on Ctrl-C.
+    """
+    import uvicorn
+
+    url = public_url or f"http://{host}:{port}/"
+    app = create_trigger_app([HostedTrigger("/", key, inputs, connection, _print_event)])
+    state: dict[str, Any] = {}
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Starlette):
+        async with inner(app_):
+            if deploy:
+                state.update(await deploy_webhook(key, inputs, url, connection))
+                print(f"Registered in Dataverse as '{state.get('name')}', calling {url}", file=sys.stderr, flush=True)
+            try:
+                yield
+            finally:
+                if deploy and state:
+                    await asyncio.shield(remove_webhook(key, inputs, state, connection))
+                    print("Registration removed.", file=sys.stderr, flush=True)
+
+    app.router.lifespan_context = lifespan
+    print(f"Listening on http://{host}:{port}/ for {key} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()
