@@ -93,15 +93,6 @@ def fetch_with_paging(fetchxml: str, *, page: int, count: int | None, cookie: st
     return ElementTree.tostring(root, encoding="unicode")
 
 
-def entity_name_of(fetchxml: str) -> str | None:
-    try:
-        root = SafeElementTree.fromstring(fetchxml)
-    except ElementTree.ParseError:
-        return None
-    entity = root.find("entity")
-    return entity.get("name") if entity is not None else None
-
-
 def fetch_page(body: dict[str, Any], page_number: int) -> Page:
     more = body.get(MORE_RECORDS)
     return Page(

@@ -128,8 +128,3 @@ class Limiter:
     def pause(self, seconds: float) -> None:
         """Hold every new request of this connection for ``seconds`` (a shared Retry-After)."""
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-
-    async def wait_if_paused(self) -> None:
-        pause = self._paused_until - time.monotonic()
-        if pause > 0:
-            await asyncio.sleep(pause)
