@@ -21,6 +21,8 @@ from defusedxml.ElementTree import fromstring
 from d365_components.emulator.errors import INVALID_ARGUMENT, DataverseError, bad_request
 
 MAX_PAGE = 5000
+MAX_LINKS = 15          # Dataverse's limit of link-entity elements per query
+MAX_DEPTH = 30          # nesting of filters: deeper trees are refused before they reach recursion limits
 
 
 @dataclass
@@ -173,6 +175,8 @@ def parse_fetch(text: str) -> Fetch:
     entities = [e for e in entities if e.tag == "entity"]
     if len(entities) != 1:
         raise invalid("The 'fetch' element must contain exactly one 'entity' element.")
+    if len(root.findall(".//link-entity")) > MAX_LINKS:
+        raise invalid("Number of link entities in query exceeded maximum limit.")
     fetch = Fetch(
         entity=_entity(entities[0], link=False),
         top=_int(root, "top"),
@@ -235,7 +239,9 @@ def _attribute(el: Element) -> Attribute:
     return attr
 
 
-def _filter(el: Element) -> Filter:
+def _filter(el: Element, depth: int = 1) -> Filter:
+    if depth > MAX_DEPTH:
+        raise invalid(f"Filters are nested more than {MAX_DEPTH} levels deep.")
     _check_attrs(el, {"type", "isquickfindfields", "overridequickfindrecordlimitenabled",
                       "overridequickfindrecordlimitdisabled", "hint"})
     kind = (el.get("type") or "and").lower()
@@ -243,7 +249,7 @@ def _filter(el: Element) -> Filter:
         raise invalid(f"The filter type '{el.get('type')}' is not valid; expected 'and' or 'or'.")
     f = Filter(kind)
     for child in _children(el, {"condition", "filter"}):
-        f.items.append(_condition(child) if child.tag == "condition" else _filter(child))
+        f.items.append(_condition(child) if child.tag == "condition" else _filter(child, depth + 1))
     return f
 
 

@@ -365,9 +365,7 @@ class Planner:
                     parts.append(self.filter_sql(item, scope, params))
             else:
                 parts.append(self.condition_sql(item, scope, params))
-        if not parts:
-            return "1"
-        return "(" + f" {f.type.upper()} ".join(parts) + ")"
+        return balanced(parts, f" {f.type.upper()} ") if parts else "1"
 
     def condition_sql(self, c: Condition, scope: Scope, params: list) -> str:
         target = self.scope_for(c.entityname, scope)
@@ -457,6 +455,14 @@ class Planner:
         if hi is not None:
             parts.append(f"{e} < {param(_fmt(hi))}")
         return "(" + " AND ".join(parts) + ")"
+
+
+def balanced(parts: list[str], op: str, width: int = 8) -> str:
+    """`a OP b OP c ...` grouped in parentheses `width` at a time, so a filter with thousands of
+    conditions stays far below SQLite's expression depth limit of 1000."""
+    while len(parts) > width:
+        parts = ["(" + op.join(parts[i:i + width]) + ")" for i in range(0, len(parts), width)]
+    return "(" + op.join(parts) + ")"
 
 
 def _fmt(t: datetime) -> str:

@@ -286,6 +286,44 @@ async def test_nested_and_one_to_many_link_entities(fetch, linked):
     assert pages[0][MORE] is True and MORE not in pages[1]
 
 
+async def test_exists_style_links_valueof_and_multi_select_values(fetch, store, linked):
+    marker, *_ = linked
+    base = (f'<fetch><entity name="account"><attribute name="name"/><order attribute="name"/><filter>'
+            f'<condition attribute="description" operator="eq" value="{marker}"/></filter>'
+            '<link-entity name="contact" from="parentcustomerid" to="accountid" link-type="{kind}">'
+            '<filter><condition attribute="jobtitle" operator="eq" value="CTO"/></filter></link-entity></entity></fetch>')
+    for kind, expected in (("any", ["A"]), ("exists", ["A"]), ("not any", ["B"])):
+        status, body = await fetch("accounts", base.replace("{kind}", kind))
+        assert status == 200 and names(body) == expected, (kind, body)
+    user = dict(user=defaults.APP_USER_ID)
+    store.insert("account", {"name": f"{marker} rich", "description": marker + "v", "revenue": 10.0, "creditlimit": 5.0,
+                             "new_channels": "100000000,100000002"}, **user)
+    store.insert("account", {"name": f"{marker} poor", "description": marker + "v", "revenue": 1.0, "creditlimit": 5.0,
+                             "new_channels": "100000001"}, **user)
+    where = f'<condition attribute="description" operator="eq" value="{marker}v"/>'
+    for condition, expected in (
+        ('<condition attribute="revenue" operator="gt" valueof="creditlimit"/>', ["rich"]),
+        ('<condition attribute="new_channels" operator="contain-values"><value>100000002</value></condition>', ["rich"]),
+        ('<condition attribute="new_channels" operator="not-contain-values"><value>100000002</value></condition>',
+         ["poor"]),
+    ):
+        xml = (f'<fetch><entity name="account"><attribute name="name"/><filter>{where}{condition}</filter>'
+               '</entity></fetch>')
+        status, body = await fetch("accounts", xml)
+        assert status == 200 and names(body) == expected, (condition[:80], body)
+
+
+def test_thousands_of_conditions_stay_within_sqlite_limits(store):
+    """Too long for a URL, but `execute_fetch` callers may send it."""
+    name = "W" + uuid.uuid4().hex[:8]
+    store.insert("account", {"name": name}, user=defaults.APP_USER_ID)
+    xml = ('<fetch><entity name="account"><attribute name="name"/><filter type="or">'
+           + '<condition attribute="name" operator="eq" value="x"/>' * 5000
+           + f'<condition attribute="name" operator="eq" value="{name}"/></filter></entity></fetch>')
+    status, _, body = execute_fetch(store, "accounts", xml)
+    assert status == 200 and [r["name"] for r in body["value"]] == [name]
+
+
 # ---- aggregates ---------------------------------------------------------------------------------
 
 async def test_aggregates_with_groupby(fetch, linked, accounts):
@@ -501,6 +539,10 @@ REFUSED = [
      "0x80041103", "'contact' entity"),
     ('<fetch><entity name="account"><filter><condition entityname="zz" attribute="name" operator="null"/></filter>'
      '</entity></fetch>', "0x80040203", "'zz'"),
+    ('<fetch><entity name="account">' + '<filter type="or">' * 40 + '<condition attribute="name" operator="null"/>'
+     + '</filter>' * 40 + '</entity></fetch>', "0x80040203", "nested"),
+    ('<fetch><entity name="account">' + '<link-entity name="contact" from="contactid" to="primarycontactid"/>' * 16
+     + '</entity></fetch>', "0x80040203", "Number of link entities in query exceeded maximum limit."),
 ]
 
 
