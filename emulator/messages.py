@@ -50,6 +50,12 @@ def register_action(name: str, handler: Handler, bound_to: str | None = None) ->
     _actions[(name, bound_to)] = handler
 
 
+def unregister(name: str, bound_to: str | None = None) -> None:
+    """Forget a function/action (tests register throwaway ones)."""
+    _functions.pop((name, bound_to), None)
+    _actions.pop((name, bound_to), None)
+
+
 def load_message_modules() -> None:
     for module in MESSAGE_MODULES:
         if importlib.util.find_spec(module) is not None:

@@ -16,6 +16,8 @@ Layout (what FetchXML, change tracking and webhooks can build on):
 * indexes: primary key; every lookup column; `(modifiedon, id)`; `(primary name, id)`; a unique
   index per alternate key.
 * N:N relationships use an intersect table `<intersect name>(<id1>, <id2>)`.
+* every task, phonecall, email and appointment also has a row in `activitypointer` (same id,
+  common columns, `activitytypecode`), kept in step on each write and not reported to listeners.
 
 API: `table(name)` (schema lookup), `insert`, `update`, `delete`, `get`, `select` (SQL
 where-clause + parameters, order, limit), `count`, `transaction()` (SAVEPOINT; nested; rolled back
@@ -47,6 +49,7 @@ Listener = Callable[[str, str, "dict | None", "dict | None"], None]
 SYSTEM_COLUMNS = ("createdon", "modifiedon", "createdby", "modifiedby", "createdonbehalfby",
                   "modifiedonbehalfby", "versionnumber")
 FULLNAME_TABLES = frozenset({"contact", "lead", "systemuser"})
+ACTIVITY_TABLES = frozenset({"task", "phonecall", "email", "appointment"})
 
 
 def utc_now() -> str:
@@ -277,6 +280,8 @@ class Store:
                 self.conn.execute(sql, [row[n] for n in names])
             except sqlite3.IntegrityError as exc:
                 raise self._integrity(t, exc) from None
+            if table in ACTIVITY_TABLES:
+                self._mirror_activity(table, row)
             self._emit("Create", table, None, row)
         return row
 
@@ -310,6 +315,8 @@ class Store:
             except sqlite3.IntegrityError as exc:
                 raise self._integrity(t, exc) from None
             after = {**before, **changes}
+            if table in ACTIVITY_TABLES:
+                self._mirror_activity(table, after)
             self._emit("Update", table, before, after)
         return before, after
 
@@ -321,6 +328,8 @@ class Store:
             if before is None:
                 return None
             self.conn.execute(f"DELETE FROM {q(table)} WHERE {q(t.primary_id)} = ?", (row_id,))
+            if table in ACTIVITY_TABLES:
+                self.conn.execute('DELETE FROM "activitypointer" WHERE activityid = ?', (row_id,))
             for nav in t.collection_navs.values():
                 if nav.many_to_many:
                     self.conn.execute(f"DELETE FROM {q(nav.intersect)} WHERE {q(nav.own_id)} = ?", (row_id,))
@@ -331,6 +340,22 @@ class Store:
                                       f"WHERE {q(nav.column)} = ?", (row_id,))
             self._emit("Delete", table, before, None)
         return before
+
+    def _mirror_activity(self, table: str, row: dict) -> None:
+        """Keep the activitypointer row of a task/phone call/email/appointment in step with it:
+        activitypointers (and Account_ActivityPointers) list every activity, as in Dataverse."""
+        pointer = self.schema.tables.get("activitypointer")
+        if pointer is None:
+            return
+        values = {c: row[c] for c in self.columns_of("activitypointer") if c in row}
+        values["activitytypecode"] = table
+        values["statuscode"] = default_status(pointer, row.get("statecode") or 0)
+        names = tuple(values)
+        sql = self._sql.get(("ptr", names))
+        if sql is None:
+            sql = self._sql[("ptr", names)] = (f'INSERT OR REPLACE INTO "activitypointer" ({", ".join(map(q, names))}) '
+                                               f'VALUES ({", ".join("?" * len(names))})')
+        self.conn.execute(sql, list(values.values()))
 
     def associate(self, intersect: str, id_columns: tuple[str, str], ids: tuple[str, str]) -> bool:
         """Link two rows of an N:N relationship; False if they were already linked."""

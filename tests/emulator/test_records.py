@@ -418,6 +418,34 @@ async def test_service_document_and_csdl(api):
     assert '<NavigationProperty Name="contact_customer_accounts" Type="Collection(mscrm.contact)"/>' in csdl.text
 
 
+async def test_activities_are_listed_as_activity_pointers(api):
+    account_id = await create(api, "accounts", {"name": "Busy"})
+    task_id = await create(api, "tasks", {"subject": "Follow up", "regardingobjectid_account_task@odata.bind": f"/accounts({account_id})"})
+    call_id = await create(api, "phonecalls", {"subject": "Call", "regardingobjectid_account_phonecall@odata.bind": f"/accounts({account_id})"})
+    url = f"accounts({account_id})/Account_ActivityPointers?$select=subject,activitytypecode,statecode&$orderby=subject"
+    listed = (await api.get(url)).json()["value"]
+    assert [(a["activityid"], a["activitytypecode"]) for a in listed] == [(call_id, "phonecall"), (task_id, "task")]
+    await api.patch(f"tasks({task_id})", json={"statecode": 1, "statuscode": 5})
+    assert (await api.get(f"activitypointers({task_id})?$select=statecode")).json()["statecode"] == 1
+    await api.delete(f"phonecalls({call_id})")
+    assert [a["activityid"] for a in (await api.get(url)).json()["value"]] == [task_id]
+
+
+async def test_unexpected_errors_are_500_with_a_dataverse_body(api):
+    from d365_components.emulator import messages
+
+    def broken(ctx, params, bound):
+        raise RuntimeError("secret internals")
+
+    messages.register_function("BrokenForTest", broken)
+    try:
+        response = await api.get("BrokenForTest()")
+    finally:
+        messages.unregister("BrokenForTest")
+    assert error_of(response) == (500, "0x80040216", "An unexpected error occurred.")
+    assert "secret" not in response.text and "Traceback" not in response.text
+
+
 def test_store_transactions_and_listeners(store):
     events = []
     store.listeners.append(lambda *event: events.append(event))
