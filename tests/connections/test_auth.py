@@ -40,6 +40,8 @@ async def test_client_credentials_connection_test_says_who_we_are(emulator):
     assert result["userId"] in (defaults.APP_USER_ID, defaults.APP_USER_OBJECT_ID)
     assert result["webApiUrl"] == emulator.api_url
     assert result["businessUnitId"] == defaults.BUSINESS_UNIT_ID
+    assert result["organizationName"] == defaults.ORGANIZATION_NAME
+    assert result["userName"]
 
 
 async def test_open_client_returns_the_same_client(emulator):
