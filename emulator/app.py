@@ -60,7 +60,7 @@ def create_app(*, identity, org_url: str, db: str = ":memory:", seed: str | None
         Route("/api/data/{version}/{path:path}", _WebApi(identity, lambda: app.state), methods=METHODS),
         *identity.routes(),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
     app.state.store = store
     app.state.schema = schema
     app.state.org_url = org_url.rstrip("/")
@@ -100,6 +100,10 @@ class _WebApi:
             response.headers["OData-Version"] = "4.0"
             await response(scope, receive, send)
             return
+        except Exception:
+            log.exception("token verification failed unexpectedly")
+            await _reply_response(_error_reply(unexpected()))(scope, receive, send)
+            return
         body, more = b"", True
         while more:
             message = await receive()
@@ -112,6 +116,15 @@ class _WebApi:
         raw.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": payload})
+
+
+async def _not_found(request: Request, exc) -> Response:
+    segment = request.url.path.rstrip("/").rsplit("/", 1)[-1] or "/"
+    return _reply_response(_error_reply(segment_not_found(segment)))
+
+
+async def _not_allowed(request: Request, exc) -> Response:
+    return _reply_response(_error_reply(method_not_allowed(request.method)))
 
 
 def _header_value(value: str) -> bytes:

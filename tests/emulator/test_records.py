@@ -466,3 +466,8 @@ def test_store_transactions_and_listeners(store):
         assert events == [] and store.get("account", row["accountid"]) is not None
     finally:
         store.listeners.clear()
+
+
+async def test_paths_outside_the_web_api_answer_in_dataverse_shape(api, emulator):
+    response = await api.get(emulator.org_url + "/api/data")
+    assert error_of(response)[:2] == (404, "0x8006088a")
