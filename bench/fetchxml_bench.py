@@ -81,10 +81,9 @@ class Api:
 
 
 def routed(api: Api) -> bool:
-    probe = ('<fetch aggregate="true"><entity name="account">'
-             '<attribute name="accountid" alias="probe" aggregate="count"/></entity></fetch>')
-    response = api.client.get("accounts", params={"fetchXml": probe})
-    return response.status_code == 200 and "probe" in (response.json().get("value") or [{}])[0]
+    """Only the FetchXML handler refuses an unknown entity; plain OData would ignore `fetchXml`."""
+    response = api.client.get("accounts", params={"fetchXml": '<fetch><entity name="no_such_table"/></fetch>'})
+    return response.status_code == 400
 
 
 def fetch_pages(api: Api, page_size: int, use_cookie: bool) -> tuple[int, int, float]:

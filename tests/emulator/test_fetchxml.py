@@ -2,9 +2,8 @@
 formatted values, the paging cookie over 12,000 rows, and hostile or malformed XML answered with
 400s in Dataverse's error shape, never a 500.
 
-Queries go over HTTPS (`GET {set}?fetchXml=...`) once the app routes them to emulator/fetchxml.py;
-until then the `fetch` fixture runs the very same handler through `execute_fetch` on the shared
-emulator's store (the probe below decides, once per session).
+Queries go over HTTPS (`GET {set}?fetchXml=...`, and inside `$batch` for long ones); one test
+calls `execute_fetch` directly with a query too long for any URL.
 """
 
 from __future__ import annotations
@@ -25,28 +24,18 @@ ROWS = 12_000
 FORMATTED = "@OData.Community.Display.V1.FormattedValue"
 COOKIE = "@Microsoft.Dynamics.CRM.fetchxmlpagingcookie"
 MORE = "@Microsoft.Dynamics.CRM.morerecords"
-PROBE = ('<fetch aggregate="true"><entity name="account">'
-         '<attribute name="accountid" alias="probe" aggregate="count"/></entity></fetch>')
-_routing: dict[str, bool] = {}
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def fetch(emulator, api):
-    """`await fetch(entity_set, xml, annotations=None, count=False) -> (status, body)`."""
-    if "https" not in _routing:
-        probe = await api.get("accounts", params={"fetchXml": PROBE})
-        _routing["https"] = probe.status_code == 200 and "probe" in (probe.json().get("value") or [{}])[0]
+async def fetch(api):
+    """`await fetch(entity_set, xml, annotations=None, count=False) -> (status, body)` over HTTPS."""
 
     async def run(entity_set: str, xml: str, annotations: str | None = None, count: bool = False):
-        if _routing["https"]:
-            headers = {"Prefer": f'odata.include-annotations="{annotations}"'} if annotations else {}
-            params = {"fetchXml": xml, **({"$count": "true"} if count else {})}
-            response = await api.get(entity_set, params=params, headers=headers)
-            assert response.headers["OData-Version"] == "4.0"
-            return response.status_code, response.json()
-        status, _, body = execute_fetch(emulator.app.state.store, entity_set, xml, annotations=annotations,
-                                        count=count, org_url=emulator.org_url)
-        return status, body
+        headers = {"Prefer": f'odata.include-annotations="{annotations}"'} if annotations else {}
+        params = {"fetchXml": xml, **({"$count": "true"} if count else {})}
+        response = await api.get(entity_set, params=params, headers=headers)
+        assert response.headers["OData-Version"] == "4.0"
+        return response.status_code, response.json()
 
     return run
 
