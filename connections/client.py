@@ -253,7 +253,7 @@ class WebApiClient:
                     log.debug("%s %s failed (%s); retry %d in %.2fs", method, self._log_path(url), type(exc).__name__, attempt, wait)
                     await asyncio.sleep(wait)
                     continue
-                raise self._network_error(exc, method, url, idempotent) from None
+                raise self._network_error(exc, method, url, idempotent) from exc
             # httpx binds a response and its stream in a reference cycle, so a read body (up to
             # megabytes per page) would wait for the cyclic GC; rebinding frees it on last use.
             response.stream = httpx.ByteStream(response.content)

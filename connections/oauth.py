@@ -368,6 +368,8 @@ class DynamicsConnection(Connection):
                 )
             raise
         except TransientError as exc:
+            if not isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout):
+                raise
             raise ConnectionConfigError(
                 f"Cannot reach {self.org.org_url}: check webApiUrl and the network ({exc.message})."
             ) from None

@@ -204,3 +204,11 @@ async def test_identifier_redaction_masks_host_and_guids(connect, fault_proxy):
     with pytest.raises(DataverseError) as caught:
         await plain.retrieve("accounts", "7eb682f1-ca75-e511-80d4-00155d2a68d1")
     assert "7eb682f1" in str(caught.value)  # ids are kept by default: users need them to find the row
+
+
+async def test_connection_test_reports_an_unavailable_service_as_transient(connect, fault_proxy):
+    connection = connect(maxRetries=0)
+    fault_proxy.script = ["503", "503"]
+    with pytest.raises(TransientError) as caught:
+        await connection.test()
+    assert caught.value.disposition == "transient"
