@@ -8,10 +8,11 @@ calls `execute_fetch` directly with a query too long for any URL.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 from xml.etree import ElementTree
 
 import pytest
@@ -300,6 +301,25 @@ async def test_exists_style_links_valueof_and_multi_select_values(fetch, store, 
                '</entity></fetch>')
         status, body = await fetch("accounts", xml)
         assert status == 200 and names(body) == expected, (condition[:80], body)
+
+
+async def test_long_fetchxml_through_batch(api, accounts):
+    """Over 32 KB of URL: §4.5 moves the GET into a $batch part (64 KB limit)."""
+    marker, *_ = accounts
+    values = "".join(f"<value>{n}</value>" for n in range(1000, 2400)) + "<value>20</value>"
+    xml = (f'<fetch><entity name="account"><attribute name="name"/><filter>'
+           f'<condition attribute="description" operator="eq" value="{marker}"/>'
+           f'<condition attribute="numberofemployees" operator="in">{values}</condition></filter></entity></fetch>')
+    url = f"{api.base_url}accounts?fetchXml={quote(xml)}"
+    assert 32_768 < len(url) < 65_536
+    body = (f"--b1\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+            f"GET {url} HTTP/1.1\r\nAccept: application/json\r\n\r\n--b1--\r\n")
+    response = await api.post("$batch", content=body.encode(), headers={"Content-Type": "multipart/mixed; boundary=b1"})
+    assert response.status_code == 200, response.text[:500]
+    assert "HTTP/1.1 200 OK" in response.text
+    part = response.text[response.text.index('{"@odata.context"'):]
+    part = part[:part.index("\r\n--batchresponse")].strip()
+    assert [r["name"] for r in json.loads(part)["value"]] == [f"{marker} r1"]
 
 
 def test_thousands_of_conditions_stay_within_sqlite_limits(store):
