@@ -1,0 +1,175 @@
+"""Query Entities: OData queries with a page cursor in and out, and a row limit for fetch-all.
+
+One page per run by default, with ``nextPageId`` (the ``@odata.nextLink``) to continue in the
+next step; ``fetchAll`` follows every link but stops at ``maxRows`` (default 50,000) and says so
+with ``truncated``, so a flow never pulls a whole table into memory by accident.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import field_validator
+
+from d365_components import Action, Context, InputField, InputModel
+from d365_components.actions._common import COLUMNS, entity_type_field, impersonate_field, impersonation_headers
+from d365_components.actions._lookups import metadata_for
+from d365_components.actions.filters import FilterCondition, conditions_field, filter_from_inputs
+from d365_components.connections.paging import MAX_PAGE_SIZE
+from d365_components.errors import FieldError, InputValidationError
+
+__all__ = ["QueryEntities"]
+
+FORMATTED = "OData.Community.Display.V1.FormattedValue"
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ORDER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*(\s+(asc|desc))?$", re.IGNORECASE)
+
+
+def _check_names(values: list[str], pattern: re.Pattern[str], what: str) -> list[str]:
+    cleaned = [v.strip() for v in values if v.strip()]
+    bad = [v for v in cleaned if not pattern.match(v)]
+    if bad:
+        raise ValueError(f"{', '.join(repr(b) for b in bad)}: not {what}")
+    return cleaned
+
+
+class QueryEntities(Action):
+    """List rows of a table with OData $select, $filter, $orderby and $expand, a page at a time or all."""
+
+    key = "dynamics365.query_entities"
+    label = "Query Entities"
+    group = "Queries"
+
+    class Inputs(InputModel):
+        entity_type: str = entity_type_field()
+        field_names: list[str] = InputField(
+            [], title="Columns", description="Columns to return ($select); all when empty (slower).",
+            examples=[["name", "revenue"]], widget="list", data_source=COLUMNS, data_source_inputs={"table": "entityType"},
+        )
+        filter_expression: str | None = InputField(
+            None, title="Filter", description="An OData $filter, e.g. revenue gt 1000 and statecode eq 0. Text typed by users belongs in Filter conditions.",
+            examples=["revenue gt 1000 and statecode eq 0"], widget="code", language="odata",
+        )
+        filter_conditions: list[FilterCondition] = conditions_field(
+            default=[], title="Filter conditions",
+            description="Conditions with safely quoted values, joined by and with Filter.",
+        )
+        order_by_field_names: list[str] = InputField(
+            [], title="Order by", description='Columns to sort by ($orderby), each optionally followed by "desc": "name", "createdon desc".',
+            examples=[["createdon desc", "name"]], widget="list", data_source=COLUMNS, data_source_inputs={"table": "entityType"},
+        )
+        expand_property_names: list[str] = InputField(
+            [], title="Expand", description="Navigation properties to include ($expand), optionally with options: primarycontactid($select=fullname).",
+            examples=[["primarycontactid($select=fullname)"]], widget="list",
+        )
+        fetch_all: bool = InputField(False, title="Fetch all", description="Follow every page up to Max rows; otherwise return one page and a Next page ID.")
+        records_per_page: int = InputField(100, title="Rows per page", description="Rows per page (odata.maxpagesize), 1 to 5,000.", ge=1, le=MAX_PAGE_SIZE)
+        next_page_id: str | None = InputField(
+            None, title="Next page ID", description="The nextPageId of a previous run, to read the page after it (the query options travel inside it).",
+            group="Paging", min_length=1,
+        )
+        max_rows: int = InputField(
+            50_000, title="Max rows", description="With Fetch all: stop after this many rows and set truncated (protects the flow from pulling a whole table).",
+            ge=1, le=10_000_000, group="Paging",
+        )
+        include_count: bool = InputField(False, title="Include count", description="Also return the number of matching rows ($count; Dataverse caps it at 5,000).")
+        include_formatted_values: bool = InputField(
+            False, title="Include formatted values", description="Also return display text for choices, lookups, money and dates.", group="Advanced", advanced=True,
+        )
+        impersonate_user_id: str | None = impersonate_field()
+
+        @field_validator("field_names")
+        @classmethod
+        def _columns(cls, value: list[str]) -> list[str]:
+            return _check_names(value, _COLUMN, "a column name")
+
+        @field_validator("order_by_field_names")
+        @classmethod
+        def _orders(cls, value: list[str]) -> list[str]:
+            return _check_names(value, _ORDER, 'a column optionally followed by "asc" or "desc"')
+
+    output_schema = {
+        "type": "object",
+        "required": ["value", "count", "nextPageId", "@odata.nextLink", "oDataNextLink", "truncated"],
+        "properties": {
+            "value": {"type": "array", "items": {"type": "object"}, "description": "The rows."},
+            "count": {"type": ["integer", "null"], "description": "Matching rows (with Include count; at most 5,000)."},
+            "nextPageId": {"type": ["string", "null"], "description": "Give this as Next page ID to read on; null on the last page."},
+            "@odata.nextLink": {"type": ["string", "null"], "description": "Same as nextPageId (OData name)."},
+            "oDataNextLink": {"type": ["string", "null"], "description": "Same as nextPageId (for flows built on other connectors)."},
+            "truncated": {"type": "boolean", "description": "True when Fetch all stopped at Max rows with rows left."},
+        },
+    }
+    example = {
+        "value": [{"@odata.etag": 'W/"536530"', "accountid": "7eb682f1-ca75-e511-80d4-00155d2a68d1", "name": "Contoso"}],
+        "count": 1,
+        "nextPageId": None,
+        "@odata.nextLink": None,
+        "oDataNextLink": None,
+        "truncated": False,
+    }
+
+    async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
+        filters = [inputs.filter_expression.strip()] if inputs.filter_expression and inputs.filter_expression.strip() else []
+        if inputs.filter_conditions:
+            filters.append(filter_from_inputs(inputs.filter_conditions, "and", "/filterConditions"))
+        if inputs.next_page_id:
+            _check_link(ctx, inputs.next_page_id)
+            path, params = inputs.next_page_id, None
+        else:
+            table = await metadata_for(ctx.client).table(inputs.entity_type)
+            path = table.entity_set
+            params = {
+                "$select": inputs.field_names or None,
+                "$filter": " and ".join(f"({f})" for f in filters) if len(filters) > 1 else "".join(filters),
+                "$orderby": inputs.order_by_field_names or None,
+                "$expand": inputs.expand_property_names or None,
+                "$count": "true" if inputs.include_count else None,
+            }
+            params = {k: v for k, v in params.items() if v}
+        rows: list[dict[str, Any]] = []
+        count: int | None = None
+        next_link: str | None = None
+        truncated = False
+        pages = ctx.client.pages(
+            path, params=params, page_size=inputs.records_per_page,
+            annotations=FORMATTED if inputs.include_formatted_values else None,
+            headers=impersonation_headers(inputs.impersonate_user_id),
+        )
+        try:
+            async for page in pages:
+                if count is None:
+                    count = page.count
+                next_link = page.next_link
+                room = inputs.max_rows - len(rows)
+                if inputs.fetch_all and len(page.rows) > room:
+                    rows += page.rows[:room]
+                    truncated, next_link = True, None  # mid-page: no cursor could resume exactly here
+                    break
+                rows += page.rows
+                ctx.report(len(rows), count)
+                if not inputs.fetch_all:
+                    break
+                if next_link and len(rows) >= inputs.max_rows:
+                    truncated = True
+                    break
+        finally:
+            await pages.aclose()
+        return {
+            "value": rows,
+            "count": count,
+            "nextPageId": next_link,
+            "@odata.nextLink": next_link,
+            "oDataNextLink": next_link,
+            "truncated": truncated,
+        }
+
+
+def _check_link(ctx: Context, link: str) -> None:
+    try:
+        url = ctx.client.url_for(link)
+    except ValueError as exc:
+        raise InputValidationError([FieldError("/nextPageId", str(exc))]) from None
+    if not url.startswith(ctx.client.api_url):
+        raise InputValidationError([FieldError("/nextPageId", "is not a next link of this connection's Web API")])
