@@ -322,6 +322,9 @@ def query_collection(ctx: Ctx, table: Table, base_where: str = "", base_params: 
                      context_path: str | None = None) -> Reply:
     """A collection GET with $select/$filter/$orderby/$top/$expand/$count and keyset paging."""
     opts = ctx.query
+    if "$apply" in opts and not base_where:
+        from d365_components.emulator.aggregate import apply
+        return apply(ctx, table)
     for name in opts:
         if name.startswith("$") and name not in COLLECTION_OPTIONS:
             raise bad_request(f"The query parameter {name} is not supported", QUERY_NOT_SUPPORTED)

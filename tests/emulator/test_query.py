@@ -269,3 +269,19 @@ async def test_count_is_capped_at_5000(api, many_tasks):
     assert len(body["value"]) == 10
     assert "odata.maxpagesize=10" in response.headers["Preference-Applied"]
     assert (await api.get(f"tasks/$count?$filter=startswith(subject,'{marker}')")).text == str(ROWS)
+
+
+async def test_apply_groupby_and_aggregate(api, people):
+    marker, _ = people
+    mine = f"filter(startswith(name,'{marker}'))"
+    groups = (await api.get(f"accounts?$apply={mine}/groupby((accountcategorycode),aggregate($count as count))",
+                            headers={"Prefer": 'odata.include-annotations="*"'})).json()["value"]
+    assert [(g["accountcategorycode"], g["count"]) for g in groups] == [(None, 2), (1, 3), (2, 2)]
+    assert groups[1]["accountcategorycode@OData.Community.Display.V1.FormattedValue"] == "Preferred Customer"
+    totals = (await api.get(f"accounts?$apply={mine}/aggregate(numberofemployees with sum as total,"
+                            "numberofemployees with max as biggest,numberofemployees with average as mean)")).json()["value"]
+    assert totals == [{"total": 543210, "biggest": 500000, "mean": 543210 / 5}]
+    by_contact = (await api.get(f"accounts?$apply={mine}/groupby((primarycontactid/fullname))")).json()["value"]
+    assert {"contact_fullname": f"Susanna {marker}"} in by_contact
+    assert error_of(await api.get("accounts?$apply=groupby((createdon))"))[:2] == (400, "0x80060888")
+    assert error_of(await api.get("accounts?$apply=frobnicate(x)"))[:2] == (400, "0x80060888")
