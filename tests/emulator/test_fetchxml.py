@@ -140,8 +140,8 @@ async def test_nested_filters_orders_and_values_as_parameters(fetch, accounts):
     status, body = await fetch("accounts", xml)
     assert status == 200, body
     assert names(body) == ["r2", "r1", "r0"]
-    hostile = (f'<fetch><entity name="account"><attribute name="name"/><filter>'
-               f'<condition attribute="name" operator="eq" value="x\' OR 1=1 --"/></filter></entity></fetch>')
+    hostile = ('<fetch><entity name="account"><attribute name="name"/><filter>'
+               '<condition attribute="name" operator="eq" value="x\' OR 1=1 --"/></filter></entity></fetch>')
     status, body = await fetch("accounts", hostile)
     assert status == 200 and body["value"] == []
 
@@ -248,6 +248,13 @@ async def test_filter_inside_link_entity(fetch, linked):
         "</filter>", '<condition entityname="pc" attribute="jobtitle" operator="eq" value="CEO"/></filter>', 1)
     status, body = await fetch("accounts", root_filter)
     assert names(body) == ["A"]
+    without_contacts = (f'<fetch><entity name="account"><attribute name="name"/><filter>'
+                        f'<condition attribute="description" operator="eq" value="{marker}"/>'
+                        '<condition entityname="c" attribute="contactid" operator="null"/></filter>'
+                        '<link-entity name="contact" from="parentcustomerid" to="accountid" link-type="outer" alias="c"/>'
+                        '</entity></fetch>')
+    status, body = await fetch("accounts", without_contacts)
+    assert status == 200 and names(body) == ["B"]
 
 
 async def test_nested_and_one_to_many_link_entities(fetch, linked):
