@@ -58,9 +58,12 @@ def check_output(key: str, output: Any) -> Any:
 
 @pytest.fixture
 def run(connection: Connection) -> Callable[..., Awaitable[Any]]:
-    """`await run(key, inputs)`: invoke an action on the shared connection, output schema-checked."""
+    """`await run(key, inputs)`: invoke an action on the shared connection (or `connection=`
+    another), output checked against the action's output schema."""
 
-    async def call(key: str, inputs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        return check_output(key, await invoke(key, inputs or {}, connection, **kwargs))
+    async def call(key: str, inputs: dict[str, Any] | None = None, *, connection: Connection | None = None, **kwargs: Any) -> Any:
+        return check_output(key, await invoke(key, inputs or {}, connection or shared, **kwargs))
+
+    shared = connection
 
     return call
