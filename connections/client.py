@@ -150,7 +150,8 @@ class WebApiClient:
     # -- the one way out -------------------------------------------------------------------
 
     def url_for(self, path: str) -> str:
-        """Absolute URL of ``path``; absolute URLs must point at this org (a nextLink)."""
+        """Absolute URL of ``path``: relative to the Web API root (``accounts``), root-relative
+        (``/api/data/v9.2/accounts``), or absolute on this org only (a nextLink)."""
         if path.startswith(("http://", "https://")):
             origin = "{0.scheme}://{0.netloc}".format(urlsplit(path)).lower()
             if origin != self._origin:
@@ -159,6 +160,8 @@ class WebApiClient:
                     f"is not on {self._scrub(self.org_url)}"
                 )
             return path
+        if path.lower().startswith("/api/"):
+            return self.org_url + path
         return f"{self.api_url}/{path.lstrip('/')}"
 
     def _scrub(self, text: str) -> str:

@@ -102,6 +102,11 @@ async def test_errors_carry_status_code_and_hint(client):
     assert bad.value.status == 400
 
 
+async def test_paths_relative_root_relative_and_absolute(client):
+    for path in ("WhoAmI", "/api/data/v9.2/WhoAmI", f"{client.api_url}/WhoAmI"):
+        assert (await client.get_json(path))["OrganizationId"] == defaults.ORGANIZATION_ID
+
+
 async def test_other_hosts_never_get_the_token(client):
     with pytest.raises(ValueError, match="another host"):
         await client.get_json("https://attacker.example.com/api/data/v9.2/accounts")
@@ -145,6 +150,10 @@ async def test_paging_follows_next_links_one_page_at_a_time(fresh_emulator):
         names.update(r["lastname"] for r in page.rows)
         assert (page.next_link is None) == (len(sizes) == 5)
     assert sizes == [250, 250, 250, 250, 234]
+    counted = client.pages("contacts", params={"$select": "lastname", "$filter": f"jobtitle eq '{marker}'", "$count": "true"}, page_size=1000)
+    first = await anext(counted)
+    assert first.count == 1234
+    await counted.aclose()
     assert len(names) == 1234
     count = 0
     async for _ in client.rows("contacts", params={"$select": "contactid", "$filter": f"jobtitle eq '{marker}'"}, page_size=1000):
