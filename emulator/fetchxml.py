@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from types import SimpleNamespace
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
@@ -32,7 +33,9 @@ from d365_components.emulator import defaults
 from d365_components.emulator.context import Ctx, Reply
 from d365_components.emulator.errors import DataverseError, bad_request
 from d365_components.emulator.fetchxml_parse import MAX_PAGE, Fetch, invalid, parse_fetch, parse_xml
-from d365_components.emulator.fetchxml_sql import AGGREGATE_LIMIT, Plan, SortKey, plan, typed
+from d365_components.emulator.fetchxml_sql import (
+    AGGREGATE_LIMIT, OPTION_LABEL, Plan, SortKey, option_labels, plan, typed,
+)
 from d365_components.emulator.query import QueryUser, keyset_after
 from d365_components.emulator.records import FORMATTED, _annotate
 from d365_components.emulator.schema import Table
@@ -44,6 +47,7 @@ TOTAL_EXCEEDED = "Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"
 ATTRIBUTE_NAME = "OData.Community.Display.V1.AttributeName"
 AGGREGATE_LIMIT_EXCEEDED = "0x8004E023"
 _GUID_TYPES = frozenset({"Uniqueidentifier", "Lookup", "Customer", "Owner"})
+_prepared: "weakref.WeakSet" = weakref.WeakSet()   # stores whose connection has our SQL functions
 
 
 def handle(ctx: Ctx, table: Table) -> Reply:
@@ -59,6 +63,7 @@ def handle(ctx: Ctx, table: Table) -> Reply:
         raise invalid(f"The entity name '{name}' in the FetchXML does not match the entity '{table.logical_name}' "
                       f"of the entity set '{table.entity_set}'.")
     p = plan(ctx.schema, fetch, QueryUser(ctx.user_id, ctx.business_unit_id))
+    _prepare(ctx.store)
     size = fetch.top or min(fetch.count or MAX_PAGE, MAX_PAGE)
     rows, more = (_aggregate_rows if p.aggregate else _rows)(ctx, fetch, p, size)
 
@@ -82,6 +87,14 @@ def handle(ctx: Ctx, table: Table) -> Reply:
 
 
 # ---- running the SQL --------------------------------------------------------------------------
+
+def _prepare(store) -> None:
+    """Register the SQL function that sorts choices by label, once per store connection."""
+    if store not in _prepared:
+        with store.lock:
+            store.conn.create_function(OPTION_LABEL, 3, option_labels(store.schema), deterministic=True)
+        _prepared.add(store)
+
 
 def _rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[dict], bool]:
     where, params = p.where_sql, [*p.from_params, *p.where_params]

@@ -86,6 +86,7 @@ class Fetch:
     aggregate: bool = False
     aggregate_limit: int | None = None
     total_count: bool = False
+    raw_order: bool = False           # useraworderby: sort choices and lookups by their raw values
 
 
 # ---- the XML ------------------------------------------------------------------------------
@@ -187,6 +188,7 @@ def parse_fetch(text: str) -> Fetch:
         aggregate=_bool(root, "aggregate"),
         aggregate_limit=_int(root, "aggregatelimit"),
         total_count=_bool(root, "returntotalrecordcount"),
+        raw_order=_bool(root, "useraworderby"),
     )
     if fetch.top is not None and (fetch.count is not None or root.get("page") is not None or fetch.paging_cookie):
         raise invalid("The 'top' attribute can't be combined with the paging attributes 'count', 'page' "

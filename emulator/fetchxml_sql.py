@@ -31,6 +31,8 @@ from d365_components.emulator.store import q
 NO_ATTRIBUTE = "0x80041103"
 NO_ENTITY = "0x80041102"
 AGGREGATE_LIMIT = 50_000
+CHOICE_TYPES = frozenset({"Picklist", "State", "Status"})
+OPTION_LABEL = "d365_option_label"   # SQL function (table, column, value) -> label; see option_labels()
 
 SYSTEM_TYPES = {
     "Integer": "System.Int32", "BigInt": "System.Int64", "Picklist": "System.Int32", "State": "System.Int32",
@@ -81,6 +83,7 @@ class Output:
     attribute_name: str | None = None  # for @OData.Community.Display.V1.AttributeName (aliased columns)
     type_label: str | None = None     # label of a multi-target lookup's target-table column
     kind: str = "column"              # column, aggregate, dategroup
+    root: bool = False                # a column of the root entity
 
 
 @dataclass
@@ -90,6 +93,7 @@ class SortKey:
     label: str                        # selected as this label, so the last row's value can be read
     name: str                         # element name in the paging cookie
     column: Column | None             # how to read the value back from a cookie
+    root: bool = False                # depends on root columns only (keyset paging needs that)
 
 
 @dataclass
@@ -228,8 +232,7 @@ class Planner:
             has_version = "versionnumber" in root.table.columns
             select.append(f"t0.{q('versionnumber')} AS _version" if has_version else "NULL AS _version")
             select += [f"{k.expr} AS {k.label}" for k in keys]
-        keyset = (not distinct and all(s.to_one for s in self.scopes)
-                  and all(k.expr.startswith("t0.") for k in keys))
+        keyset = not distinct and all(s.to_one for s in self.scopes) and all(k.root for k in keys)
         columns = [o.key for o in self.outputs if o.table is root.table and "." not in o.key]
         return Plan(root.table, self._from(root), self.join_params, self._where(), self.where_params,
                     ", ".join(select), self.outputs, keys, keyset, False, distinct=distinct, columns=columns)
@@ -252,32 +255,58 @@ class Planner:
             key = attr.alias or (col.json_name if root else f"{scope.prefix}.{col.name}")
             if key not in seen:
                 seen.add(key)
-                self._add(scope, col, key, f"{scope.sql}.{q(col.name)}",
+                self._add(scope, col, key, f"{scope.sql}.{q(col.name)}", root=root,
                           attribute_name=col.name if (attr.alias or not root) else None)
 
     def _row_keys(self, root: Scope, distinct: bool) -> list[SortKey]:
         keys: list[SortKey] = []
 
-        def key(expr: str, desc: bool, col: Column) -> None:
-            keys.append(SortKey(expr, desc, f"k{len(keys)}", col.name, col))
+        def key(expr: str, desc: bool, col: Column, on_root: bool) -> None:
+            keys.append(SortKey(expr, desc, f"k{len(keys)}", col.name, col, on_root))
 
         for scope in self.scopes:
             for order in scope.entity.orders:
                 if order.alias is not None:
                     out = self._output(order.alias)
-                    key(out.expr, order.descending, out.column)
+                    target = root if out.root else None
+                    col = out.column
                 else:
                     target = self.scope_for(order.entityname, scope)
                     col = self.column(target, order.attribute)
-                    key(f"{target.sql}.{q(col.name)}", order.descending, col)
+                if target is None:
+                    key(out.expr, order.descending, col, False)
+                else:
+                    expr, sort_col = self.sort_expr(target, col)
+                    key(expr, order.descending, sort_col, target is root)
         if distinct:
             for out in self.outputs:
-                key(out.expr, False, out.column)
+                key(out.expr, False, out.column, out.root)
             return keys
         for scope in self.scopes:
-            if scope.prefix is None or not scope.to_one:
-                key(f"{scope.sql}.{q(scope.table.primary_id)}", False, scope.table.columns[scope.table.primary_id])
+            if scope is root or not scope.to_one:
+                key(f"{scope.sql}.{q(scope.table.primary_id)}", False, scope.table.columns[scope.table.primary_id],
+                    scope is root)
         return keys
+
+    def sort_expr(self, scope: Scope, col: Column) -> tuple[str, Column]:
+        """What Dataverse sorts a column by: a choice by its label, a lookup by the related row's
+        primary name (both unless `useraworderby="true"`), anything else by its value."""
+        e = f"{scope.sql}.{q(col.name)}"
+        if self.fetch.raw_order:
+            return e, col
+        if col.type in CHOICE_TYPES and col.option_set is not None:
+            table, name = sql_text(scope.table.logical_name), sql_text(col.name)
+            return f"{OPTION_LABEL}({table}, {name}, {e})", Column(col.name, "String")
+        if col.is_lookup:
+            names = []
+            for target in col.targets:
+                t = self.schema.tables.get(target)
+                if t is not None:
+                    names.append(f"(SELECT n.{q(t.primary_name)} FROM {q(t.logical_name)} AS n "
+                                 f"WHERE n.{q(t.primary_id)} = {e})")
+            if names:
+                return (names[0] if len(names) == 1 else f"COALESCE({', '.join(names)})"), Column(col.name, "String")
+        return e, col
 
     def _output(self, alias: str) -> Output:
         out = next((o for o in self.outputs if o.key == alias), None)
@@ -455,6 +484,23 @@ class Planner:
         if hi is not None:
             parts.append(f"{e} < {param(_fmt(hi))}")
         return "(" + " AND ".join(parts) + ")"
+
+
+def sql_text(name: str) -> str:
+    """A schema name as an SQL string literal (only ever names from the schema, never request text)."""
+    return "'" + name.replace("'", "''") + "'"
+
+
+def option_labels(schema: Schema):
+    """The Python behind the `d365_option_label` SQL function: a choice value's label, from the live schema."""
+
+    def label(table: str, column: str, value):
+        if value is None:
+            return None
+        col = schema.tables.get(table, None) and schema.tables[table].columns.get(column)
+        return col.option_set.label(value) if col is not None and col.option_set is not None else None
+
+    return label
 
 
 def balanced(parts: list[str], op: str, width: int = 8) -> str:

@@ -183,6 +183,27 @@ async def test_formatted_values_lookup_names_and_aliases(fetch, store):
     assert not any("@" in k for k in plain["value"][0] if k != "@odata.etag")
 
 
+async def test_choices_sort_by_label_and_lookups_by_name_unless_raw(fetch, store):
+    marker = "O" + uuid.uuid4().hex[:8]
+    user = dict(user=defaults.APP_USER_ID)
+    zed = store.insert("contact", {"firstname": "Zed", "lastname": marker}, **user)
+    amy = store.insert("contact", {"firstname": "Amy", "lastname": marker}, **user)
+    for n, (code, contact) in enumerate(((12, amy), (1, zed), (9, None), (5, zed))):   # Other, Competitor, Reseller, Partner
+        store.insert("account", {"name": f"{marker} {n}", "description": marker, "customertypecode": code,
+                                 "primarycontactid": contact and contact["contactid"]}, **user)
+    base = (f'<entity name="account"><attribute name="customertypecode"/><attribute name="primarycontactid"/>'
+            f'<filter><condition attribute="description" operator="eq" value="{marker}"/></filter>{{order}}</entity></fetch>')
+    by_choice = base.replace("{order}", '<order attribute="customertypecode"/>')
+    status, body = await fetch("accounts", "<fetch>" + by_choice)
+    assert [r["customertypecode"] for r in body["value"]] == [1, 12, 5, 9]     # Competitor, Other, Partner, Reseller
+    status, body = await fetch("accounts", '<fetch useraworderby="true">' + by_choice)
+    assert [r["customertypecode"] for r in body["value"]] == [1, 5, 9, 12]
+    by_lookup = base.replace("{order}", '<order attribute="primarycontactid" descending="true"/>'
+                                        '<order attribute="customertypecode"/>')
+    pages = await walk(fetch, "<fetch>" + by_lookup, 1, "accounts")
+    assert [r["customertypecode"] for p in pages for r in p] == [1, 5, 12, 9]  # Zed, Zed, Amy, none
+
+
 async def test_distinct_and_top(fetch, accounts):
     marker, _, _ = accounts
     base = (f'<entity name="account"><attribute name="owneridtype"/><filter>'
@@ -464,8 +485,10 @@ async def test_paging_cookie_returns_12000_rows_exactly_once(fetch, many_leads):
     assert [len(p) for p in pages] == [5000, 5000, 2000]
     rows = [r for p in pages for r in p]
     assert len(rows) == ROWS and {r["leadid"] for r in rows} == ids
-    keys = [(-r["leadqualitycode"], r["lastname"], r["leadid"]) for r in rows]
-    assert keys == sorted(keys)
+    rating = {1: "Hot", 2: "Warm", 3: "Cold"}            # choices sort by label: Warm, Hot, Cold descending
+    keys = [(rating[r["leadqualitycode"]], r["lastname"], r["leadid"]) for r in rows]
+    assert [k[0] for k in keys] == sorted((k[0] for k in keys), reverse=True)
+    assert all(a[1:] < b[1:] for a, b in zip(keys, keys[1:]) if a[0] == b[0])
 
 
 @pytest.mark.parametrize("orders", [
