@@ -33,6 +33,7 @@ class EmulatorFeatures:
     # webhooks (serviceendpoints + sdkmessageprocessingsteps)
     webhooks: bool = True
     webhook_timeout: float = 60.0
+    webhook_verify: bool | str = True          # TLS check of webhook URLs: a CA bundle path, or False
     webhook_max_payload: int = 256 * 1024
     webhook_retry_statuses: tuple[int, ...] = (502, 503, 504)
     # what a failed synchronous delivery answers the Web API caller (UNCONFIRMED in Dataverse)

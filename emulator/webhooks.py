@@ -30,8 +30,8 @@ import concurrent.futures
 import contextvars
 import json
 import logging
+import ssl
 import threading
-import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -125,7 +125,7 @@ class Webhooks:
         self.max_payload = settings.webhook_max_payload
         self.retry_statuses = tuple(settings.webhook_retry_statuses)
         self.sync_error = settings.webhook_sync_error
-        self.verify = getattr(settings, "webhook_verify", True)
+        self.verify = _verify(settings.webhook_verify)
         self.log: deque[Outcome] = deque(maxlen=1000)
         self._steps: dict[tuple[str, str], list[dict]] = {}
         self._has_sync: bool | None = None
@@ -255,7 +255,7 @@ class Webhooks:
 
     async def _run(self, delivery: Delivery) -> Outcome:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout, verify=self.verify, follow_redirects=False)
+            self._client = httpx.AsyncClient(verify=self.verify, follow_redirects=False)
         outcome = await self._post(delivery)
         self.log.append(outcome)
         if delivery.step["mode"] == 1:
@@ -272,7 +272,7 @@ class Webhooks:
         try:
             url = _with_auth(url, step["authtype"], step["authvalue"], headers)
             for attempts in (1, 2):
-                response = await self._client.post(url, content=d.payload, headers=headers)
+                response = await self._client.post(url, content=d.payload, headers=headers, timeout=self.timeout)
                 status = response.status_code
                 if 200 <= status < 300:
                     error = None
@@ -398,6 +398,11 @@ class Webhooks:
                                      user=before.get("createdby") or defaults.APP_USER_ID)
                 except Exception:
                     log.exception("could not undo %s of %s after a failed synchronous webhook", message, table_name)
+
+
+def _verify(value):
+    """httpx's `verify` from a setting: True/False, or the path of a CA bundle to trust."""
+    return ssl.create_default_context(cafile=value) if isinstance(value, str) else value
 
 
 def _passes_filter(step: dict, before: dict | None, after: dict | None) -> bool:

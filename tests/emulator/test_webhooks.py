@@ -3,6 +3,7 @@ receiver (plain HTTP, uvicorn in a thread) registered through the Web API like i
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -27,6 +28,7 @@ class Receiver:
     def __init__(self):
         self.calls: list[dict] = []
         self.answers: list[int] = []
+        self.delays: dict[str, float] = {}        # path -> seconds to wait before answering
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.socket = sock
@@ -44,6 +46,8 @@ class Receiver:
         self.calls.append({"path": scope["path"], "query": parse_qs(scope["query_string"].decode()),
                            "headers": {k.decode(): v.decode() for k, v in scope["headers"]}, "raw": body,
                            "json": json.loads(body) if body else None})
+        if scope["path"] in self.delays:
+            await asyncio.sleep(self.delays[scope["path"]])
         status = self.answers.pop(0) if self.answers else 200
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})
@@ -243,3 +247,20 @@ async def test_payloads_over_256_kb_are_trimmed_and_flagged(emulator, client, re
     assert len(call["raw"]) < 256 * 1024
     assert context["InputParameters"] == [] and context["PostEntityImages"] == [] and context["ParentContext"] is None
     assert context["PrimaryEntityId"] == note and context["MessageName"] == "Create"
+
+
+async def test_async_steps_do_not_hold_the_response_and_time_out(emulator, client, receiver):
+    path, step_id = register(client, receiver, message="Create", table="phonecall")
+    receiver.delays[path] = 1.0
+    webhooks = emulator.app.state.webhooks
+    webhooks.timeout = 0.3
+    try:
+        started = time.perf_counter()
+        created_id(client.post("phonecalls", json={"subject": "slow hook"}))
+        assert time.perf_counter() - started < 0.3                 # answered before the delivery finished
+        await webhooks.drain()
+    finally:
+        webhooks.timeout = 60.0
+    jobs = client.get(f"asyncoperations?$filter=_owningextensionid_value eq {step_id}&$select=statuscode,message").json()["value"]
+    assert [j["statuscode"] for j in jobs] == [31]
+    assert "did not answer within 0.3 seconds" in jobs[0]["message"]
