@@ -84,12 +84,12 @@ _current: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("d365
 
 @dataclass
 class Delivery:
-    step: dict
+    step: dict = field(repr=False)            # holds the endpoint's authvalue
     message: str
     table: str
-    payload: bytes
+    payload: bytes = field(repr=False)
     trimmed: bool
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)
     operation_id: str
     correlation_id: str
     primary_id: str
@@ -149,7 +149,7 @@ class Webhooks:
             return
         if message not in MESSAGES:
             return
-        if request is not None:
+        if request is not None and self.has_sync_steps():
             request.writes.append((message, table, before, after))
         for step in self.steps_for(message, table):
             if message == "Update" and not _passes_filter(step, before, after):
@@ -338,14 +338,15 @@ class Webhooks:
     # ---- the middleware: synchronous steps before the response ---------------------------------
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] == "GET" or not scope["path"].startswith("/api/data/") \
-                or not self.has_sync_steps():
+        if scope["type"] != "http" or scope["method"] == "GET" or not scope["path"].startswith("/api/data/"):
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
         request = _Request(oid=user_key(scope), request_id=str(uuid.uuid4()),
                            correlation_id=headers.get("x-ms-correlation-request-id") or str(uuid.uuid4()))
         token = _current.set(request)
         try:
+            if not self.has_sync_steps():
+                return await self.app(scope, receive, send)
             start, chunks = {}, []
 
             async def capture(message):
@@ -355,26 +356,26 @@ class Webhooks:
                     chunks.append(message.get("body", b""))
 
             await self.app(scope, receive, capture)
-            failure = None
             for delivery in request.deliveries:
                 outcome = await asyncio.wrap_future(self.submit(delivery))
                 if not outcome.ok:
-                    failure = (delivery, outcome)
+                    self._undo(request)
+                    start, chunks = self._sync_failure(delivery, outcome)
                     break
-            if failure is not None:
-                self._undo(request)
-                status, code, message = self.sync_error
-                body = error_body(code, message.format(endpoint=failure[0].step["endpoint_name"] or failure[0].step["url"],
-                                                       status=failure[1].status or "no response"))
-                start = {"type": "http.response.start", "status": status, "headers": [
-                    (b"content-type", b"application/json; odata.metadata=minimal"), (b"odata-version", b"4.0"),
-                    (b"content-length", str(len(body)).encode())]}
-                chunks = [body]
         finally:
             _current.reset(token)
         await send({"type": "http.response.start", "status": start.get("status", 500),
                     "headers": start.get("headers", [])})
         await send({"type": "http.response.body", "body": b"".join(chunks)})
+
+    def _sync_failure(self, delivery: Delivery, outcome: Outcome) -> tuple[dict, list[bytes]]:
+        status, code, message = self.sync_error
+        endpoint = delivery.step["endpoint_name"] or outcome.url
+        body = error_body(code, message.format(endpoint=endpoint, status=outcome.status or "no response"))
+        start = {"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json; odata.metadata=minimal"), (b"odata-version", b"4.0"),
+            (b"content-length", str(len(body)).encode())]}
+        return start, [body]
 
     def _undo(self, request: _Request) -> None:
         """Compensate the request's writes, newest first, without firing webhooks again."""
@@ -438,8 +439,18 @@ def _settings(authvalue: str) -> dict[str, str]:
 
 
 def _no_secrets(text: str, step: dict) -> str:
+    """`text` without the endpoint's key, header values or query-string values."""
     secret = step.get("authvalue")
-    return text.replace(secret, "***") if secret else text
+    if not secret:
+        return text
+    secrets = [secret]
+    try:
+        secrets += [v for v in _settings(secret).values() if len(v) > 2]
+    except ValueError:
+        pass
+    for value in secrets:
+        text = text.replace(value, "***")
+    return text
 
 
 # ---- the tables webhooks need ------------------------------------------------------------------
