@@ -24,7 +24,7 @@ from d365_components.actions._common import (
 )
 from d365_components.actions._lookups import TableInfo, bind_values, metadata_for
 from d365_components.connections.headers import control_headers
-from d365_components.connections.odata import GUID, entity_path, quote
+from d365_components.connections.odata import GUID, entity_path
 from d365_components.errors import FieldError, InputValidationError
 
 __all__ = ["CreateEntity", "DeleteEntity", "GetEntity", "UpdateEntity", "UpsertEntity"]
@@ -211,7 +211,7 @@ def _without_key_columns(values: dict[str, Any], key: Any, pointers: dict[str, s
     problems = [
         FieldError(pointers[c], f"'{c}' is part of the alternate key; a row's key cannot be changed through it (address the row by entityId)")
         for c in key
-        if c in values and quote(values[c]) != quote(key[c])
+        if c in values and values[c] != key[c]
     ]
     if problems:
         raise InputValidationError(problems)
@@ -225,6 +225,15 @@ async def _table(ctx: Context, name: str) -> TableInfo:
 async def _body(ctx: Context, table: TableInfo, inputs: Any) -> tuple[dict[str, Any], dict[str, str]]:
     values, pointers = _merged(inputs)
     return await bind_values(metadata_for(ctx.client), table, values, pointers), pointers
+
+
+def _row(response: Any, representation: bool) -> dict[str, Any] | None:
+    """The returned row without its ``@odata.context`` (noise in a flow's data)."""
+    if not representation or not response.content:
+        return None
+    row = response.json()
+    row.pop("@odata.context", None)
+    return row
 
 
 def _etag(row: dict[str, Any] | None, response: Any) -> str | None:
@@ -286,7 +295,7 @@ class CreateEntity(Action):
             "POST", table.entity_set, params=params, json=body, headers=_headers(inputs),
             prefer=_prefer(representation, inputs.include_formatted_values),
         )
-        row = response.json() if representation and response.content else None
+        row = _row(response, representation)
         entity_url = response.headers.get("OData-EntityId") or response.headers.get("Location")
         row_id = _row_id(table, row, entity_url)
         if entity_url is None and row_id is not None:
@@ -325,6 +334,7 @@ class GetEntity(Action):
             annotations=FORMATTED if inputs.include_formatted_values else None,
             headers=_headers(inputs),
         )
+        row.pop("@odata.context", None)
         row_id = _row_id(table, row, None) or (inputs.entity_id or "").strip("{}").lower() or None
         path = entity_path(table.entity_set, row_id or inputs.key())
         return {
@@ -419,7 +429,7 @@ async def _patch(
         "PATCH", path, params=params, json=body, headers=_headers(inputs, **conditions),
         prefer=_prefer(representation, inputs.include_formatted_values),
     )
-    row = response.json() if representation and response.content else None
+    row = _row(response, representation)
     entity_url = response.headers.get("OData-EntityId") or f"{ctx.client.api_url}/{path}"
     row_id = _row_id(table, row, entity_url)
     if row_id is None and isinstance(key, str):
