@@ -9,9 +9,13 @@ response carries `@Microsoft.Dynamics.CRM.morerecords` and the paging cookie
 `<cookie pagenumber="N+1" pagingcookie="<inner cookie, URL-encoded twice>" istracking="False" />`
 (each only if the Prefer header asks for it). The inner cookie holds the first and last value of
 every sort key of the page, sort keys being the orders then the primary key, so page N+1 sent
-with it is a keyset query, `WHERE (keys) > (last keys)`: a range scan however deep the page.
-Without a usable cookie (none, from another page, or a query whose keys don't identify a root
-row, such as one ordered by a joined column) page N falls back to OFFSET.
+with it is a keyset query, `WHERE (keys) > (last keys)`, never an OFFSET (and an index seek when
+the keys ascend over an indexed column pair such as (name, id)). Without a usable cookie (none,
+one from a page other than N-1, or a query whose keys don't identify a root row, such as one
+ordered by a joined column) page N falls back to OFFSET, as Dataverse ignores such cookies.
+
+Orders follow Dataverse: choices sort by label, lookups by the related row's primary name, unless
+`useraworderby="true"`; NULLs come first ascending.
 
 The parser (fetchxml_parse) refuses DTDs, entity declarations and external references; the
 planner (fetchxml_sql) checks every name against the schema and keeps values in parameters.

@@ -41,7 +41,6 @@ SYSTEM_TYPES = {
     "Lookup": "System.Guid", "Customer": "System.Guid", "Owner": "System.Guid",
 }
 COMPARE = {"eq": "=", "ne": "<>", "neq": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-NO_VALUE = {"null", "not-null", "eq-userid", "ne-userid", "eq-businessid", "ne-businessid"}
 DATE_FUNCTIONS = {
     "today": "Today", "yesterday": "Yesterday", "tomorrow": "Tomorrow", "last-seven-days": "Last7Days",
     "next-seven-days": "Next7Days", "this-week": "ThisWeek", "last-week": "LastWeek", "next-week": "NextWeek",
@@ -83,7 +82,7 @@ class Output:
     attribute_name: str | None = None  # for @OData.Community.Display.V1.AttributeName (aliased columns)
     type_label: str | None = None     # label of a multi-target lookup's target-table column
     kind: str = "column"              # column, aggregate, dategroup
-    root: bool = False                # a column of the root entity
+    scope: "Scope | None" = None      # the entity it was selected from
 
 
 @dataclass
@@ -215,7 +214,7 @@ class Planner:
     # ---- rows --------------------------------------------------------------------------------
 
     def _add(self, scope: Scope, col: Column, key: str, expr: str, **kw) -> Output:
-        out = Output(f"c{len(self.outputs)}", key, col, scope.table, expr, **kw)
+        out = Output(f"c{len(self.outputs)}", key, col, scope.table, expr, scope=scope, **kw)
         self.outputs.append(out)
         if col.type_column and out.kind == "column":
             out.type_label = out.label + "t"
@@ -255,7 +254,7 @@ class Planner:
             key = attr.alias or (col.json_name if root else f"{scope.prefix}.{col.name}")
             if key not in seen:
                 seen.add(key)
-                self._add(scope, col, key, f"{scope.sql}.{q(col.name)}", root=root,
+                self._add(scope, col, key, f"{scope.sql}.{q(col.name)}",
                           attribute_name=col.name if (attr.alias or not root) else None)
 
     def _row_keys(self, root: Scope, distinct: bool) -> list[SortKey]:
@@ -268,19 +267,15 @@ class Planner:
             for order in scope.entity.orders:
                 if order.alias is not None:
                     out = self._output(order.alias)
-                    target = root if out.root else None
-                    col = out.column
+                    target, col = out.scope, out.column
                 else:
                     target = self.scope_for(order.entityname, scope)
                     col = self.column(target, order.attribute)
-                if target is None:
-                    key(out.expr, order.descending, col, False)
-                else:
-                    expr, sort_col = self.sort_expr(target, col)
-                    key(expr, order.descending, sort_col, target is root)
+                expr, sort_col = self.sort_expr(target, col)
+                key(expr, order.descending, sort_col, target is root)
         if distinct:
             for out in self.outputs:
-                key(out.expr, False, out.column, out.root)
+                key(out.expr, False, out.column, out.scope is root)
             return keys
         for scope in self.scopes:
             if scope is root or not scope.to_one:
