@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 
 from d365_components.errors import ConcurrencyError, InputValidationError, RecordNotFoundError
-from d365_components.runtime import invoke
+from d365_components.runtime import invoke, open_connection
 
 
 def _number() -> str:
@@ -315,3 +316,34 @@ async def test_impersonation_runs_as_the_user(run, api):
         {"entityType": "accounts", "dynamicValues": {"name": "As someone"}, "impersonateUserId": other["azureactivedirectoryobjectid"]},
     )
     assert out["record"]["_createdby_value"] == other["systemuserid"]
+
+
+class _Recording(httpx.AsyncHTTPTransport):
+    """A real transport that also keeps every request it sends."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sent: list[httpx.Request] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        return await super().handle_async_request(request)
+
+
+async def test_duplicate_detection_and_formatted_values_on_write(emulator, run):
+    conn = open_connection({"key": "dynamics365.oauth2_client_credentials", "inputs": emulator.connection_inputs()})
+    transport = _Recording(verify=emulator.ssl_context)
+    conn.open_client(transport=transport)
+    try:
+        out = await run(
+            "dynamics365.create_entity",
+            {"entityType": "accounts", "dynamicValues": {"name": "Dup check", "revenue": 10}, "detectDuplicates": True, "includeFormattedValues": True},
+            connection=conn,
+        )
+    finally:
+        await conn.aclose()
+    [post] = [r for r in transport.sent if r.method == "POST" and r.url.path.endswith("/accounts")]
+    assert post.headers["MSCRM.SuppressDuplicateDetection"] == "false"
+    assert "return=representation" in post.headers["Prefer"]
+    assert 'odata.include-annotations="OData.Community.Display.V1.FormattedValue"' in post.headers["Prefer"]
+    assert "revenue@OData.Community.Display.V1.FormattedValue" in out["record"]
