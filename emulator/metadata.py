@@ -399,9 +399,11 @@ def _attribute_expander(ctx: Ctx, t: Table, typed: bool = True):
 # ---- relationships and global option sets ---------------------------------------------------
 
 def _relationships(ctx: Ctx, key: str | None, rest: list[str]) -> Reply:
+    if ctx.method == "POST" and key is None and not rest:
+        return create_relationship(ctx)
     if ctx.method != "GET":
-        raise not_supported("Creating or changing relationships is not supported by the emulator.") \
-            if ctx.method in ("POST", "PUT", "DELETE") else method_not_allowed(ctx.method)
+        raise not_supported("Changing or deleting relationships is not supported by the emulator.") \
+            if ctx.method in ("PUT", "DELETE") else method_not_allowed(ctx.method)
     schema = ctx.schema
     base = f"{ctx.api}/$metadata#RelationshipDefinitions"
     cast = None
@@ -650,3 +652,55 @@ def update_attribute(ctx: Ctx, t: Table, c: Column) -> Reply:
     ctx.store.plans.clear()
     url = f"{ctx.api}/EntityDefinitions(LogicalName='{t.logical_name}')/Attributes({c.metadata_id})"
     return Reply.empty(204, {"OData-EntityId": url})
+
+
+def create_relationship(ctx: Ctx) -> Reply:
+    """POST RelationshipDefinitions: a 1:N (with its lookup column) or an N:N (with its intersect table)."""
+    body = ctx.json_body()
+    schema = ctx.schema
+    kind = str(body.get("@odata.type", "")).lstrip("#").removeprefix(NS)
+    schema_name = body.get("SchemaName")
+    if not isinstance(schema_name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", schema_name):
+        raise bad_request("SchemaName is required for a relationship.", INVALID_ARGUMENT)
+    if schema_name in schema.relationships:
+        raise bad_request(f"A relationship named {schema_name} already exists.", INVALID_ARGUMENT)
+
+    def table(field: str) -> Table:
+        name = body.get(field)
+        if name not in schema.tables:
+            raise bad_request(f"{field} '{name}' is not a table.", INVALID_ARGUMENT)
+        return schema.tables[name]
+
+    if kind == "OneToManyRelationshipMetadata":
+        referenced, referencing = table("ReferencedEntity"), table("ReferencingEntity")
+        lookup = body.get("Lookup") or {}
+        lookup_schema = lookup.get("SchemaName")
+        if not isinstance(lookup_schema, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*_[A-Za-z0-9_]+", lookup_schema):
+            raise bad_request("Lookup.SchemaName is required and must start with a customization prefix.", INVALID_ARGUMENT)
+        name = lookup_schema.lower()
+        if name in referencing.columns:
+            raise bad_request(f"An attribute with the specified name {name} already exists on entity "
+                              f"{referencing.logical_name}.", INVALID_ARGUMENT)
+        column = Column(name, "Lookup", schema_name=lookup_schema, targets=(referenced.logical_name,), is_custom=True,
+                        display=_label_text(lookup.get("DisplayName"), "", False) or lookup_schema,
+                        required=(lookup.get("RequiredLevel") or {}).get("Value", "None"))
+        ctx.store.add_column(referencing.logical_name, column)
+        rel = OneToMany(schema_name, referenced.logical_name, referencing.logical_name, name,
+                        body.get("ReferencingEntityNavigationPropertyName") or name, is_custom=True)
+        schema.add_relationship(rel)
+    elif kind == "ManyToManyRelationshipMetadata":
+        first, second = table("Entity1LogicalName"), table("Entity2LogicalName")
+        if first is second:
+            raise not_supported("Self-referencing many-to-many relationships are not supported by the emulator.")
+        intersect = body.get("IntersectEntityName") or schema_name.lower()
+        if intersect in schema.tables:
+            raise bad_request(f"IntersectEntityName '{intersect}' is already a table.", INVALID_ARGUMENT)
+        rel = ManyToMany(schema_name, first.logical_name, second.logical_name, intersect, is_custom=True)
+        schema.add_relationship(rel)
+        ctx.store.create_intersect(rel)
+    else:
+        raise bad_request("@odata.type must be Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata or "
+                          "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata.", INVALID_ARGUMENT)
+    schema.link()
+    ctx.store.plans.clear()
+    return Reply.empty(204, {"OData-EntityId": f"{ctx.api}/RelationshipDefinitions({rel.metadata_id})"})

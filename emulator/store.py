@@ -79,6 +79,8 @@ class Store:
         self.plans: dict = {}             # serialization plans cached by the records layer
         if path != ":memory:":
             self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA cache_size=-65536")          # 64 MB of pages: big tables keep their index tops
+            self.conn.execute("PRAGMA mmap_size=268435456")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA temp_store=MEMORY")
         for table in schema.tables.values():

@@ -168,3 +168,38 @@ async def test_global_option_sets(api):
     listed = (await api.get("GlobalOptionSetDefinitions?$select=Name")).json()["value"]
     assert "incident_caseorigincode" in {o["Name"] for o in listed}
     assert error_of(await api.get("GlobalOptionSetDefinitions?$filter=Name eq 'x'"))[0] == 400
+
+
+async def test_create_relationships_then_bind_and_associate(api, unique):
+    one_to_many = f"new_account_contact_{unique}"
+    lookup = f"new_Sponsor{unique}"
+    response = await api.post("RelationshipDefinitions", json={
+        "@odata.type": "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata", "SchemaName": one_to_many,
+        "ReferencedEntity": "contact", "ReferencedAttribute": "contactid", "ReferencingEntity": "account",
+        "Lookup": {"@odata.type": "Microsoft.Dynamics.CRM.LookupAttributeMetadata", "SchemaName": lookup,
+                   "DisplayName": label("Sponsor")}})
+    assert response.status_code == 204 and "/RelationshipDefinitions(" in response.headers["OData-EntityId"]
+    contact = await api.post("contacts", json={"lastname": "Sponsor"}, headers={"Prefer": "return=representation"})
+    contact_id = contact.json()["contactid"]
+    nav = lookup.lower()
+    account = await api.post(f"accounts?$select=name&$expand={nav}($select=lastname)", json={
+        "name": "Sponsored", f"{nav}@odata.bind": f"/contacts({contact_id})"}, headers={"Prefer": "return=representation"})
+    assert account.json()[nav]["lastname"] == "Sponsor"
+    sponsored = (await api.get(f"contacts({contact_id})/{one_to_many}?$select=name")).json()["value"]
+    assert [a["name"] for a in sponsored] == ["Sponsored"]
+
+    n_to_n = f"new_account_product_{unique}"
+    assert (await api.post("RelationshipDefinitions", json={
+        "@odata.type": "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata", "SchemaName": n_to_n,
+        "Entity1LogicalName": "account", "Entity2LogicalName": "product"})).status_code == 204
+    product = await api.post("products", json={"name": "Widget", "productnumber": f"W-{unique}"},
+                             headers={"Prefer": "return=representation"})
+    account_id = account.json()["accountid"]
+    link = await api.post(f"accounts({account_id})/{n_to_n}/$ref",
+                          json={"@odata.id": f"products({product.json()['productid']})"})
+    assert link.status_code == 204
+    assert [p["name"] for p in (await api.get(f"accounts({account_id})/{n_to_n}?$select=name")).json()["value"]] == ["Widget"]
+    again = await api.post("RelationshipDefinitions", json={
+        "@odata.type": "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata", "SchemaName": n_to_n,
+        "Entity1LogicalName": "account", "Entity2LogicalName": "product"})
+    assert error_of(again)[0] == 400
