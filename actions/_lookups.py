@@ -229,14 +229,15 @@ async def bind_values(
 
     A lookup column takes ``{"table": "accounts", "id": "<guid>"}``, ``{"table": "account",
     "key": {"accountnumber": "A-1"}}``, a bare GUID (when the lookup has one target), text such as
-    ``/accounts(<guid>)``, or null (clears it). ``pointers`` maps each column to the input it came
-    from, so an error names the field.
+    ``/accounts(<guid>)``, or null (clears it). The column may also be named by its read name
+    (``_parentcustomerid_value``) or one target's navigation property (``parentcustomerid_account``).
+    ``pointers`` maps each column to the input it came from, so an error names the field.
     """
     lookups = await metadata.lookups(table.logical_name) if table.logical_name else None
     result: dict[str, Any] = {}
     problems: list[FieldError] = []
     for column, value in values.items():
-        targets = (lookups or {}).get(column)
+        targets = _targets_of(lookups or {}, column)
         if not targets:
             if _is_lookup_reference(value):
                 where = "metadata is not readable" if lookups is None else f"'{column}' is not a lookup column of {table.logical_name or table.entity_set}"
@@ -253,6 +254,17 @@ async def bind_values(
     if problems:
         raise InputValidationError(problems)
     return result
+
+
+def _targets_of(lookups: dict[str, dict[str, str]], column: str) -> dict[str, str] | None:
+    """The lookup's targets by column name, by its read name (``_parentcustomerid_value``), or by
+    one target's navigation property (``parentcustomerid_account``: that target only)."""
+    if column in lookups:
+        return lookups[column]
+    if column.startswith("_") and column.endswith("_value") and column[1:-6] in lookups:
+        return lookups[column[1:-6]]
+    by_nav = {target: nav for targets in lookups.values() for target, nav in targets.items() if nav == column}
+    return by_nav or None
 
 
 async def _bind_one(metadata: Metadata, column: str, targets: dict[str, str], value: Any) -> tuple[str, str | None]:

@@ -347,3 +347,17 @@ async def test_duplicate_detection_and_formatted_values_on_write(emulator, run):
     assert "return=representation" in post.headers["Prefer"]
     assert 'odata.include-annotations="OData.Community.Display.V1.FormattedValue"' in post.headers["Prefer"]
     assert "revenue@OData.Community.Display.V1.FormattedValue" in out["record"]
+
+
+async def test_lookup_by_read_name_and_by_navigation_property(run):
+    account = await _account(run)
+    by_read_name = await run(
+        "dynamics365.create_entity",
+        {"entityType": "contacts", "dynamicValues": {"lastname": "R", "_parentcustomerid_value": {"table": "accounts", "id": account["id"]}}},
+    )
+    assert by_read_name["record"]["_parentcustomerid_value"] == account["id"]
+    by_nav = await run(
+        "dynamics365.create_entity",
+        {"entityType": "contacts", "dynamicValues": {"lastname": "N", "parentcustomerid_account": account["id"]}},
+    )
+    assert by_nav["record"]["_parentcustomerid_value"] == account["id"]
