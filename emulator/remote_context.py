@@ -18,7 +18,7 @@ from d365_components.emulator.schema import Column, Table
 
 CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
 SYSTEM_STAMPS = ("modifiedon", "modifiedby", "modifiedonbehalfby")
-TRIMMED = ("InputParameters", "PreEntityImages", "PostEntityImages")
+TRIMMED = ("InputParameters", "ParentContext", "PostEntityImages", "PreEntityImages")
 
 
 def typed(name: str) -> str:
@@ -173,5 +173,5 @@ def dumps(context: dict) -> bytes:
 
 
 def trim(context: dict) -> dict:
-    """What is sent when the payload is too large: no parent context, parameters or images."""
-    return {**context, "InputParameters": [], "ParentContext": None, "PreEntityImages": [], "PostEntityImages": []}
+    """What is sent when the payload is too large: the parent context, parameters and images removed."""
+    return {k: v for k, v in context.items() if k not in TRIMMED}

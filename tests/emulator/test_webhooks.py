@@ -18,6 +18,7 @@ import uvicorn
 
 from d365_components.emulator.extensions import EmulatorFeatures, install
 from d365_components.emulator.server import Emulator
+from d365_components.triggers.payload import parse_event
 
 CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
 
@@ -168,6 +169,10 @@ async def test_update_with_images_filtering_and_webhook_key(emulator, client, re
                                         "KeyAttributes": [], "LogicalName": "systemuser", "Name": None, "RowVersion": None}
     pre = pairs(context["PreEntityImages"])["PreImage"]
     assert pairs(pre["Attributes"]) == {"accountid": account, "name": "Hooked Ltd", "telephone1": "555-0100"}
+    event = parse_event(context, organization_domain=headers["x-ms-dynamics-organization"])   # what the trigger sees
+    assert (event["message"], event["table"], event["id"]) == ("Update", "account", account)
+    assert event["preImage"]["telephone1"] == "555-0100" and event["postImage"]["revenue"] == 1000.5
+    assert "telephone1" in event["changed"] and event["operationCreatedOn"].startswith("20")
     post = pairs(pairs(context["PostEntityImages"])["PostImage"]["Attributes"])
     assert post["telephone1"] == "555-0199"
     assert post["revenue"] == {"__type": f"Money:{CONTRACTS}", "Value": 1000.5}
@@ -245,7 +250,7 @@ async def test_payloads_over_256_kb_are_trimmed_and_flagged(emulator, client, re
     assert call["headers"]["x-ms-dynamics-msg-size-exceeded"]
     context = call["json"]
     assert len(call["raw"]) < 256 * 1024
-    assert context["InputParameters"] == [] and context["PostEntityImages"] == [] and context["ParentContext"] is None
+    assert not {"InputParameters", "ParentContext", "PreEntityImages", "PostEntityImages"} & set(context)
     assert context["PrimaryEntityId"] == note and context["MessageName"] == "Create"
 
 
