@@ -66,6 +66,9 @@ def serve(pipe: Any, rows: int) -> None:
     from d365_components.emulator.server import Emulator
 
     with Emulator(seed=None, token_lifetime=TOKEN_LIFETIME) as emulator:
+        protection = getattr(emulator.app.state, "protection", None)
+        if protection is not None:  # measure the client, not the 6,000-requests-per-5-minutes limit
+            protection.configure(requests=10**9, execution_time=10**9)
         started = time.perf_counter()
         bulk_insert(emulator, "contact", rows)
         pipe.send({"inputs": emulator.connection_inputs(), "insert_seconds": time.perf_counter() - started})
