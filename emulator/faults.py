@@ -11,7 +11,7 @@ identity provider's endpoints are never disturbed.
 
 `app.state.faults` is the `FaultInjector`: `configure(spec | Faults | **fields)` changes the faults
 at run time (restarting the seeded sequence), so one session emulator can serve every test, and
-`history` lists (path, outcome) per matching request.
+`history` lists (path, outcome) per matching request (the latest 100,000).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import json
 import random
 import re
 import threading
+from collections import deque
 from dataclasses import dataclass, field, replace
 
 API_PREFIX = "/api/data/"
@@ -116,7 +117,7 @@ class FaultInjector:
         with self._lock:
             self.faults = faults
             self._random = random.Random(faults.seed)
-            self.history: list[tuple[str, str]] = []
+            self.history: deque[tuple[str, str]] = deque(maxlen=100_000)
         return faults
 
     def clear(self) -> None:
