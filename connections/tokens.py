@@ -108,7 +108,10 @@ class FileTokenCache(msal.SerializableTokenCache):
         self.path = Path(path).expanduser()
         self._file_lock = threading.Lock()
         if self.path.exists():
-            self.deserialize(self.path.read_text(encoding="utf-8"))
+            try:
+                self.deserialize(self.path.read_text(encoding="utf-8"))
+            except ValueError:
+                log.warning("token cache %s is not readable JSON; starting with an empty cache", self.path)
 
     def save(self) -> None:
         """Write the cache if it changed: a temp file in the same folder, 0600, then rename."""

@@ -240,3 +240,10 @@ class socket_port:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+def test_a_corrupt_token_cache_file_starts_empty(tmp_path):
+    path = tmp_path / "tokens.json"
+    path.write_text("{not json")
+    cache = FileTokenCache(path)
+    assert not any(cache.search(cache.CredentialType.REFRESH_TOKEN))
