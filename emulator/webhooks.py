@@ -76,6 +76,7 @@ class _Request:
     request_id: str
     writes: list[tuple] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    holding: bool = False          # the response waits for synchronous deliveries
     undoing: bool = False
 
 
@@ -149,13 +150,14 @@ class Webhooks:
             return
         if message not in MESSAGES:
             return
-        if request is not None and self.has_sync_steps():
+        holding = request is not None and request.holding
+        if holding:
             request.writes.append((message, table, before, after))
         for step in self.steps_for(message, table):
             if message == "Update" and not _passes_filter(step, before, after):
                 continue
             delivery = self._prepare(step, message, table, before, after, request)
-            if step["mode"] == 0 and request is not None:
+            if step["mode"] == 0 and holding:
                 request.deliveries.append(delivery)
             else:
                 self.submit(delivery)
@@ -166,6 +168,7 @@ class Webhooks:
         if steps is None:
             steps = self.store.execute(_STEPS_SQL, (message, table)) if "sdkmessage" in self.store.schema.tables else []
             for step in steps:
+                step["mode"] = step["mode"] or 0
                 step["images"] = self.store.select(
                     "sdkmessageprocessingstepimage", "t0.sdkmessageprocessingstepid = ?", [step["id"]],
                     columns="t0.entityalias AS entityalias, t0.name AS name, t0.imagetype AS imagetype, "
@@ -189,7 +192,7 @@ class Webhooks:
         operation_id = str(uuid.uuid4()) if step["mode"] == 1 else "00000000-0000-0000-0000-000000000000"
         org = self._organization()
         context = remote_context.build(
-            message=message, table=table, before=before, after=after, mode=step["mode"] or 0,
+            message=message, table=table, before=before, after=after, mode=step["mode"],
             stage=step["stage"] or 40, step_id=step["id"], images=step["images"], user=user, initiating_user=user,
             organization_id=org["id"], organization_name=org["name"], correlation_id=correlation_id,
             operation_id=operation_id, request_id=request.request_id if request else None,
@@ -285,7 +288,7 @@ class Webhooks:
         except (httpx.HTTPError, ValueError) as exc:
             error = f"The webhook could not be reached: {type(exc).__name__}: {_no_secrets(str(exc), step)}"
         return Outcome(step["id"], _no_secrets(url.split("?")[0], step), d.message, d.table, status, max(attempts, 1),
-                       error, d.trimmed, step["mode"] or 0)
+                       error, d.trimmed, step["mode"])
 
     def _record_job(self, d: Delivery, outcome: Outcome) -> None:
         if outcome.ok and d.step["asyncautodelete"]:
@@ -347,6 +350,7 @@ class Webhooks:
         try:
             if not self.has_sync_steps():
                 return await self.app(scope, receive, send)
+            request.holding = True
             start, chunks = {}, []
 
             async def capture(message):
