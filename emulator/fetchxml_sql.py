@@ -243,7 +243,7 @@ class Planner:
             attrs = [Attribute(c) for c in table.columns]
         else:
             attrs = list(entity.attributes)
-            if root and not self.fetch.distinct and not any(a.name == table.primary_id for a in attrs):
+            if root and (not self.fetch.distinct or not attrs) and not any(a.name == table.primary_id for a in attrs):
                 attrs.append(Attribute(table.primary_id))
         seen = set()
         for attr in attrs:
@@ -449,8 +449,8 @@ class Planner:
             value = self.user.user_id if "userid" in op else self.user.business_unit_id
             return f"({e} {'=' if op.startswith('eq') else '<>'} {param(value)})"
         if op in ("contain-values", "not-contain-values"):
-            checks = " OR ".join(f"(',' || {e} || ',') LIKE {param(f'%,{int(v)},%')}"
-                                 for v in many()) or "0"
+            codes = [typed(Column(col.name, "Integer"), v, where) for v in (c.values or [c.value or ""])]
+            checks = " OR ".join(f"(',' || {e} || ',') LIKE {param(f'%,{v},%')}" for v in codes)
             return f"(NOT COALESCE(({checks}), 0))" if op.startswith("not") else f"({checks})"
         return self._date_condition(c, col, e, where, one, param)
 
@@ -472,7 +472,11 @@ class Planner:
                           "by the emulator.")
         if col.type != "DateTime":
             raise invalid(f"Condition for attribute '{where}': the operator '{op}' needs a date and time attribute.")
-        lo, hi = self.dates._date_function(name, value)
+        try:
+            lo, hi = self.dates._date_function(name, value)
+        except (OverflowError, ValueError):
+            raise invalid(f"Condition for attribute '{where}': the value '{c.value}' is out of range for "
+                          f"the operator '{op}'.") from None
         parts = []
         if lo is not None:
             parts.append(f"{e} >= {param(_fmt(lo))}")
@@ -515,7 +519,10 @@ def typed(col: Column, text: str, where: str = ""):
     t = col.type
     try:
         if t in ("Integer", "BigInt", "Picklist", "State", "Status"):
-            return int(text.strip())
+            n = int(text.strip())
+            if not -2**63 <= n < 2**63:
+                raise ValueError(text)
+            return n
         if t in ("Money", "Decimal", "Double"):
             return float(text.strip())
         if t == "Boolean":

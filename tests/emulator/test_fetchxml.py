@@ -17,6 +17,8 @@ from xml.etree import ElementTree
 
 import pytest
 import pytest_asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from d365_components.emulator import defaults
 from d365_components.emulator.fetchxml import execute_fetch
@@ -591,3 +593,46 @@ async def test_bad_fetchxml_is_a_400_never_a_500(fetch, xml, code, message):
     assert status == 400, body
     assert body["error"]["code"] == code
     assert message in body["error"]["message"]
+
+
+ATTRS = ["name", "numberofemployees", "revenue", "creditonhold", "industrycode", "lastonholdtime", "primarycontactid",
+         "ownerid", "new_channels", "accountid", "nope", "_ownerid_value"]
+OPS = ["eq", "ne", "lt", "ge", "like", "begins-with", "in", "not-in", "null", "between", "on", "on-or-after",
+       "last-x-days", "next-x-years", "today", "this-year", "eq-userid", "contain-values", "under", "bogus"]
+VALUES = ["1", "-5", "abc", "2024-01-01", "1/2/2024", "{00000000-0000-4000-8000-0000000000a2}", "true", "", "1.5",
+          "1e400", "99999999999999999999", "%", "'", "&amp;", "2024-13-45", "&lt;cookie/&gt;"]
+value = st.sampled_from(VALUES)
+condition = st.builds(
+    lambda a, o, v, vs: (f'<condition attribute="{a}" operator="{o}"' + (f' value="{v}"' if v is not None else "")
+                         + ">" + "".join(f"<value>{x}</value>" for x in vs) + "</condition>"),
+    st.sampled_from(ATTRS), st.sampled_from(OPS), st.none() | value, st.lists(value, max_size=3))
+attribute = st.builds(
+    lambda a, agg, group, alias: (f'<attribute name="{a}"' + (f' aggregate="{agg}"' if agg else "")
+                                  + (' groupby="true"' if group else "") + (f' alias="{alias}"' if alias else "") + "/>"),
+    st.sampled_from(ATTRS), st.sampled_from([None, "count", "countcolumn", "sum", "avg", "max", "x"]), st.booleans(),
+    st.sampled_from([None, "a", "b"]))
+fetch_attrs = st.dictionaries(
+    st.sampled_from(["top", "count", "page", "distinct", "aggregate", "useraworderby", "paging-cookie"]),
+    st.sampled_from(["1", "2", "0", "5001", "true", "x", '&lt;cookie page="1"&gt;&lt;accountid last="{0}"/&gt;&lt;/cookie&gt;']),
+    max_size=3)
+link = st.builds(
+    lambda name, frm, to, kind, body: (f'<link-entity name="{name}" from="{frm}" to="{to}" link-type="{kind}" alias="l">'
+                                       f"{body}</link-entity>"),
+    st.sampled_from(["contact", "account", "nope"]), st.sampled_from(["contactid", "parentcustomerid", "accountid"]),
+    st.sampled_from(["primarycontactid", "accountid", "name"]), st.sampled_from(["inner", "outer", "not any", "bad"]),
+    st.lists(attribute | condition.map(lambda c: f"<filter>{c}</filter>"), max_size=2).map("".join))
+query = st.builds(
+    lambda attrs, parts, order, links: (f"<fetch{''.join(f' {k}={chr(34)}{v}{chr(34)}' for k, v in attrs.items())}>"
+                                        f'<entity name="account">{parts}{order}{links}</entity></fetch>'),
+    fetch_attrs, st.lists(attribute | condition.map(lambda c: f'<filter type="or">{c}</filter>'), max_size=4).map("".join),
+    st.sampled_from(["", '<order attribute="name"/>', '<order attribute="industrycode" descending="true"/>',
+                     '<order alias="a"/>', '<order attribute="nope"/>']),
+    st.lists(link, max_size=2).map("".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(xml=query, annotations=st.sampled_from([None, "*"]))
+def test_any_fetchxml_is_answered_with_200_or_400(store, xml, annotations):
+    status, _, body = execute_fetch(store, "accounts", xml, annotations=annotations)
+    assert status in (200, 400), body
+    assert ("value" in body) if status == 200 else body["error"]["message"]
