@@ -9,8 +9,10 @@ Two ways to ask Dataverse, chosen per table:
   a full read that re-delivers only rows changed since the last known version, after a
   ``resync`` marker event.
 * a **modifiedon cursor** otherwise: rows ordered by ``modifiedon`` then the primary key, read
-  after the last ``(modifiedon, id)`` pair, so rows sharing a timestamp (Dataverse keeps whole
-  seconds) are neither skipped nor repeated. Deletes cannot be seen this way.
+  from the newest delivered ``modifiedon`` minus a short overlap, dropping the (id, version)
+  pairs already delivered. Dataverse keeps whole seconds, so a row written into a second we
+  already read (or committed late) is still found, and none is repeated. Deletes cannot be
+  seen this way.
 
 Created vs updated: each change window remembers the newest ``createdon`` it has seen and the ids
 created in that second; a row is *created* if it was made after that, else *updated*. The
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from d365_components.actions._common import COLUMNS, TABLES
@@ -38,6 +40,9 @@ MAX_PAGE = 5000
 #: the first run reads a whole table to get its delta link; this bounds one run's share of it
 MAX_PAGES_PER_RUN = 50
 ID_CHUNK = 100  # ids per re-read with a filter (keeps the URL short)
+#: modifiedon polling re-reads this far back: Dataverse stamps whole seconds, and a transaction
+#: may commit a little after its stamp; rows already delivered are recognized by their version
+OVERLAP = timedelta(seconds=10)
 TRACK = "odata.track-changes"
 TOKEN_EXPIRED = "0x80044352"
 Kind = Literal["created", "updated", "deleted"]
@@ -201,6 +206,7 @@ class _Run:
             "emitAfter": {"modifiedOn": _odata_time(start), "inclusive": False} if start else None,
             "known": fresh,
             "seen": dict(fresh),
+            "windowNew": [],
             "maxVersion": None,
             "modifiedHigh": None,
             "position": None,
@@ -209,7 +215,7 @@ class _Run:
     def _restart(self, old: dict[str, Any], mode: str, reason: str) -> None:
         """Start over with a full read, re-delivering only what changed after the old cursor."""
         version, high = old.get("maxVersion"), old.get("modifiedHigh")
-        if version is not None and self.table.get("versionnumber"):
+        if version is not None and self.table.get("versionnumber") and mode == "changeTracking":
             emit_after: dict[str, Any] | None = {"version": version}
         elif high:
             emit_after = {"modifiedOn": high, "inclusive": True}  # a repeat is better than a loss
@@ -226,9 +232,10 @@ class _Run:
             "emitAfter": emit_after,
             "known": known,
             "seen": old.get("seen") or json.loads(json.dumps(known)),
+            "windowNew": list(old.get("windowNew") or []),
             "maxVersion": version,
             "modifiedHigh": high,
-            "position": old.get("position") if mode == "modifiedOn" else None,
+            "position": old.get("position") if mode == "modifiedOn" and old.get("mode") == mode else None,
         }
         self.events.append({"kind": "resync", "table": self.table["logicalName"], "id": None, "row": None,
                             "reason": f"{reason}; rows changed since the last run are delivered again, "
@@ -263,16 +270,21 @@ class _Run:
     def end_window(self) -> None:
         """Caught up: what this window saw is known to the next one."""
         self.cursor["known"] = json.loads(json.dumps(self.cursor["seen"]))
+        self.cursor["windowNew"] = []
 
-    def kind(self, row: dict[str, Any], known_ids: set[str] | None) -> str:
+    def kind(self, row: dict[str, Any], known_ids: set[str] | None, window_new: set[str]) -> str:
+        """created: made after everything known when this window began, and not already reported in it."""
+        row_id = row.get(self.table["primaryId"])
+        if row_id in window_new:
+            return "updated"
         known = self.cursor["known"]
         newest, created = _moment(known.get("createdOn")), _moment(row.get("createdon"))
-        if newest is None:
-            return "created"
-        if created is None:
+        if created is None and newest is not None:
             return "updated"
-        if created > newest or (created == newest and known_ids is not None
-                                and row.get(self.table["primaryId"]) not in known_ids):
+        if newest is None or created > newest or (
+                created == newest and known_ids is not None and row_id not in known_ids):
+            window_new.add(row_id)
+            self.cursor["windowNew"].append(row_id)
             return "created"
         return "updated"
 
@@ -291,10 +303,11 @@ class _Run:
     async def take(self, rows: list[dict[str, Any]], deleted: list[str], *, initial: bool) -> None:
         known = self.cursor["known"]
         known_ids = set(known["ids"]) if known.get("ids") is not None else None
+        window_new = set(self.cursor.setdefault("windowNew", []))
         candidates: list[tuple[str, dict[str, Any]]] = []
         for row in rows:
             if not initial or self.wanted_initially(row):
-                kind = self.kind(row, known_ids)
+                kind = self.kind(row, known_ids, window_new)
                 if kind in self.inputs.change_kinds:
                     candidates.append((kind, row))
             self.see(row)
@@ -369,42 +382,69 @@ class _Run:
     # -- modifiedon cursor ------------------------------------------------------------------
 
     async def by_modifiedon(self) -> None:
+        """Rows modified since the high mark minus an overlap, minus the (id, version) pairs already
+        delivered: a write landing in an already-read second (or committing late) is still found."""
         pk, entity_set = self.table["primaryId"], self.table["entitySet"]
         if self.cursor["phase"] == "initial":
-            if self.cursor["emitAfter"] is None:
-                await self._baseline()
-                self.cursor.update(phase="delta")
-                return
             rule = self.cursor["emitAfter"]
-            if "modifiedOn" in rule and self.cursor["position"] is None:
-                self.cursor["position"] = {"modifiedOn": rule["modifiedOn"], "id": None, "inclusive": rule.get("inclusive")}
+            if rule is None:
+                await self._baseline()
+            elif self.cursor["position"] is None:  # a look-back date: only rows modified after it
+                self.cursor["position"] = {"modifiedOn": rule["modifiedOn"], "floor": rule["modifiedOn"],
+                                           "inclusive": bool(rule.get("inclusive")), "recent": {}}
             self.cursor.update(phase="delta", emitAfter=None)
-        conditions = []
+            if rule is None:
+                return
         position = self.cursor["position"]
+        conditions = []
         if position is not None:
-            stamp = position["modifiedOn"]
-            if position.get("id"):
-                conditions.append(f"(modifiedon gt {stamp} or (modifiedon eq {stamp} and {pk} gt {position['id']}))")
-            else:
-                conditions.append(f"modifiedon {'ge' if position.get('inclusive') else 'gt'} {stamp}")
+            high = _moment(position["modifiedOn"])
+            since = _odata_time(high - OVERLAP)
+            conditions.append(f"modifiedon ge {since}")
+            if position.get("floor"):
+                conditions.append(f"modifiedon {'ge' if position.get('inclusive') else 'gt'} {position['floor']}")
         if self.inputs.filter_expression:
             conditions.append(f"({self.inputs.filter_expression})")
-        params: dict[str, Any] = {"$orderby": f"modifiedon asc,{pk} asc", "$top": self.inputs.batch_size}
+        params: dict[str, Any] = {"$orderby": f"modifiedon asc,{pk} asc"}
         if conditions:
             params["$filter"] = " and ".join(conditions)
         if select := self.select():
             params["$select"] = select
-        page = await self.client.get_json(entity_set, params=params)
-        rows = page.get("value") or []
-        await self.take(rows, [], initial=False)
-        if rows:
-            last = rows[-1]
-            self.cursor["position"] = {"modifiedOn": _odata_time(_moment(last["modifiedon"])), "id": last[pk]}
-        if len(rows) < self.inputs.batch_size:
+        recent: dict[str, list[Any]] = dict(position["recent"]) if position else {}
+        fresh: list[dict[str, Any]] = []
+        caught_up = True
+        reads = 0
+        async for page in self.client.pages(entity_set, params=params, page_size=min(self.inputs.batch_size, MAX_PAGE)):
+            reads += 1
+            for row in page.rows:
+                stamp = _stamp(row)
+                if recent.get(row[pk], [None])[0] == stamp:
+                    continue  # delivered in an earlier run (the overlap reads it again)
+                fresh.append(row)
+                recent[row[pk]] = [stamp, row.get("modifiedon")]
+                if len(fresh) >= self.inputs.batch_size:
+                    break
+            if len(fresh) >= self.inputs.batch_size or reads >= MAX_PAGES_PER_RUN:
+                caught_up = False
+                break
+        await self.take(fresh, [], initial=False)
+        self._advance(recent, position)
+        if caught_up:
             self.end_window()
 
+    def _advance(self, recent: dict[str, list[Any]], position: dict[str, Any] | None) -> None:
+        """Raise the high mark to the newest modifiedon delivered; forget what left the overlap."""
+        stamps = [_moment(entry[1]) for entry in recent.values() if _moment(entry[1]) is not None]
+        if not stamps:
+            return
+        high = max(stamps)
+        if position is not None and _moment(position["modifiedOn"]) and _moment(position["modifiedOn"]) > high:
+            high = _moment(position["modifiedOn"])
+        keep = {i: e for i, e in recent.items() if _moment(e[1]) is not None and _moment(e[1]) >= high - OVERLAP}
+        self.cursor["position"] = {**(position or {}), "modifiedOn": _odata_time(high), "recent": keep}
+
     async def _baseline(self) -> None:
-        """Where 'from now on' starts: the newest (modifiedon, id), and the newest creation second."""
+        """Where 'from now on' starts: the rows of the last overlap seconds, and the newest creation second."""
         pk, entity_set = self.table["primaryId"], self.table["entitySet"]
         if self.table.get("createdon"):
             newest = await self.client.get_json(entity_set, params={
@@ -417,10 +457,23 @@ class _Run:
                 self.cursor["seen"] = {"createdOn": stamp, "ids": list(ids)}
         last = await self.client.get_json(entity_set, params={
             "$select": f"{pk},modifiedon", "$orderby": f"modifiedon desc,{pk} desc", "$top": 1})
-        if last.get("value"):
-            row = last["value"][0]
-            self.cursor["position"] = {"modifiedOn": _odata_time(_moment(row["modifiedon"])), "id": row[pk]}
-            self.cursor["modifiedHigh"] = self.cursor["position"]["modifiedOn"]
+        if not last.get("value"):
+            return
+        high = _moment(last["value"][0]["modifiedon"])
+        columns = ",".join([pk, "modifiedon", *(["versionnumber"] if self.table.get("versionnumber") else [])])
+        recent = {
+            row[pk]: [_stamp(row), row.get("modifiedon")]
+            async for row in self.client.rows(entity_set, params={
+                "$select": columns, "$filter": f"modifiedon ge {_odata_time(high - OVERLAP)}"})
+        }
+        self.cursor["position"] = {"modifiedOn": _odata_time(high), "recent": {}}
+        self._advance(recent, self.cursor["position"])
+
+
+def _stamp(row: dict[str, Any]) -> Any:
+    """What tells two states of a row apart: its version, else its modifiedon."""
+    version = row.get("versionnumber")
+    return version if version is not None else row.get("modifiedon")
 
 
 async def _describe_table(client: Any, name: str) -> dict[str, Any]:
