@@ -5,8 +5,8 @@ their ASGI middleware and registers their store listeners; it is the one place t
 Order, outermost first: service protection (counts and times every Web API request, so injected
 latency counts as execution time and injected failures as requests), fault injection, change
 tracking (answers delta requests itself), webhooks (delivers synchronous steps before the
-response), then the app. Each part is reachable on
-`app.state` for run-time control in tests: `faults`, `protection`, `change_tracking`, `webhooks`.
+response), then the app. Each part is reachable on `app.state` for run-time control in tests:
+`faults`, `protection`, `change_tracking`, `webhooks` (None when turned off).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from d365_components.emulator.protection import Limits, ServiceProtection
 class EmulatorFeatures:
     """Every setting of the extensions, with Dataverse's defaults."""
 
-    # fault injection: a spec string ("429=0.1,drop=0.01,latency=20ms,seed=7") or Faults; None = none
+    # fault injection (app.state.faults.configure(...) at run time): a spec string ("429=0.1,drop=0.01,latency=20ms,seed=7") or Faults; None = none
     faults: Faults | str | None = None
     # service protection limits per user; None turns them off
     limits: Limits | None = field(default_factory=Limits)
