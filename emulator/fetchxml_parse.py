@@ -22,7 +22,7 @@ from d365_components.emulator.errors import INVALID_ARGUMENT, DataverseError, ba
 
 MAX_PAGE = 5000
 MAX_LINKS = 15          # Dataverse's limit of link-entity elements per query
-MAX_DEPTH = 30          # nesting of filters: deeper trees are refused before they reach recursion limits
+MAX_DEPTH = 30          # nesting of filters and links: deeper trees are refused before recursion limits
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Condition:
 @dataclass
 class Filter:
     type: str = "and"
-    items: list["Condition | Filter"] = field(default_factory=list)
+    items: list["Condition | Filter | Entity"] = field(default_factory=list)   # Entity: a filtering link
 
 
 @dataclass
@@ -161,7 +161,7 @@ FETCH_ATTRS = {"mapping", "version", "output-format", "top", "count", "page", "p
                "aggregate", "aggregatelimit", "returntotalrecordcount", "no-lock", "latematerialize",
                "useraworderby", "options", "datasource"}
 ENTITY_CHILDREN = {"attribute", "all-attributes", "no-attrs", "filter", "order", "link-entity"}
-LINK_TYPES = {"inner", "outer", "any", "not any", "exists", "in"}
+LINK_TYPES = {"inner", "outer", "any", "not any", "all", "not all", "exists", "in"}
 AGGREGATES = {"count", "countcolumn", "sum", "avg", "min", "max"}
 DATE_GROUPINGS = {"day", "week", "month", "quarter", "year", "fiscal-period", "fiscal-year"}
 
@@ -198,7 +198,7 @@ def parse_fetch(text: str) -> Fetch:
     return fetch
 
 
-def _entity(el: Element, *, link: bool) -> Entity:
+def _entity(el: Element, *, link: bool, depth: int = 0) -> Entity:
     if link:
         _check_attrs(el, {"name", "from", "to", "alias", "link-type", "visible", "intersect"})
     else:
@@ -218,11 +218,11 @@ def _entity(el: Element, *, link: bool) -> Entity:
         elif tag == "all-attributes":
             entity.all_attributes = True
         elif tag == "filter":
-            entity.filters.append(_filter(child))
+            entity.filters.append(_filter(child, depth + 1))
         elif tag == "order":
             entity.orders.append(_order(child))
         elif tag == "link-entity":
-            entity.links.append(_entity(child, link=True))
+            entity.links.append(_entity(child, link=True, depth=depth + 1))
     return entity
 
 
@@ -241,17 +241,22 @@ def _attribute(el: Element) -> Attribute:
     return attr
 
 
-def _filter(el: Element, depth: int = 1) -> Filter:
+def _filter(el: Element, depth: int) -> Filter:
     if depth > MAX_DEPTH:
-        raise invalid(f"Filters are nested more than {MAX_DEPTH} levels deep.")
+        raise invalid(f"Filters and link-entities are nested more than {MAX_DEPTH} levels deep.")
     _check_attrs(el, {"type", "isquickfindfields", "overridequickfindrecordlimitenabled",
                       "overridequickfindrecordlimitdisabled", "hint"})
     kind = (el.get("type") or "and").lower()
     if kind not in ("and", "or"):
         raise invalid(f"The filter type '{el.get('type')}' is not valid; expected 'and' or 'or'.")
     f = Filter(kind)
-    for child in _children(el, {"condition", "filter"}):
-        f.items.append(_condition(child) if child.tag == "condition" else _filter(child, depth + 1))
+    for child in _children(el, {"condition", "filter", "link-entity"}):
+        if child.tag == "condition":
+            f.items.append(_condition(child))
+        elif child.tag == "filter":
+            f.items.append(_filter(child, depth + 1))
+        else:
+            f.items.append(_entity(child, link=True, depth=depth + 1))
     return f
 
 

@@ -175,35 +175,52 @@ class Planner:
 
     def _links(self, parent: Scope) -> None:
         for link in parent.entity.links:
-            table = self.table(link.name)
-            if link.from_ is None or link.to is None:
-                raise invalid(f"The link-entity '{link.name}' needs both a 'from' and a 'to' attribute.")
-            prefix = link.alias or self._generated_alias(link.name)
-            if prefix in self.by_alias:
-                raise invalid(f"The alias '{prefix}' is used by more than one link-entity.")
-            self._joined += 1
-            scope = Scope(link, table, f"l{self._joined}", prefix,
-                          to_one=parent.to_one and link.from_ == table.primary_id)
-            from_col = self.column(scope, link.from_)
-            to_col = self.column(parent, link.to)
-            on = f"{scope.sql}.{q(from_col.name)} = {parent.sql}.{q(to_col.name)}"
             if link.link_type in ("inner", "outer"):
-                self.scopes.append(scope)
-                self.by_alias[prefix] = scope
-                params: list = []
-                conds = [on] + [self.filter_sql(f, scope, params) for f in link.filters]
-                join = "LEFT JOIN" if link.link_type == "outer" else "JOIN"
-                self.joins.append(f"{join} {q(table.logical_name)} AS {scope.sql} ON {' AND '.join(conds)}")
-                self.join_params.extend(params)
-                self._links(scope)
+                self._join(link, parent)
             else:
-                self.where.append(self._exists(link, scope, on))
+                self.where.append(self.exists_sql(link, parent, self.where_params))
 
-    def _exists(self, link: Entity, scope: Scope, on: str) -> str:
+    def _link_scope(self, link: Entity, parent: Scope, prefix: str | None) -> tuple[Scope, str]:
+        """The scope of a link-entity and the SQL condition tying it to its parent."""
+        table = self.table(link.name)
+        if link.from_ is None or link.to is None:
+            raise invalid(f"The link-entity '{link.name}' needs both a 'from' and a 'to' attribute.")
+        self._joined += 1
+        scope = Scope(link, table, f"l{self._joined}", prefix,
+                      to_one=parent.to_one and link.from_ == table.primary_id)
+        from_col = self.column(scope, link.from_)
+        to_col = self.column(parent, link.to)
+        return scope, f"{scope.sql}.{q(from_col.name)} = {parent.sql}.{q(to_col.name)}"
+
+    def _join(self, link: Entity, parent: Scope) -> None:
+        prefix = link.alias or self._generated_alias(link.name)
+        if prefix in self.by_alias:
+            raise invalid(f"The alias '{prefix}' is used by more than one link-entity.")
+        scope, on = self._link_scope(link, parent, prefix)
+        self.scopes.append(scope)
+        self.by_alias[prefix] = scope
+        params: list = []
+        conds = [on] + [self.filter_sql(f, scope, params) for f in link.filters]
+        join = "LEFT JOIN" if link.link_type == "outer" else "JOIN"
+        self.joins.append(f"{join} {q(scope.table.logical_name)} AS {scope.sql} ON {' AND '.join(conds)}")
+        self.join_params.extend(params)
+        self._links(scope)
+
+    def exists_sql(self, link: Entity, parent: Scope, params: list) -> str:
+        """A filtering link-entity (any, not any, all, not all, exists, in) as an EXISTS test.
+        `all` keeps parents whose related rows all match, including parents with none."""
+        if link.link_type in ("inner", "outer"):
+            raise invalid(f"A link-entity inside a filter needs link-type any, not any, all or not all, "
+                          f"not '{link.link_type}' ('{link.name}').")
         if link.attributes or link.all_attributes or link.links or link.orders:
             raise invalid(f"A link-entity of link-type '{link.link_type}' ('{link.name}') can only hold filters.")
-        conds = [on] + [self.filter_sql(f, scope, self.where_params) for f in link.filters]
-        exists = f"EXISTS (SELECT 1 FROM {q(scope.table.logical_name)} AS {scope.sql} WHERE {' AND '.join(conds)})"
+        scope, on = self._link_scope(link, parent, None)
+        match = " AND ".join(self.filter_sql(f, scope, params) for f in link.filters) or "1"
+        related = f"SELECT 1 FROM {q(scope.table.logical_name)} AS {scope.sql} WHERE {on}"
+        if link.link_type in ("all", "not all"):
+            failing = f"EXISTS ({related} AND NOT COALESCE({match}, 0))"
+            return f"NOT {failing}" if link.link_type == "all" else failing
+        exists = f"EXISTS ({related} AND {match})"
         return f"NOT {exists}" if link.link_type == "not any" else exists
 
     def _generated_alias(self, name: str) -> str:
@@ -387,6 +404,8 @@ class Planner:
             if isinstance(item, Filter):
                 if item.items:
                     parts.append(self.filter_sql(item, scope, params))
+            elif isinstance(item, Entity):
+                parts.append(self.exists_sql(item, scope, params))
             else:
                 parts.append(self.condition_sql(item, scope, params))
         return balanced(parts, f" {f.type.upper()} ") if parts else "1"

@@ -315,6 +315,24 @@ async def test_exists_style_links_valueof_and_multi_select_values(fetch, store, 
     for kind, expected in (("any", ["A"]), ("exists", ["A"]), ("not any", ["B"])):
         status, body = await fetch("accounts", base.replace("{kind}", kind))
         assert status == 200 and names(body) == expected, (kind, body)
+    in_filter = (f'<fetch><entity name="account"><attribute name="name"/><order attribute="name"/><filter>'
+                 f'<condition attribute="description" operator="eq" value="{marker}"/><filter type="{{type}}">{{extra}}'
+                 '<link-entity name="contact" from="parentcustomerid" to="accountid" link-type="{kind}">'
+                 '<filter><condition attribute="{attr}" operator="{op}"{value}/></filter></link-entity>'
+                 '</filter></filter></entity></fetch>')
+    for kind, attr, op, value, expected in (
+        ("all", "jobtitle", "not-null", "", ["B"]),                 # Cy has no job title; B has no contacts at all
+        ("not all", "jobtitle", "not-null", "", ["A"]),
+        ("all", "lastname", "eq", f' value="{marker}"', ["A", "B"]),
+        ("any", "jobtitle", "eq", ' value="CTO"', ["A"]),
+    ):
+        xml = in_filter.format(type="and", extra="", kind=kind, attr=attr, op=op, value=value)
+        status, body = await fetch("accounts", xml)
+        assert status == 200 and names(body) == expected, (kind, body)
+    either = in_filter.format(type="or", extra=f'<condition attribute="name" operator="eq" value="{marker} B"/>',
+                              kind="any", attr="jobtitle", op="eq", value=' value="CTO"')
+    status, body = await fetch("accounts", either)
+    assert status == 200 and names(body) == ["A", "B"]
     user = dict(user=defaults.APP_USER_ID)
     store.insert("account", {"name": f"{marker} rich", "description": marker + "v", "revenue": 10.0, "creditlimit": 5.0,
                              "new_channels": "100000000,100000002"}, **user)
