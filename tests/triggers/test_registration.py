@@ -12,13 +12,6 @@ from d365_components.runtime import deploy_webhook, open_connection, remove_webh
 from d365_components.triggers import registration
 
 KEY = "dynamics365.webhook"
-CONNECTION = "dynamics365.oauth2_client_credentials"
-
-
-@pytest.fixture
-def connection(emulator):
-    return {"key": CONNECTION, "inputs": emulator.connection_inputs()}
-
 
 async def _verify(connection, inputs, url):
     from d365_components.runtime import _with_context, get_registry  # the runtime has no verify entry point yet
