@@ -7,6 +7,8 @@ is bound before the app is built, so the org URL (the token audience) is known u
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import importlib.util
 import signal
@@ -20,10 +22,10 @@ from typing import Any
 import httpx
 import uvicorn
 
-from d365_components.emulator import bulk  # noqa: F401  (registers CreateMultiple & co.)
 from d365_components.emulator import defaults
 from d365_components.emulator.app import create_app
-from d365_components.emulator.faults import FaultInjector, Faults
+from d365_components.emulator.extensions import EmulatorFeatures, install
+from d365_components.emulator.faults import Faults
 from d365_components.emulator.identity import IdentityProvider
 from d365_components.emulator.tls import Certificates, make_certificates, user_cache_dir
 
@@ -46,7 +48,10 @@ class Emulator:
         tls: bool = True,
         cert_dir: str | Path | None = None,
         faults: str | Faults | None = None,
+        features: EmulatorFeatures | None = None,
     ):
+        """``features`` sets part 2 of the emulator (webhooks out, change tracking, service
+        protection limits, faults); ``faults`` is a shortcut for its fault-injection spec."""
         self.tls = tls
         self.faults = Faults.parse(faults) if isinstance(faults, str) else faults
         self._socket = _bind(host, port)
@@ -70,7 +75,12 @@ class Emulator:
         self._certificates: Certificates | None = make_certificates(cert_dir) if tls else None
         self.ca_bundle: str | None = str(self._certificates.ca_bundle) if self._certificates else None
         try:
-            self.app = create_app(identity=self.identity, org_url=self.org_url, db=db, seed=seed)
+            features = features or EmulatorFeatures()
+            if self.faults is not None:
+                features = dataclasses.replace(features, faults=self.faults)
+            self.app = install(
+                create_app(identity=self.identity, org_url=self.org_url, db=db, seed=seed), settings=features
+            )
         except BaseException:
             self._socket.close()
             raise
@@ -87,7 +97,7 @@ class Emulator:
         if self._thread is not None:
             return self
         config = uvicorn.Config(
-            FaultInjector(self.app, self.faults) if self.faults else self.app,
+            self.app,
             http="httptools" if _installed("httptools") else "auto",
             loop="uvloop" if _installed("uvloop") else "asyncio",
             log_level="warning",
@@ -117,6 +127,9 @@ class Emulator:
                 self._thread.join(STOP_TIMEOUT)
         self._server = self._thread = None
         self._socket.close()
+        webhooks = getattr(self.app.state, "webhooks", None)
+        if webhooks is not None:
+            webhooks.close()
 
     @property
     def running(self) -> bool:
