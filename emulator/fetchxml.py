@@ -199,7 +199,7 @@ def _cookie_text(key: SortKey, v) -> str:
 def paging_cookie(p: Plan, rows: list[dict], page: int) -> str:
     """The `fetchxmlpagingcookie` annotation for the page after `page` (§4.3)."""
     parts = []
-    for key in p.keys:
+    for key in (k for k in p.keys if k.root):
         attrs = ""
         for which, row in (("last", rows[-1]), ("first", rows[0])):
             v = row.get(key.label)

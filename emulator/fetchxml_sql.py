@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from d365_components.emulator.errors import INVALID_ARGUMENT, DataverseError, bad_request
 from d365_components.emulator.fetchxml_parse import Attribute, Condition, Entity, Fetch, Filter, invalid
 from d365_components.emulator.query import FilterCompiler, QueryUser, iso_datetime
-from d365_components.emulator.schema import Column, Schema, Table
+from d365_components.emulator.schema import Column, ManyToMany, Schema, Table
 from d365_components.emulator.store import q
 
 NO_ATTRIBUTE = "0x80041103"
@@ -140,11 +140,24 @@ class Planner:
     # ---- names -------------------------------------------------------------------------------
 
     def table(self, name: str) -> Table:
-        table = self.schema.tables.get(name)
+        table = self.schema.tables.get(name) or self._intersect(name)
         if table is None:
             raise bad_request(f"The entity with a name = '{name}' with namemapping = 'Logical' was not found "
                               "in the MetadataCache.", NO_ENTITY)
         return table
+
+    def _intersect(self, name: str) -> Table | None:
+        """An N:N relationship's intersect entity (`teammembership`), linkable like a table: its two
+        id columns, and SQLite's rowid standing in for a primary key."""
+        for rel in self.schema.relationships.values():
+            if isinstance(rel, ManyToMany) and rel.intersect == name:
+                table = Table(name, name, "rowid", "rowid", 0)
+                table.add(Column("rowid", "BigInt", is_primary_id=True))
+                for end in (rel.entity1, rel.entity2):
+                    pk = self.schema.tables[end].primary_id
+                    table.add(Column(pk, "Uniqueidentifier"))
+                return table
+        return None
 
     def column(self, scope: Scope, name: str) -> Column:
         col = scope.table.columns.get(name)

@@ -381,6 +381,22 @@ def test_thousands_of_conditions_stay_within_sqlite_limits(store):
     assert status == 200 and [r["name"] for r in body["value"]] == [name]
 
 
+async def test_many_to_many_through_the_intersect_entity(fetch, store):
+    marker = "T" + uuid.uuid4().hex[:8]
+    team = store.insert("team", {"name": marker, "teamtype": 0, "businessunitid": defaults.BUSINESS_UNIT_ID},
+                        user=defaults.APP_USER_ID)
+    for user in (defaults.APP_USER_ID, defaults.USER_ID):
+        store.associate("teammembership", ("systemuserid", "teamid"), (user, team["teamid"]))
+    xml = (f'<fetch><entity name="team"><attribute name="name"/><filter>'
+           f'<condition attribute="name" operator="eq" value="{marker}"/></filter>'
+           '<link-entity name="teammembership" from="teamid" to="teamid" intersect="true">'
+           '<link-entity name="systemuser" from="systemuserid" to="systemuserid" alias="u">'
+           '<attribute name="fullname"/><order attribute="fullname"/></link-entity></link-entity></entity></fetch>')
+    status, body = await fetch("teams", xml)
+    assert status == 200, body
+    assert [r["u.fullname"] for r in body["value"]] == ["# emulator-app", defaults.USER_NAME]
+
+
 # ---- aggregates ---------------------------------------------------------------------------------
 
 async def test_aggregates_with_groupby(fetch, linked, accounts):
