@@ -2,8 +2,9 @@
 
 `plan(schema, fetch, user)` checks every entity and attribute name against the schema and
 returns a `Plan`: the FROM clause with one JOIN per `<link-entity>` (outer joins keep their own
-filters in the ON clause, as Dataverse does; `any`/`exists`/`not any` become EXISTS subqueries),
-the WHERE clause, the output columns with the JSON names they answer to (`name`, `_x_value`,
+filters in the ON clause, as Dataverse does; an N:N intersect entity such as `teammembership` is
+linkable too), filtering links (`any`, `not any`, `all`, `not all`, `exists`, `in`, as children
+of an entity or of a filter) as EXISTS subqueries, the WHERE clause, the output columns with the JSON names they answer to (`name`, `_x_value`,
 `alias.attr`, an aggregate's alias) and the ORDER BY keys. Identifiers come only from the schema
 and every value from the request is a `?` parameter.
 
