@@ -5,8 +5,8 @@ token is read from memory with no I/O and no lock; one ``asyncio.Lock`` makes ma
 requests that find the token stale (or get a 401) cause ONE refresh, not many.
 
 Tokens are refreshed early (:func:`refresh_margin`: a tenth of their life, at least a second, at
-most 5 minutes), so a 2-second test token is renewed too. msal's own cache regards any token within 5 minutes of expiry
-as stale, so when we ask it, it asks the identity provider.
+most 5 minutes), so a 2-second test token is renewed too. msal's own cache regards any token
+within 5 minutes of expiry as stale, so when we ask it, it asks the identity provider.
 """
 
 from __future__ import annotations
