@@ -274,7 +274,11 @@ class Planner:
             attrs = [Attribute(c) for c in table.columns]
         else:
             attrs = list(entity.attributes)
-            if root and (not self.fetch.distinct or not attrs) and not any(a.name == table.primary_id for a in attrs):
+            names = {a.name for a in attrs}
+            money = any(table.columns.get(a.name) is not None and table.columns[a.name].type == "Money" for a in attrs)
+            if root and money and "transactioncurrencyid" in table.columns and "transactioncurrencyid" not in names:
+                attrs.append(Attribute("transactioncurrencyid"))     # Dataverse adds the currency to money
+            if root and (not self.fetch.distinct or not attrs) and table.primary_id not in names:
                 attrs.append(Attribute(table.primary_id))
         seen = set()
         for attr in attrs:

@@ -159,7 +159,8 @@ async def test_nulls_are_omitted_and_lookups_read_as_value_properties(fetch, acc
     assert "address1_city" not in row and "revenue" not in row
     assert row["numberofemployees"] == 30 and row["_ownerid_value"] == defaults.APP_USER_ID
     assert row["@odata.etag"].startswith('W/"') and "accountid" in row
-    assert body["@odata.context"].endswith("#accounts(name,address1_city,numberofemployees,_ownerid_value,revenue,accountid)")
+    assert body["@odata.context"].endswith("#accounts(name,address1_city,numberofemployees,_ownerid_value,revenue,"
+                                         "_transactioncurrencyid_value,accountid)")
 
 
 async def test_formatted_values_lookup_names_and_aliases(fetch, store):
@@ -176,6 +177,7 @@ async def test_formatted_values_lookup_names_and_aliases(fetch, store):
     assert row["company"] == f"{marker} one"
     assert row["company@OData.Community.Display.V1.AttributeName"] == "name"
     assert row["revenue"] == 1234.5 and row["revenue" + FORMATTED] == "$1,234.50"
+    assert row["_transactioncurrencyid_value" + FORMATTED] == "US Dollar"      # money brings its currency
     assert row["industrycode"] == 7 and row["industrycode" + FORMATTED] == "Consulting"
     assert row["creditonhold"] is True and row["creditonhold" + FORMATTED] == "Yes"
     assert row["lastonholdtime"] == "2024-03-05T14:07:00Z" and row["lastonholdtime" + FORMATTED] == "3/5/2024 2:07 PM"
