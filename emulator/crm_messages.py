@@ -16,8 +16,9 @@
 Each message runs in one transaction, so a failure leaves nothing half done. A row in the wrong
 state is refused as Dataverse refuses it (400); a bad status reason with 0x80048408.
 
-`opportunityclose` and `incidentresolution` are added to a live schema the first time they are
-needed (`add_tables`); importing this module registers the messages.
+`opportunityclose`, `incidentresolution` and `activityparty` are added to a live schema by
+`add_tables(store)` (the close messages call it the first time they run; call it when the app is
+created to have them from the start). Importing this module registers the messages.
 """
 
 from __future__ import annotations
@@ -39,16 +40,23 @@ WON, LOST = 1, 2
 RESOLVED = 1
 COMPLETED, COMPLETED_STATUS = 1, 2
 QUEUE_TARGETS = ("task", "email", "phonecall", "appointment", "incident")
+PARTY_RELATIONSHIP = {"systemuser": "system_user"}
+NEW_TABLES = ("opportunityclose", "incidentresolution", "activityparty")
+PARTICIPATION = {1: "Sender", 2: "To Recipient", 3: "CC Recipient", 4: "BCC Recipient", 5: "Required attendee",
+                 6: "Optional attendee", 7: "Organizer", 8: "Regarding", 9: "Owner", 10: "Resource", 11: "Customer"}
 
 
 # ---- the tables the close messages need --------------------------------------------------------
 
 def add_tables(store) -> None:
-    """Add opportunityclose and incidentresolution (activities) to a live schema, once."""
+    """Add opportunityclose, incidentresolution and activityparty to a live schema, once.
+
+    activityparty rows are the senders, recipients and attendees of emails, phone calls and
+    appointments: `email_activity_parties` (deep insert) with `partyid_<table>@odata.bind`."""
     schema = store.schema
-    if "opportunityclose" in schema.tables and "incidentresolution" in schema.tables:
+    if all(name in schema.tables for name in NEW_TABLES):
         return
-    from d365_components.emulator.seed import DT, I, M, Mny, P, S, _Builder, states
+    from d365_components.emulator.seed import DT, I, L, M, Mny, P, S, _Builder, states
 
     def common():
         return [S("subject", 200, "Subject"), M("description", 2000, "Description"),
@@ -62,24 +70,33 @@ def add_tables(store) -> None:
         builder = _Builder()
         builder.schema, builder.pending = schema, []
         if "opportunityclose" not in schema.tables:
-            from d365_components.emulator.seed import L
             builder.table("opportunityclose", "opportunitycloses", "activityid", "subject", 4208,
                           "Opportunity Close", "Opportunity Closes", [
                 *common(), Mny("actualrevenue", "Actual Revenue"), S("competitorid", 100, "Competitor"),
                 L("opportunityid", {"opportunity": ("Opportunity_OpportunityClose", "opportunityid")}, "Opportunity"),
             ], activity=True, state=closed(), schema_name="OpportunityClose")
         if "incidentresolution" not in schema.tables:
-            from d365_components.emulator.seed import L
             builder.table("incidentresolution", "incidentresolutions", "activityid", "subject", 4206,
                           "Case Resolution", "Case Resolutions", [
                 *common(), I("timespent", "Time Spent", 0, 2147483647),
                 L("incidentid", {"incident": ("Incident_IncidentResolutions", "incidentid")}, "Case"),
             ], activity=True, state=closed(), schema_name="IncidentResolution")
+        if "activityparty" not in schema.tables:
+            activities = [t for t in ("email", "phonecall", "appointment", "task") if t in schema.tables]
+            parties = [t for t in ("account", "contact", "lead", "systemuser", "queue") if t in schema.tables]
+            builder.table("activityparty", "activityparties", "activitypartyid", "addressused", 135,
+                          "Activity Party", "Activity Parties", [
+                S("addressused", 320, "Address"),
+                P("participationtypemask", PARTICIPATION, "Participation Type"),
+                L("activityid", {t: (f"{t}_activity_parties", f"activityid_{t}") for t in activities}, "Activity"),
+                L("partyid", {t: (f"{PARTY_RELATIONSHIP.get(t, t)}_activity_parties", f"partyid_{t}") for t in parties},
+                  "Party"),
+            ], ownership="None", change_tracking=False, schema_name="ActivityParty")
         for rel in builder.pending:
             if rel.schema_name not in schema.relationships:
                 schema.add_relationship(rel)
         schema.link()
-        for name in ("opportunityclose", "incidentresolution"):
+        for name in NEW_TABLES:
             store.create_table(schema.tables[name])
 
 
