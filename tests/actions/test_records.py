@@ -44,7 +44,7 @@ async def test_create_merges_field_values_and_dynamic_values_dynamic_wins(run):
 
 
 async def test_create_without_representation_still_returns_the_id(run):
-    out = await run("dynamics365.create_entity", {"entityType": "account", "dynamicValues": {"name": "x"}, "returnRepresentation": False})
+    out = await run("dynamics365.create_entity", {"entityType": "account", "dynamicValues": {"name": "No representation"}, "returnRepresentation": False})
     assert uuid.UUID(out["id"]) and out["record"] is None and out["entityType"] == "accounts"
 
 
@@ -153,9 +153,9 @@ async def test_upsert_modes(run):
 
 async def test_upsert_by_id_creates_then_updates(run):
     row_id = str(uuid.uuid4())
-    first = await run("dynamics365.upsert_entity", {"entityType": "accounts", "entityId": row_id, "dynamicValues": {"name": "new"}})
+    first = await run("dynamics365.upsert_entity", {"entityType": "accounts", "entityId": row_id, "dynamicValues": {"name": "Upserted by id"}})
     assert first["created"] is True and first["id"] == row_id
-    second = await run("dynamics365.upsert_entity", {"entityType": "accounts", "entityId": row_id, "dynamicValues": {"name": "same"}})
+    second = await run("dynamics365.upsert_entity", {"entityType": "accounts", "entityId": row_id, "dynamicValues": {"name": "Upserted by id again"}})
     assert second["created"] is False
 
 
