@@ -170,4 +170,7 @@ def serve(
 
     app.router.lifespan_context = lifespan
     print(f"Listening on http://{host}:{port}/ for {key} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()
+    try:
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown (which removed the hook)
+        pass

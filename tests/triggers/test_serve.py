@@ -1,0 +1,79 @@
+"""``serve`` as ``d365 serve-trigger`` runs it: a child process that registers the webhook, prints
+each event as one JSON line, and removes the registration on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+from d365_components.runtime import open_connection, parse_inputs
+from d365_components.triggers import registration
+from d365_components.triggers.webhook import DataverseWebhook, registration_for
+
+SERVE = (
+    "import json, sys\n"
+    "from d365_components.triggers.host import serve\n"
+    "serve('dynamics365.webhook', json.loads(sys.argv[1]), json.loads(sys.argv[2]), port=int(sys.argv[3]), deploy=True)\n"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _lines(stream, into: queue.Queue) -> None:
+    for line in stream:
+        into.put(line.rstrip("\n"))
+
+
+def _next_line(lines: queue.Queue, contains: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if contains in line:
+            return line
+    raise AssertionError(f"no line with {contains!r} within {timeout} s")
+
+
+async def test_serve_deploys_prints_events_and_removes_on_ctrl_c(trigger_emulator, connection):
+    inputs = {"entityType": "lead", "webhookKey": uuid.uuid4().hex, "messages": ["Create"]}
+    port = _free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-c", SERVE, json.dumps(inputs), json.dumps(connection), str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    out, err = queue.Queue(), queue.Queue()
+    for stream, into in ((child.stdout, out), (child.stderr, err)):
+        threading.Thread(target=_lines, args=(stream, into), daemon=True).start()
+    conn = open_connection(connection)
+    client = conn.open_client()
+    try:
+        assert "Registered in Dataverse" in _next_line(err, "Registered")
+        made = await client.create("leads", {"subject": "From serve", "lastname": "Serve"})
+        await trigger_emulator.app.state.webhooks.drain()
+        event = json.loads(_next_line(out, made["id"]))
+        assert event["message"] == "Create" and event["attributes"]["subject"] == "From serve"
+
+        child.send_signal(signal.SIGINT)
+        assert child.wait(20) == 0
+        assert "Registration removed" in _next_line(err, "removed")
+        wanted = registration_for(parse_inputs(DataverseWebhook, inputs), f"http://127.0.0.1:{port}/")
+        assert (await registration.survey(client, wanted.name)).endpoints == []
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+        await conn.aclose()
