@@ -13,7 +13,7 @@ Layout (what FetchXML, change tracking and webhooks can build on):
 * every row has `versionnumber` (a store-wide counter bumped on every write: the row version
   behind `@odata.etag`), `createdon`/`modifiedon`, `createdby`/`modifiedby`/`createdonbehalfby`/
   `modifiedonbehalfby` and, for user-owned tables, `ownerid`/`owneridtype`/`owningbusinessunit`.
-* indexes: primary key; every lookup column; `(modifiedon, id)`; `(primary name, id)`; a unique
+* indexes: primary key; every lookup column (partial: NULLs left out); `(modifiedon, id)`; `(primary name, id)`; a unique
   index per alternate key.
 * N:N relationships use an intersect table `<intersect name>(<id1>, <id2>)`.
 * every task, phonecall, email and appointment also has a row in `activitypointer` (same id,
@@ -80,8 +80,9 @@ class Store:
         if path != ":memory:":
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA cache_size=-65536")          # 64 MB of pages: big tables keep their index tops
-            self.conn.execute("PRAGMA mmap_size=268435456")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
+        # OFF: an emulator's file survives a crash of its process (WAL), only an OS crash can lose
+        # the last writes; in exchange a single-row write costs a third less
+        self.conn.execute("PRAGMA synchronous=OFF")
         self.conn.execute("PRAGMA temp_store=MEMORY")
         for table in schema.tables.values():
             self.create_table(table)
@@ -119,7 +120,7 @@ class Store:
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS {q(name)} ({', '.join(defs)})")
             for col in table.columns.values():
                 if col.is_lookup:
-                    self._index(name, [col.name])
+                    self._index(name, [col.name], partial=True)
             if "modifiedon" in table.columns:
                 self._index(name, ["modifiedon", table.primary_id])
             self._index(name, [table.primary_name, table.primary_id])
@@ -127,9 +128,11 @@ class Store:
                 self._key_index(table, key.name, key.columns)
         self._sql.clear()
 
-    def _index(self, table: str, cols: list[str]) -> None:
+    def _index(self, table: str, cols: list[str], partial: bool = False) -> None:
+        """`partial`: leave NULLs out (most lookups are empty; `col = ?` still uses the index)."""
         ix = "ix_" + table + "_" + "_".join(cols)
-        self.conn.execute(f"CREATE INDEX IF NOT EXISTS {q(ix)} ON {q(table)} ({', '.join(map(q, cols))})")
+        where = f" WHERE {q(cols[0])} IS NOT NULL" if partial else ""
+        self.conn.execute(f"CREATE INDEX IF NOT EXISTS {q(ix)} ON {q(table)} ({', '.join(map(q, cols))}){where}")
 
     def _key_index(self, table: Table, key_name: str, cols: tuple[str, ...]) -> None:
         where = " AND ".join(f"{q(c)} IS NOT NULL" for c in cols)
@@ -153,7 +156,7 @@ class Store:
             if column.type_column:
                 self.conn.execute(f"ALTER TABLE {q(table)} ADD COLUMN {q(column.type_column)} TEXT")
             if column.is_lookup:
-                self._index(table, [column.name])
+                self._index(table, [column.name], partial=True)
             self._sql.clear()
 
     def _max_version(self, table: str) -> int:
