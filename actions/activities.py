@@ -1,0 +1,219 @@
+"""Activities: create a task, phone call, email or appointment, and complete one.
+
+Create Activity takes what designers think in: a type, a subject, what it is about (``regarding``
+as a ``{table, id}`` pair, written as ``regardingobjectid_<table>_<type>@odata.bind``), dates, and
+for emails, phone calls and appointments the parties (from/to/cc/bcc, attendees) written as the
+activity's activity parties with their participation type. Complete Activity sets the Completed
+state with the type's own completed reason unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from d365_components import Action, Context, InputField, InputModel
+from d365_components.actions._common import GUID_PATTERN, RECORDS, TABLES
+from d365_components.actions._lookups import metadata_for
+from d365_components.connections.odata import entity_path
+
+__all__ = ["CompleteActivity", "CreateActivity"]
+
+ActivityType = Literal["task", "phonecall", "email", "appointment"]
+ENTITY_SETS = {"task": "tasks", "phonecall": "phonecalls", "email": "emails", "appointment": "appointments"}
+#: participation type masks (activityparty.participationtypemask)
+ROLES = {"from": 1, "to": 2, "cc": 3, "bcc": 4, "required": 5, "optional": 6, "organizer": 7}
+ROLES_OF = {
+    "task": set(),
+    "phonecall": {"from", "to"},
+    "email": {"from", "to", "cc", "bcc"},
+    "appointment": {"required", "optional", "organizer"},
+}
+COMPLETED = 1
+#: the Completed status reason each type uses by default
+COMPLETED_STATUS = {"task": 5, "phonecall": 2, "email": 2, "appointment": 3}
+_EXAMPLE_ID = "7eb682f1-ca75-e511-80d4-00155d2a68d1"
+
+
+def _activity_type() -> Any:
+    return InputField(
+        "task",
+        title="Activity type",
+        description="task, phonecall, email or appointment.",
+        examples=["phonecall"],
+        widget="dropdown",
+    )
+
+
+class RowReference(InputModel):
+    """A row of any table, as a {table, id} pair."""
+
+    table: str = InputField(
+        title="Table", description="Entity set (accounts) or logical name (account).", examples=["accounts"], data_source=TABLES, min_length=1
+    )
+    id: str = InputField(
+        title="Row ID", description="The row's GUID.", examples=[_EXAMPLE_ID], pattern=GUID_PATTERN,
+        data_source=RECORDS, data_source_inputs={"table": "table"},
+    )
+
+
+class Party(InputModel):
+    """One sender, recipient or attendee: a row (table + id) or, for email, a bare address."""
+
+    role: Literal["from", "to", "cc", "bcc", "required", "optional", "organizer"] = InputField(
+        title="Role",
+        description="from, to, cc, bcc (email; phone call: from, to) or required, optional, organizer (appointment).",
+        examples=["to"],
+    )
+    table: str | None = InputField(
+        None, title="Table", description="The party's table: contacts, accounts, leads, systemusers, queues.", examples=["contacts"], data_source=TABLES
+    )
+    id: str | None = InputField(None, title="Row ID", description="The party's GUID.", examples=[_EXAMPLE_ID], pattern=GUID_PATTERN)
+    address: str | None = InputField(
+        None, title="Address", description="An email address not linked to any row (instead of table + id).", examples=["someone@example.com"]
+    )
+
+    @model_validator(mode="after")
+    def _row_or_address(self) -> Party:
+        if (self.table is None) != (self.id is None):
+            raise ValueError("give both table and id of the party")
+        if (self.id is None) == (self.address is None):
+            raise ValueError("give the party as table + id, or as address (not both)")
+        return self
+
+
+class CreateActivity(Action):
+    """Create a task, phone call, email or appointment, regarding a row, with its parties and dates."""
+
+    key = "dynamics365.create_activity"
+    label = "Create Activity"
+    group = "Activities"
+
+    class Inputs(InputModel):
+        activity_type: ActivityType = _activity_type()
+        subject: str = InputField(title="Subject", description="The activity's subject.", examples=["Follow up on the quote"], min_length=1, max_length=200)
+        description: str | None = InputField(None, title="Description", description="The body or notes.", widget="textarea", max_length=2000)
+        regarding: RowReference | None = InputField(
+            None,
+            title="Regarding",
+            description='The row the activity is about: {"table": "accounts", "id": "<guid>"} (accounts, contacts, leads, opportunities, incidents).',
+            examples=[{"table": "accounts", "id": _EXAMPLE_ID}],
+        )
+        start: dt.datetime | None = InputField(None, title="Start", description="Scheduled start (appointments: when it begins).", examples=["2025-06-30T09:00:00Z"])
+        due: dt.datetime | None = InputField(None, title="Due", description="Due date / scheduled end.", examples=["2025-06-30T17:00:00Z"])
+        priority: int | None = InputField(None, title="Priority", description="0 = Low, 1 = Normal, 2 = High.", examples=[2], ge=0, le=2)
+        parties: list[Party] = InputField(
+            [],
+            title="Parties",
+            description="Senders, recipients and attendees (email, phone call, appointment), each with its role.",
+            examples=[[{"role": "to", "table": "contacts", "id": _EXAMPLE_ID}]],
+        )
+        dynamic_values: dict[str, Any] | None = InputField(
+            None,
+            title="Other columns",
+            description="More columns as a JSON object (phonenumber, directioncode, location, ...).",
+            examples=[{"phonenumber": "+1 425 555 0100", "directioncode": True}],
+            widget="code",
+            language="json",
+            advanced=True,
+        )
+
+        @model_validator(mode="after")
+        def _roles_fit_the_type(self) -> CreateActivity.Inputs:
+            allowed = ROLES_OF[self.activity_type]
+            for index, party in enumerate(self.parties):
+                if party.role not in allowed:
+                    can = ", ".join(sorted(allowed)) or "no parties"
+                    raise ValueError(f"parties[{index}]: a {self.activity_type} takes {can}, not '{party.role}'")
+            return self
+
+    output_schema = {
+        "type": "object",
+        "required": ["activityId", "activityType", "entityUrl"],
+        "properties": {
+            "activityId": {"type": "string", "description": "The new activity's GUID."},
+            "activityType": {"type": "string", "description": "task, phonecall, email or appointment."},
+            "entityUrl": {"type": ["string", "null"], "description": "The activity's Web API URL."},
+        },
+    }
+    example = {"activityId": _EXAMPLE_ID, "activityType": "task", "entityUrl": f"https://contoso.crm.dynamics.com/api/data/v9.2/tasks({_EXAMPLE_ID})"}
+
+    async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
+        kind = inputs.activity_type
+        body: dict[str, Any] = dict(inputs.dynamic_values or {})
+        body["subject"] = inputs.subject
+        if inputs.description is not None:
+            body["description"] = inputs.description
+        if inputs.start is not None:
+            body["scheduledstart"] = _utc(inputs.start)
+        if inputs.due is not None:
+            body["scheduledend"] = _utc(inputs.due)
+        if inputs.priority is not None:
+            body["prioritycode"] = inputs.priority
+        metadata = metadata_for(ctx.client)
+        if inputs.regarding is not None:
+            table = await metadata.table(inputs.regarding.table, pointer="/regarding/table")
+            logical = table.logical_name or inputs.regarding.table.rstrip("s")
+            body[f"regardingobjectid_{logical}_{kind}@odata.bind"] = "/" + entity_path(table.entity_set, inputs.regarding.id)
+        if inputs.parties:
+            body[f"{kind}_activity_parties"] = [await _party(metadata, index, party) for index, party in enumerate(inputs.parties)]
+        created = await ctx.client.create(ENTITY_SETS[kind], body)
+        return {"activityId": created["id"], "activityType": kind, "entityUrl": created["entityUrl"]}
+
+
+async def _party(metadata: Any, index: int, party: Party) -> dict[str, Any]:
+    item: dict[str, Any] = {"participationtypemask": ROLES[party.role]}
+    if party.address is not None:
+        item["addressused"] = party.address
+        return item
+    table = await metadata.table(party.table, pointer=f"/parties/{index}/table")
+    logical = table.logical_name or party.table.rstrip("s")
+    item[f"partyid_{logical}@odata.bind"] = "/" + entity_path(table.entity_set, party.id)
+    return item
+
+
+def _utc(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CompleteActivity(Action):
+    """Mark a task, phone call, email or appointment as completed."""
+
+    key = "dynamics365.complete_activity"
+    label = "Complete Activity"
+    group = "Activities"
+
+    class Inputs(InputModel):
+        activity_type: ActivityType = _activity_type()
+        activity_id: str = InputField(title="Activity ID", description="The GUID of the activity.", examples=[_EXAMPLE_ID], pattern=GUID_PATTERN)
+        status: int | None = InputField(
+            None,
+            title="Status reason",
+            description="A Completed status reason; by default the type's own (task 5 Completed, phone call 2 Made, email 2 Completed, appointment 3 Completed).",
+            examples=[4],
+            ge=0,
+            advanced=True,
+        )
+
+    output_schema = {
+        "type": "object",
+        "required": ["activityId", "activityType", "statecode", "statuscode"],
+        "properties": {
+            "activityId": {"type": "string", "description": "The activity."},
+            "activityType": {"type": "string", "description": "Its type."},
+            "statecode": {"type": "integer", "description": "1 (Completed)."},
+            "statuscode": {"type": "integer", "description": "The status reason set."},
+        },
+    }
+    example = {"activityId": _EXAMPLE_ID, "activityType": "task", "statecode": 1, "statuscode": 5}
+
+    async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
+        kind = inputs.activity_type
+        activity_id = inputs.activity_id.strip("{}").lower()
+        status = inputs.status if inputs.status is not None else COMPLETED_STATUS[kind]
+        await ctx.client.update(ENTITY_SETS[kind], activity_id, {"statecode": COMPLETED, "statuscode": status})
+        return {"activityId": activity_id, "activityType": kind, "statecode": COMPLETED, "statuscode": status}
