@@ -19,7 +19,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["PayloadError", "changed_columns", "parse_date", "parse_event", "plain_value"]
+__all__ = ["PayloadError", "changed_columns", "key_values", "parse_date", "parse_event", "plain_value"]
 
 _DATE = re.compile(r"^/Date\((-?\d{1,16})([+-]\d{4})?\)/$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -7,21 +7,20 @@ import uuid
 
 import pytest
 
+from d365_components.definitions import Context
 from d365_components.errors import InputValidationError
-from d365_components.runtime import deploy_webhook, open_connection, remove_webhook
+from d365_components.runtime import deploy_webhook, open_connection, parse_inputs, remove_webhook
 from d365_components.triggers import registration
+from d365_components.triggers.webhook import DataverseWebhook
 
 KEY = "dynamics365.webhook"
 
 async def _verify(connection, inputs, url):
-    from d365_components.runtime import _with_context, get_registry  # the runtime has no verify entry point yet
-
-    definition = get_registry().get(KEY, "triggers")
-
-    async def call(trigger, ctx, typed):
-        return await trigger.verify(ctx, typed, url)
-
-    return await _with_context(definition, inputs, connection, None, call)
+    conn = open_connection(connection)
+    try:
+        return await DataverseWebhook().verify(Context(client=conn.open_client()), parse_inputs(DataverseWebhook, inputs), url)
+    finally:
+        await conn.aclose()
 
 
 async def _endpoints(connection, name):
