@@ -96,7 +96,7 @@ async def _sales_day(out: Console, emulator: Any) -> None:
                             "firstname": f"Lead{i}",
                             "lastname": "Prospect",
                             "companyname": COMPANIES[i % len(COMPANIES)],
-                            "estimatedvalue": 1000 + (i % 50) * 250,
+                            "estimatedamount": 1000 + (i % 50) * 250,
                         }
                         for i in range(LEADS)
                     ],
@@ -111,15 +111,15 @@ async def _sales_day(out: Console, emulator: Any) -> None:
             "dynamics365.query_entities",
             {
                 "entityType": "leads",
-                "fieldNames": ["fullname", "companyname", "estimatedvalue"],
-                "filterExpression": "companyname eq 'Contoso' and estimatedvalue ge 10000",
-                "orderByFieldNames": ["estimatedvalue desc"],
+                "fieldNames": ["fullname", "companyname", "estimatedamount"],
+                "filterExpression": "companyname eq 'Contoso' and estimatedamount ge 10000",
+                "orderByFieldNames": ["estimatedamount desc"],
                 "recordsPerPage": 5,
                 "includeCount": True,
             },
             lambda r: f"{len(r['value'])} rows on page 1 of {r.get('count')}",
         )
-        day.table("Top Contoso leads", queried["value"], ["fullname", "companyname", "estimatedvalue"])
+        day.table("Top Contoso leads", queried["value"], ["fullname", "companyname", "estimatedamount"])
 
         fetched = await day.step(
             "FetchXML: every lead, paged 500 at a time",
@@ -140,7 +140,7 @@ async def _sales_day(out: Console, emulator: Any) -> None:
                 "entityType": "leads",
                 "xmlQuery": "<fetch aggregate='true'><entity name='lead'>"
                 "<attribute name='companyname' groupby='true' alias='company'/>"
-                "<attribute name='estimatedvalue' aggregate='sum' alias='pipeline'/>"
+                "<attribute name='estimatedamount' aggregate='sum' alias='pipeline'/>"
                 "<attribute name='leadid' aggregate='count' alias='leads'/>"
                 "<order alias='pipeline' descending='true'/></entity></fetch>",
             },
