@@ -86,3 +86,37 @@ async def test_a_wrong_key_is_refused_and_dataverse_records_the_failure(trigger_
         await remove_webhook(KEY, inputs, state, connection)
         await conn.aclose()
 
+
+
+async def test_synchronous_steps_deliver_before_the_save_returns(connection, trigger_host):
+    received: list[dict] = []
+    inputs = {"entityType": "task", "messages": ["Create"], "synchronous": True}
+    base = trigger_host([HostedTrigger("/tasks", KEY, inputs, None, received.append)])
+    state = await deploy_webhook(KEY, inputs, f"{base}/tasks", connection)
+    conn = open_connection(connection)
+    client = conn.open_client()
+    try:
+        made = await client.create("tasks", {"subject": "Call back"})
+        assert [e["id"] for e in received] == [made["id"]]  # no waiting: it ran inside the save
+        assert received[0]["mode"] == 0
+    finally:
+        await remove_webhook(KEY, inputs, state, connection)
+        await conn.aclose()
+
+
+async def test_oversized_payloads_arrive_trimmed_with_the_row_id(trigger_emulator, connection, trigger_host):
+    received: list[dict] = []
+    inputs = {"entityType": "annotation", "messages": ["Update"], "includeOldValues": True}
+    base = trigger_host([HostedTrigger("/big", KEY, inputs, None, received.append)])
+    state = await deploy_webhook(KEY, inputs, f"{base}/big", connection)
+    conn = open_connection(connection)
+    client = conn.open_client()
+    try:
+        made = await client.create("annotations", {"subject": "Big attachment"})
+        await client.update("annotations", made["id"], {"documentbody": "QUJD" * 75_000})  # 300 KB
+        await trigger_emulator.app.state.webhooks.drain()
+        [event] = [e for e in received if e["id"] == made["id"]]
+        assert event["trimmed"] is True and event["attributes"] == {} and event["preImage"] is None
+    finally:
+        await remove_webhook(KEY, inputs, state, connection)
+        await conn.aclose()
