@@ -31,11 +31,11 @@ from d365_components.emulator.errors import (
 )
 from d365_components.emulator.literals import GUID_RE
 from d365_components.emulator.messages import NAMESPACE, Bound, register_action, register_function
-from d365_components.emulator.records import convert_body, create_row, represent, resolve_reference
+from d365_components.emulator.records import convert_body, represent, resolve_reference
 from d365_components.emulator.schema import Table
 from d365_components.emulator.store import utc_now
 
-QUALIFIED, DISQUALIFIED = 1, 2
+QUALIFIED = 1
 WON, LOST = 1, 2
 RESOLVED = 1
 COMPLETED, COMPLETED_STATUS = 1, 2
