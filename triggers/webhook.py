@@ -30,6 +30,8 @@ Message = Literal["Create", "Update", "Delete"]
 #: Dataverse cuts payloads at 256 KB; a few MB leaves room for other senders and test tools.
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 _PROBES = {"url_validation", "heartbeat"}
+#: columns every save rewrites; a change to them alone is no change to the row
+_BOOKKEEPING = {"modifiedon", "modifiedby", "modifiedonbehalfby", "versionnumber", "overriddencreatedon"}
 
 
 class DataverseWebhook(WebhookTrigger):
@@ -84,6 +86,14 @@ class DataverseWebhook(WebhookTrigger):
             description=(
                 "Register a pre-image so update and delete events carry the row before the change, "
                 "and 'changed' lists only columns whose value really changed."
+            ),
+        )
+        only_real_changes: bool = InputField(
+            False,
+            title="Only when a value really changes",
+            description=(
+                "Update only: skip updates where the watched columns (the columns above, or any column) kept "
+                "their values — Dataverse fires whenever a column is merely sent. Registers a pre-image."
             ),
         )
         include_post_image: bool = InputField(
@@ -207,7 +217,7 @@ def registration_for(inputs: Any, webhook_url: str) -> registration.Registration
         table=table,
         messages=tuple(m for m in MESSAGES if m in inputs.messages),
         filtering_columns=tuple(sorted({c.strip().lower() for c in inputs.filtering_columns or [] if c.strip()})),
-        pre_image=inputs.include_old_values,
+        pre_image=inputs.include_old_values or inputs.only_real_changes,
         post_image=inputs.include_post_image,
         synchronous=inputs.synchronous,
     )
@@ -259,6 +269,11 @@ def _answer(inputs: Any, request: WebhookRequest) -> WebhookResponse:
         return _refuse(400, f"Not a Dataverse webhook body: {exc}.")
     if (event["table"] or "").lower() != inputs.entity_type.lower() or event["message"] not in inputs.messages:
         return WebhookResponse(status=200, body={"status": "ignored", "reason": "another table or message"})
-    if inputs.include_old_values and event["message"] != "Create" and event["preImage"] is None:
+    wants_old = inputs.include_old_values or inputs.only_real_changes
+    if wants_old and event["message"] != "Create" and event["preImage"] is None:
         event["trimmed"] = True  # the pre-image was registered but did not come: re-read the row
+    if inputs.only_real_changes and event["message"] == "Update" and not event["trimmed"]:
+        watched = {c.strip().lower() for c in inputs.filtering_columns or []} or set(event["changed"])
+        if not (watched & set(event["changed"])) - _BOOKKEEPING:
+            return WebhookResponse(status=200, body={"status": "ignored", "reason": "no value changed"})
     return WebhookResponse(status=200, body={"status": "received"}, events=[event])

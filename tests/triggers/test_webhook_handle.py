@@ -160,6 +160,23 @@ async def test_update_carries_old_and_new_values_and_only_real_changes():
     assert event["organization"]["domain"] == "contoso.crm.dynamics.com"
 
 
+async def test_only_real_changes_skips_updates_that_kept_their_values():
+    inputs = {"entityType": "contact", "webhookKey": "s3cr3t", "onlyRealChanges": True, "filteringColumns": ["LastName"]}
+    pre = {"firstname": "James", "lastname": "Glynn", "modifiedon": "/Date(1506000000000)/"}
+
+    def update(**sent):
+        target = entity("contact", ROW, {**sent, "modifiedon": "/Date(1506384247000)/"})
+        return request(context("Update", target=target, pre=pre))
+
+    same = await handle(update(lastname="Glynn", firstname="Jim"), inputs)  # firstname is not watched
+    assert same.status == 200 and same.events == [] and same.body["reason"] == "no value changed"
+    [event] = (await handle(update(lastname="Glynne"), inputs)).events
+    assert event["changed"]["lastname"] == {"old": "Glynn", "new": "Glynne"}
+    anything = {**inputs, "filteringColumns": None}
+    assert (await handle(update(firstname="Jim"), anything)).events
+    assert (await handle(update(firstname="James"), anything)).events == []
+
+
 async def test_delete_has_the_reference_and_the_pre_image():
     body = context("Delete", target=reference("contact", ROW), pre={"firstname": "James"})
     [event] = (await handle(request(body))).events
