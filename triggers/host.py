@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from d365_components.definitions import Connection, WebhookRequest
+from d365_components.errors import WebhookRejected
 from d365_components.redaction import get_logger
 from d365_components.registry import get_registry
 from d365_components.runtime import (
@@ -83,6 +84,8 @@ def _endpoint(hosted: HostedTrigger, connection: Connection | None, limit: int):
         )
         try:
             answer = await handle_webhook(hosted.key, hosted.inputs, incoming, connection, state=hosted.state)
+        except WebhookRejected as exc:  # triggers may refuse by raising instead of answering
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except Exception:
             log.exception("trigger %s failed on a request", hosted.key)
             return JSONResponse({"error": "The trigger failed on this request."}, status_code=500)
