@@ -206,7 +206,9 @@ class RunBatchOperations(Action):
                         "action": {"type": "string"},
                         "outcome": {"enum": list(OUTCOMES)},
                         "status": {"type": "integer", "description": "HTTP status of the operation (424: not applied)."},
-                        "id": {"type": ["string", "null"], "description": "GUID of the row written or deleted."},
+                        "id": {"type": ["string", "null"], "description": (
+                            "GUID of the row written or deleted; null when Dataverse does not tell it "
+                            "(an alternate-key write without returnRepresentation).")},
                         "row": {"type": ["object", "null"], "description": "The row, when returnRepresentation was set."},
                         "error": ERROR_SCHEMA,
                     },

@@ -46,13 +46,14 @@ async def test_mixed_operations_report_one_result_each_in_order(connection, mark
     number = f"{marker}-n"
     out = await run(connection, actions=[
         {"collection": "accounts", "action": "create", "data": {"name": f"{marker}-a"}, "returnRepresentation": True},
-        {"collection": "accounts", "action": "upsert", "key": {"accountnumber": number}, "data": {"name": f"{marker}-b"}},
+        {"collection": "accounts", "action": "upsert", "key": {"accountnumber": number}, "data": {"name": f"{marker}-b"},
+         "returnRepresentation": True},
         {"collection": "accounts", "action": "update", "key": {"accountnumber": number}, "data": {"telephone1": "555"}},
     ])
     assert [r["outcome"] for r in out["results"]] == ["succeeded"] * 3
     assert out["results"][0]["row"]["name"] == f"{marker}-a"
     created = out["results"][0]["id"]
-    assert out["results"][1]["id"] == out["results"][2]["id"]
+    assert out["results"][1]["id"] == out["results"][1]["row"]["accountid"]
     out = await run(connection, actions=[
         {"collection": "accounts", "action": "delete", "key": created},
         {"collection": "accounts", "action": "delete", "key": {"accountnumber": number}},
