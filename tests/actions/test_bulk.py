@@ -143,3 +143,16 @@ async def test_unknown_table_is_named(connection):
     with pytest.raises(InputValidationError) as caught:
         await invoke("dynamics365.bulk_create", {"entityType": "nosuchthings", "rows": [{"a": 1}]}, connection)
     assert caught.value.errors[0].pointer == "/entityType"
+
+
+async def test_batch_fallback_upserts_by_alternate_key(connection, org, prefix, monkeypatch):
+    monkeypatch.delitem(messages._actions, ("UpsertMultiple", "contact"))
+    monkeypatch.setattr(bulk, "_WITHOUT_MESSAGE", set())
+    rows = [{"emailaddress1": f"{prefix}{i}@example.com", "lastname": "before"} for i in range(30)]
+    first = await run(connection, "bulk_upsert", entityType="contacts", rows=rows, alternateKeyColumns=["emailaddress1"])
+    assert first["method"] == "$batch" and first["written"] == 30
+    rows = [{**row, "lastname": "after"} for row in rows]
+    second = await run(connection, "bulk_upsert", entityType="contacts", rows=rows, alternateKeyColumns=["emailaddress1"])
+    assert second["written"] == 30
+    names = org.app.state.store.execute("SELECT lastname FROM contact WHERE emailaddress1 LIKE ?", (f"{prefix}%",))
+    assert [r["lastname"] for r in names] == ["after"] * 30
