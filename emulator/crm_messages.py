@@ -241,21 +241,16 @@ def qualify_lead(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
                 "jobtitle": lead.get("jobtitle"), "originatingleadid": lead_id, **address,
                 **({"parentcustomerid": account["accountid"], "parentcustomeridtype": "account"} if account else {})})
             created.append(("contact", contact))
+            if account is not None:
+                account = _update(ctx, "account", account, {"primarycontactid": contact["contactid"]})
         if create_opportunity:
-            if customer is not None:
-                buyer = customer[0].logical_name, customer[1][customer[0].primary_id]
-            elif account is not None:
-                buyer = "account", account["accountid"]
-            elif contact is not None:
-                buyer = "contact", contact["contactid"]
-            else:
-                buyer = (lead.get("customeridtype"), lead.get("customerid"))
+            buyer = _opportunity_customer(lead, customer, account, contact)
             opportunity = _insert(ctx, "opportunity", {
                 "name": lead.get("subject") or lead.get("fullname") or lead.get("companyname") or "Opportunity",
                 "description": lead.get("description"), "estimatedvalue": lead.get("estimatedamount"),
                 "estimatedclosedate": lead.get("estimatedclosedate"), "originatingleadid": lead_id,
                 "customerid": buyer[1], "customeridtype": buyer[0] if buyer[1] else None,
-                "parentaccountid": account["accountid"] if account else (buyer[1] if buyer[0] == "account" else None),
+                "parentaccountid": buyer[1] if buyer[0] == "account" else (account["accountid"] if account else None),
                 "parentcontactid": contact["contactid"] if contact else (buyer[1] if buyer[0] == "contact" else None),
                 "transactioncurrencyid": currency[1]["transactioncurrencyid"] if currency else None})
             created.append(("opportunity", opportunity))
@@ -272,6 +267,22 @@ def qualify_lead(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
         "value": [{"@odata.type": f"#{NAMESPACE}{name}", ctx.schema.tables[name].primary_id:
                    row[ctx.schema.tables[name].primary_id]} for name, row in created],
     })
+
+
+def _opportunity_customer(lead: dict, given, account: dict | None, contact: dict | None) -> tuple[str | None, str | None]:
+    """(table, id) of the new opportunity's customer: the one given, else the new account or
+    contact, else the lead's own customer, parent account or parent contact."""
+    if given is not None:
+        return given[0].logical_name, given[1][given[0].primary_id]
+    if account is not None:
+        return "account", account["accountid"]
+    if contact is not None:
+        return "contact", contact["contactid"]
+    if lead.get("customerid"):
+        return lead.get("customeridtype"), lead["customerid"]
+    if lead.get("parentaccountid"):
+        return "account", lead["parentaccountid"]
+    return ("contact", lead["parentcontactid"]) if lead.get("parentcontactid") else (None, None)
 
 
 # ---- WinOpportunity / LoseOpportunity -----------------------------------------------------------

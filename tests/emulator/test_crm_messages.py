@@ -40,6 +40,7 @@ async def test_qualify_lead_creates_linked_account_contact_and_opportunity(api, 
 
     account = (await api.get(f"accounts({account_id})")).json()
     assert account["name"] == f"Engines {unique}" and account["_originatingleadid_value"] == lead_id
+    assert account["_primarycontactid_value"] == contact_id
     contact = (await api.get(f"contacts({contact_id})")).json()
     assert contact["fullname"] == f"Ada Lovelace {unique}"
     assert contact["_parentcustomerid_value"] == account_id
@@ -76,6 +77,17 @@ async def test_qualify_lead_checks_its_parameters(api, unique):
     assert error_of(no_company)[0] == 400 and "company" in error_of(no_company)[2]
     unbound = await api.post("QualifyLead", json={})
     assert unbound.status_code == 404
+
+
+async def test_qualify_lead_falls_back_to_the_leads_parent_account(api, unique):
+    account_id = await create(api, "accounts", {"name": unique})
+    lead_id = await create(api, "leads", {"subject": unique, "lastname": unique,
+                                          "parentaccountid@odata.bind": f"/accounts({account_id})"})
+    response = await api.post(f"leads({lead_id})/{NS}QualifyLead", json={
+        "CreateAccount": False, "CreateContact": False, "CreateOpportunity": True, "Status": 3})
+    opportunity_id = response.json()["value"][0]["opportunityid"]
+    opportunity = (await api.get(f"opportunities({opportunity_id})")).json()
+    assert opportunity["_customerid_value"] == account_id
 
 
 async def test_qualify_lead_with_an_existing_customer(api, unique):
