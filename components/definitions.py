@@ -229,6 +229,10 @@ class WebhookTrigger(Trigger):
     async def remove(self, ctx: Context, inputs: Any, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    async def verify(self, ctx: Context, inputs: Any, webhook_url: str) -> dict[str, Any]:
+        """Report what is registered and whether it matches these inputs."""
+        raise NotImplementedError
+
 
 class PollingTrigger(Trigger):
     """Asks Dataverse for changes since a cursor the host persists between runs."""

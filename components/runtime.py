@@ -27,7 +27,7 @@ from d365_components.definitions import (
     WebhookResponse,
     WebhookTrigger,
 )
-from d365_components.errors import D365Error, FieldError, InputValidationError
+from d365_components.errors import D365Error, FieldError, InputValidationError, WebhookRejected
 from d365_components.inputs import validate_inputs
 from d365_components.redaction import get_logger
 from d365_components.registry import Registry, get_registry
@@ -45,6 +45,7 @@ __all__ = [
     "remove_webhook",
     "run_sync",
     "to_json",
+    "verify_webhook",
 ]
 
 T = TypeVar("T")
@@ -163,7 +164,10 @@ async def handle_webhook(
     definition = _trigger(key, registry, WebhookTrigger)
 
     async def call(trigger: WebhookTrigger, ctx: Context, typed: Any) -> WebhookResponse:
-        return await trigger.handle(ctx, typed, request)
+        try:
+            return await trigger.handle(ctx, typed, request)
+        except WebhookRejected as exc:  # a refusal is an answer, not a host failure
+            return WebhookResponse(status=exc.status, body={"error": str(exc)})
 
     return await _with_context(definition, inputs, connection, registry, call, state=state)
 
@@ -192,6 +196,19 @@ async def remove_webhook(
         await trigger.remove(ctx, typed, state)
 
     await _with_context(definition, inputs, connection, registry, call)
+
+
+async def verify_webhook(
+    key: str, inputs: dict[str, Any] | None, webhook_url: str, connection: ConnectionSpec,
+    *, registry: Registry | None = None,
+) -> dict[str, Any]:
+    """Whether Dataverse holds exactly the registration :func:`deploy_webhook` would make."""
+    definition = _trigger(key, registry, WebhookTrigger)
+
+    async def call(trigger: WebhookTrigger, ctx: Context, typed: Any) -> dict[str, Any]:
+        return to_json(await trigger.verify(ctx, typed, webhook_url))
+
+    return await _with_context(definition, inputs, connection, registry, call)
 
 
 async def poll(

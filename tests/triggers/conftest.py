@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 import uvicorn
 
-from d365_components.emulator.extensions import EmulatorFeatures, install
+from d365_components.emulator.extensions import EmulatorFeatures
 from d365_components.emulator.server import Emulator
 from d365_components.triggers.host import HostedTrigger, create_trigger_app
 
@@ -21,11 +21,8 @@ CONNECTION = "dynamics365.oauth2_client_credentials"
 @pytest.fixture(scope="session")
 def trigger_emulator() -> Iterator[Emulator]:
     """An emulated org with change tracking and webhook delivery turned on (demo seed)."""
-    emulator = Emulator(seed="demo")
-    emulator.app = install(emulator.app, settings=EmulatorFeatures(limits=None))
-    with emulator:
+    with Emulator(seed="demo", features=EmulatorFeatures(limits=None)) as emulator:
         yield emulator
-    emulator.app.state.webhooks.close()
 
 
 @pytest.fixture
