@@ -2,11 +2,12 @@
 
     .venv/bin/python bench/emulator_bench.py [--rows 1000000] [--requests 4000] [--concurrency 16]
 
-1. builds a SQLite file with `--rows` accounts (executemany, straight into the store's table);
-2. serves it from a separate process (the Emulator over HTTPS, so client and server do not share
-   a GIL) and measures single-row GET by id and POST create, first with httpx (concurrent
-   requests; on a small machine httpx itself is the bottleneck), then with plain http.client
-   keep-alive connections in `--processes` processes (the server's rate, against the 2,000/s target);
+1. serves a default emulator (in-memory store, demo seed) from a separate process (over HTTPS;
+   client and server do not share a GIL) and measures single-row GET by id and POST create with
+   plain http.client keep-alive connections in `--processes` processes, against the 2,000/s target;
+2. builds a SQLite file with `--rows` accounts (executemany, straight into the store's table),
+   serves it the same way and measures GET/POST again, with httpx (concurrent requests; on a small
+   machine httpx itself is the bottleneck) and with http.client;
 3. pages through all rows with `Prefer: odata.maxpagesize=5000` (time, rows/s, and the server's
    peak memory before/after: keyset paging must not load the table);
 4. sends a `$batch` of 1,000 creates in one change set;
@@ -36,7 +37,12 @@ TARGET_RPS = 2000
 SERVER = r"""
 import json, sys
 from d365_components.emulator.server import Emulator
-emulator = Emulator(db=sys.argv[1], seed=None, cert_dir=sys.argv[2]).start()
+try:                                   # the data plane alone: no service-protection limits (6,000/5 min)
+    from d365_components.emulator.extensions import EmulatorFeatures
+    extra = {"features": EmulatorFeatures(limits=None, change_tracking=False, webhooks=False)}
+except ImportError:
+    extra = {}
+emulator = Emulator(db=sys.argv[1], seed=None if sys.argv[1] != ":memory:" else "demo", cert_dir=sys.argv[2], **extra).start()
 print(json.dumps({"org_url": emulator.org_url, "api_url": emulator.api_url, "token_url": emulator.token_url,
                   "ca_bundle": emulator.ca_bundle, "pid": __import__("os").getpid()}), flush=True)
 sys.stdin.read()
@@ -135,10 +141,25 @@ def batch_of_creates(n: int) -> tuple[str, bytes]:
     return f"multipart/mixed; boundary={boundary}", "\r\n".join(lines).encode()
 
 
-async def over_http(info: dict, args) -> dict:
-    token = httpx.post(info["token_url"], verify=info["ca_bundle"], data={
+def token_for(info: dict) -> str:
+    return httpx.post(info["token_url"], verify=info["ca_bundle"], data={
         "grant_type": "client_credentials", "client_id": defaults.CLIENT_ID,
         "client_secret": defaults.CLIENT_SECRET, "scope": info["org_url"] + "/.default"}).json()["access_token"]
+
+
+def start_server(db: str, cert_dir: str) -> tuple[subprocess.Popen, dict]:
+    server = subprocess.Popen([sys.executable, "-c", SERVER, db, cert_dir], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    return server, json.loads(server.stdout.readline())
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.stdin.close()
+    server.wait(timeout=30)
+
+
+async def over_http(info: dict, args) -> dict:
+    token = token_for(info)
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "OData-Version": "4.0"}
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     results = {}
@@ -203,17 +224,30 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="light-client processes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="emulator-bench-") as tmp:
+        certs = str(Path(tmp) / "certs")
+        server, info = start_server(":memory:", certs)
+        try:
+            token = token_for(info)
+            ids = httpx.get(info["api_url"] + "/accounts?$select=accountid&$top=1", verify=info["ca_bundle"],
+                            headers={"Authorization": f"Bearer {token}"}).json()["value"]
+            path = f"/api/data/v9.2/accounts({ids[0]['accountid']})?$select=name,numberofemployees"
+            memory_get = light_rps(info, token, "GET", path, None, args.requests, args.processes)
+            memory_post = light_rps(info, token, "POST", "/api/data/v9.2/accounts", b'{"name":"Bench","revenue":1}',
+                                    args.requests, args.processes)
+        finally:
+            stop_server(server)
+        print(f"default emulator (in-memory store), http.client x{args.processes} processes over HTTPS:")
+        print(f"  GET by id:   {memory_get:,.0f} req/s  ({memory_get / TARGET_RPS:.2f}x the {TARGET_RPS:,}/s target)")
+        print(f"  POST create: {memory_post:,.0f} req/s  ({memory_post / TARGET_RPS:.2f}x the target)")
         db = Path(tmp) / "org.sqlite"
         seconds = build_database(db, args.rows)
-        print(f"setup: {args.rows:,} accounts written in {seconds:.1f} s ({db.stat().st_size / 2**20:.0f} MB)")
-        server = subprocess.Popen([sys.executable, "-c", SERVER, str(db), str(Path(tmp) / "certs")],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+        print(f"setup: {args.rows:,} accounts written to a file store in {seconds:.1f} s ({db.stat().st_size / 2**20:.0f} MB)")
+        server, info = start_server(str(db), certs)
         try:
-            info = json.loads(server.stdout.readline())
             r = asyncio.run(over_http(info, args))
         finally:
-            server.stdin.close()
-            server.wait(timeout=30)
+            stop_server(server)
+    print(f"file store with {args.rows:,} accounts:")
     print(f"GET by id over HTTPS, httpx x{args.concurrency}:  {r['get_rps']:,.0f} req/s  (client-bound: httpx's own cost)")
     print(f"POST create over HTTPS, httpx x{args.concurrency}: {r['post_rps']:,.0f} req/s")
     print(f"GET by id over HTTPS, http.client x{args.processes} processes:  {r['light_get_rps']:,.0f} req/s  "
