@@ -637,9 +637,17 @@ def create_row(ctx: Ctx, table: Table, body: dict, extra: dict | None = None) ->
     return row
 
 
+def _nested(body: dict) -> bool:
+    """Whether a body writes more than one row (deep insert, collection binds)."""
+    return any(isinstance(v, (dict, list)) for v in body.values())
+
+
 def create(ctx: Ctx, table: Table) -> Reply:
     body = ctx.json_body()
-    with ctx.store.transaction():
+    if _nested(body):
+        with ctx.store.transaction():
+            row = create_row(ctx, table, body)
+    else:                                    # one INSERT is atomic by itself
         row = create_row(ctx, table, body)
     row_id = row[table.primary_id]
     if ctx.wants_representation():

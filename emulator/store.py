@@ -22,8 +22,11 @@ Layout (what FetchXML, change tracking and webhooks can build on):
 API: `table(name)` (schema lookup), `insert`, `update`, `delete`, `get`, `select` (SQL
 where-clause + parameters, order, limit), `count`, `transaction()` (SAVEPOINT; nested; rolled back
 if an exception escapes), `associate`/`disassociate`, `add_column`. `listeners` are called after
-each committed create/update/delete as `listener(message, table, row_before, row_after)`; inside a
-transaction they wait for the outermost commit and are dropped on rollback.
+each committed create/update/delete as `listener(message, table, row_before, row_after)` with
+message "Create"/"Update"/"Delete" and full rows (None for the missing side); N:N links call them
+as ("Associate"|"Disassociate", <intersect table>, ids or None, ids or None), where ids is
+{<id column 1>: ..., <id column 2>: ...}. Inside a transaction they wait for the outermost commit
+and are dropped on rollback; outside one they run at once, under the store's lock.
 
 All access goes through one connection guarded by an RLock, so uvicorn's event-loop thread and
 any worker threads can share a Store.
