@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 
 import functools
+import json
+import os
 import importlib.util
 import signal
 import socket
@@ -190,7 +192,9 @@ def run_standalone(
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with emulator:
+            connection_file = write_connection_file(emulator, user_cache_dir() / "connection.json")
             print(describe(emulator), flush=True)
+            print(f"  d365 run dynamics365.get_current_user --connection @{connection_file}", flush=True)
             while emulator.running:
                 time.sleep(0.5)
     except KeyboardInterrupt:
@@ -199,6 +203,16 @@ def run_standalone(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print("Emulator stopped.", flush=True)
+
+
+def write_connection_file(emulator: Emulator, path: Path) -> Path:
+    """Save the connection config for ``d365 run --connection @FILE`` (owner-only: it holds a secret)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"key": "dynamics365.oauth2_client_credentials", "inputs": emulator.connection_inputs()}
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=2)
+    return path
 
 
 def describe(emulator: Emulator) -> str:

@@ -167,3 +167,16 @@ def test_seeded_faults_repeat_and_dropped_responses_cut_the_connection(fresh_emu
     second = statuses(fresh_emulator(seed=None, faults="429=0.3,drop=0.3,seed=3"))
     assert first == second
     assert {200, 429, "dropped"} <= set(first)
+
+
+def test_connection_file_is_private_and_usable(emulator, tmp_path) -> None:
+    import json
+    import stat
+
+    from d365_components.emulator.server import write_connection_file
+    from d365_components.runtime import invoke_sync
+
+    path = write_connection_file(emulator, tmp_path / "sub" / "connection.json")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    config = json.loads(path.read_text())
+    assert invoke_sync("dynamics365.get_current_user", {}, config)["userId"]
