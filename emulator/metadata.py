@@ -273,9 +273,10 @@ def _entities(ctx: Ctx, key: str | None, rest: list[str]) -> Reply:
     if key is None:
         if rest:
             raise segment_not_found(rest[0])
+        if ctx.method == "POST":
+            return create_entity(ctx)
         if ctx.method != "GET":
-            raise not_supported("Creating tables is not supported by the emulator.") if ctx.method == "POST" \
-                else method_not_allowed(ctx.method)
+            raise method_not_allowed(ctx.method)
         items = [_entity_with_navs(ctx, t) for t in ctx.schema.tables.values()]
         return _collection(ctx, items, f"{api}/$metadata#EntityDefinitions", "EntityMetadata", _entity_expander(ctx))
     t = _find_table(ctx, key)
@@ -704,3 +705,45 @@ def create_relationship(ctx: Ctx) -> Reply:
     schema.link()
     ctx.store.plans.clear()
     return Reply.empty(204, {"OData-EntityId": f"{ctx.api}/RelationshipDefinitions({rel.metadata_id})"})
+
+
+def create_entity(ctx: Ctx) -> Reply:
+    """POST EntityDefinitions: a custom table with its primary name column and system columns."""
+    from d365_components.emulator.seed import ACTIVE, S, TableBuilder
+
+    body = ctx.json_body()
+    schema = ctx.schema
+    schema_name = body.get("SchemaName")
+    if not isinstance(schema_name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*_[A-Za-z0-9_]+", schema_name):
+        raise bad_request("SchemaName is required and must start with a customization prefix, e.g. 'new_BankAccount'.",
+                          INVALID_ARGUMENT)
+    name = schema_name.lower()
+    if name in schema.tables or name + "s" in schema.by_set:
+        raise bad_request(f"An entity with the specified name {name} already exists.", INVALID_ARGUMENT)
+    primary = [a for a in body.get("Attributes") or [] if isinstance(a, dict) and a.get("IsPrimaryName")]
+    if len(primary) != 1 or _attribute_type(primary[0]) != "String":
+        raise bad_request("Attributes must hold exactly one StringAttributeMetadata with IsPrimaryName true.",
+                          INVALID_ARGUMENT)
+    primary_schema = primary[0].get("SchemaName") or ""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*_[A-Za-z0-9_]+", primary_schema):
+        raise bad_request("The primary name attribute needs a SchemaName with a customization prefix.", INVALID_ARGUMENT)
+    ownership = body.get("OwnershipType", "UserOwned")
+    if ownership not in ("UserOwned", "OrganizationOwned"):
+        raise bad_request(f"OwnershipType '{ownership}' is not supported; use UserOwned or OrganizationOwned.",
+                          INVALID_ARGUMENT)
+    display = _label_text(body.get("DisplayName"), "", False) or schema_name
+    plural = _label_text(body.get("DisplayCollectionName"), "", False) or display + "s"
+    primary_column = S(primary_schema.lower(), int(primary[0].get("MaxLength") or 100),
+                       _label_text(primary[0].get("DisplayName"), "", False) or primary_schema)
+    primary_column.schema_name, primary_column.is_custom = primary_schema, True
+    otc = max([t.object_type_code for t in schema.tables.values()] + [10000]) + 1
+    builder = TableBuilder(schema)
+    table = builder.table(name, name + "s", name + "id", primary_column.name, otc, display, plural, [primary_column],
+                          ownership=ownership, state=ACTIVE(), schema_name=schema_name, is_custom=True,
+                          description=_label_text(body.get("Description"), "", False),
+                          change_tracking=bool(body.get("ChangeTrackingEnabled", False)))
+    for col in table.columns.values():
+        col.is_custom = col.is_custom or col is primary_column
+    builder.finish(ctx.store)
+    ctx.store.plans.clear()
+    return Reply.empty(204, {"OData-EntityId": f"{ctx.api}/EntityDefinitions({table.metadata_id})"})

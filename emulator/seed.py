@@ -104,16 +104,39 @@ ACTIVITY = lambda statuses: states({0: "Open", 1: "Completed", 2: "Canceled"}, s
 PRIORITY = {0: "Low", 1: "Normal", 2: "High"}
 
 
-class _Builder:
-    def __init__(self):
-        self.schema = Schema()
+class TableBuilder:
+    """Adds tables to a schema with the system columns Dataverse gives every table (id, state,
+    stamps, owner, version, currency for money) and the relationships of their lookups.
+
+        builder = TableBuilder(store.schema)
+        builder.table("new_thing", "new_things", "new_thingid", "new_name", 10001, "Thing", "Things", [S("new_name")])
+        builder.finish(store)          # relationships, navigation properties, SQLite tables
+    """
+
+    def __init__(self, schema: Schema | None = None):
+        self.schema = schema if schema is not None else Schema()
+        self.pending: list[OneToMany] = []
+
+    def finish(self, store=None) -> list[Table]:
+        """Register the pending relationships, re-link the schema, create the new tables in `store`."""
+        added = {rel.referencing for rel in self.pending}
+        for rel in self.pending:
+            if rel.schema_name not in self.schema.relationships:
+                self.schema.add_relationship(rel)
+        self.pending = []
+        self.schema.link()
+        tables = [self.schema.tables[name] for name in added]
+        if store is not None:
+            for t in tables:
+                store.create_table(t)
+        return tables
 
     def table(self, name, entity_set, pk, primary_name, otc, display, plural, cols, *,
               ownership="UserOwned", state=None, keys=(), activity=False, change_tracking=True,
-              schema_name=None, description=""):
+              schema_name=None, description="", is_custom=False):
         t = Table(name, entity_set, pk, primary_name, otc, schema_name=schema_name or display.replace(" ", ""),
                   display=display, display_collection=plural, ownership=ownership, is_activity=activity,
-                  change_tracking=change_tracking, description=description)
+                  change_tracking=change_tracking, description=description, is_custom=is_custom)
         self.schema.add_table(t)
         t.add(Column(pk, "Uniqueidentifier", display=display, is_primary_id=True))
         lookups = []
@@ -159,7 +182,8 @@ class _Builder:
             col.schema_name = col.schema_name if col.schema_name != col.name else _schema_name(col.name)
         return t
 
-    pending: list
+
+_Builder = TableBuilder        # the name other emulator modules first used
 
 
 def _schema_name(name: str) -> str:
@@ -168,8 +192,7 @@ def _schema_name(name: str) -> str:
 
 def standard_schema() -> Schema:
     """The 26 standard tables with their columns, option sets, keys and relationships."""
-    b = _Builder()
-    b.pending = []
+    b = TableBuilder()
     industry = OptionSet("industrycode", [Option(v, l) for v, l in {
         1: "Accounting", 2: "Agriculture and Non-petrol Natural Resource Extraction", 3: "Broadcasting Printing and Publishing",
         4: "Brokers", 5: "Building Supply Retail", 6: "Business Services", 7: "Consulting", 8: "Consumer Services",

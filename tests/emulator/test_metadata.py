@@ -203,3 +203,28 @@ async def test_create_relationships_then_bind_and_associate(api, unique):
         "@odata.type": "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata", "SchemaName": n_to_n,
         "Entity1LogicalName": "account", "Entity2LogicalName": "product"})
     assert error_of(again)[0] == 400
+
+
+async def test_create_a_table_then_use_it(api, unique):
+    schema_name = f"new_BankAccount{unique}"
+    response = await api.post("EntityDefinitions", json={
+        "@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata", "SchemaName": schema_name,
+        "DisplayName": label("Bank Account"), "DisplayCollectionName": label("Bank Accounts"),
+        "OwnershipType": "UserOwned", "IsActivity": False, "HasActivities": False, "HasNotes": False,
+        "Attributes": [{"@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata", "AttributeType": "String",
+                        "SchemaName": "new_AccountName", "MaxLength": 100, "IsPrimaryName": True,
+                        "DisplayName": label("Account Name")}]})
+    assert response.status_code == 204
+    name = schema_name.lower()
+    definition = (await api.get(f"EntityDefinitions(LogicalName='{name}')?$select=EntitySetName,PrimaryIdAttribute,"
+                                "PrimaryNameAttribute,IsCustomEntity")).json()
+    assert (definition["EntitySetName"], definition["PrimaryIdAttribute"], definition["PrimaryNameAttribute"],
+            definition["IsCustomEntity"]) == (name + "s", name + "id", "new_accountname", True)
+    created = await api.post(f"{name}s?$select=new_accountname,ownerid,statecode", json={"new_accountname": "Savings"},
+                             headers={"Prefer": "return=representation"})
+    assert created.status_code == 201
+    body = created.json()
+    assert (body["new_accountname"], body["statecode"]) == ("Savings", 0) and body["_ownerid_value"]
+    listed = (await api.get(f"{name}s?$select=new_accountname&$filter=startswith(new_accountname,'Sav')")).json()
+    assert [r["new_accountname"] for r in listed["value"]] == ["Savings"]
+    assert error_of(await api.post("EntityDefinitions", json={"SchemaName": schema_name, "Attributes": []}))[0] == 400
