@@ -30,3 +30,10 @@ def test_plugin_example_registers_and_publishes() -> None:
     pm.register(module)
     registry = build_registry(pm)
     assert registry.actions["acme.count_rows"].input_schema()["required"] == ["entityType"]
+
+
+def test_testing_kit_example_runs(run_action) -> None:
+    source = next(block for block in _blocks("python") if "def test_new_accounts_are_found" in block)
+    namespace: dict = {}
+    exec(compile(source, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    namespace["test_new_accounts_are_found"](run_action)
