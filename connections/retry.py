@@ -69,7 +69,11 @@ class RetryPolicy:
 
 
 class Limiter:
-    """A resizable gate for concurrent requests plus a shared pause after throttling."""
+    """A resizable gate for concurrent requests plus a shared pause after throttling.
+
+    No lock is held across an await: a slot is taken and given back in plain statements, so a
+    cancelled request (even one cancelled twice, or while waiting) can never keep a slot.
+    """
 
     def __init__(self, max_concurrency: int = 52, *, low_water: int = 100) -> None:
         if max_concurrency < 1:
@@ -80,35 +84,42 @@ class Limiter:
         self.in_flight = 0
         self.peak = 0
         self._paused_until = 0.0
-        self._condition: asyncio.Condition | None = None
-
-    def _cond(self) -> asyncio.Condition:
-        if self._condition is None:
-            self._condition = asyncio.Condition()
-        return self._condition
+        self._waiters: list[asyncio.Future[None]] = []
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the ``limit`` slots while a request runs."""
-        cond = self._cond()
-        async with cond:
-            while True:
-                pause = self._paused_until - time.monotonic()
-                if pause > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(cond.wait(), timeout=pause)
-                    continue
-                if self.in_flight < self.limit:
-                    break
-                await cond.wait()
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
+        await self._take()
         try:
             yield
         finally:
-            async with cond:
-                self.in_flight -= 1
-                cond.notify_all()
+            self.in_flight -= 1
+            self._wake()
+
+    async def _take(self) -> None:
+        while True:
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+                continue
+            if self.in_flight < self.limit:
+                self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+
+    def _wake(self) -> None:
+        """Let every waiter look again (each re-checks the limit and the pause)."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def observe(self, headers: httpx.Headers) -> None:
         """Narrow the gate as the server's remaining burst budget falls (widen it as it recovers)."""
@@ -119,11 +130,14 @@ class Limiter:
             left = int(float(remaining))
         except ValueError:
             return
+        before = self.limit
         if left >= self.low_water:
             self.limit = self.max_concurrency
         else:
             share = max(left, 0) / self.low_water
             self.limit = max(1, min(self.max_concurrency, math.ceil(self.max_concurrency * share)))
+        if self.limit > before:
+            self._wake()
 
     def pause(self, seconds: float) -> None:
         """Hold every new request of this connection for ``seconds`` (a shared Retry-After)."""
