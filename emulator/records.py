@@ -372,6 +372,8 @@ def query_collection(ctx: Ctx, table: Table, base_where: str = "", base_params: 
             expand_row(ctx, table, row, value, expands)
         values.append(value)
     body = {"@odata.context": f"{ctx.api}/$metadata#{context_path or table.entity_set}{context_select(cols, expands)}"}
+    if ctx.annotations and ctx.wants("Microsoft.Dynamics.CRM.globalmetadataversion"):
+        body["@Microsoft.Dynamics.CRM.globalmetadataversion"] = str(ctx.schema.version)
     if opts.get("$count") == "true":
         n = ctx.store.count(table.logical_name, where, params, cap=MAX_PAGE + 1)
         body["@odata.count"] = min(n, MAX_PAGE)

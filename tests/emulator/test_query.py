@@ -285,3 +285,27 @@ async def test_apply_groupby_and_aggregate(api, people):
     assert {"contact_fullname": f"Susanna {marker}"} in by_contact
     assert error_of(await api.get("accounts?$apply=groupby((createdon))"))[:2] == (400, "0x80060888")
     assert error_of(await api.get("accounts?$apply=frobnicate(x)"))[:2] == (400, "0x80060888")
+
+
+TOKENS = ["name", "revenue", "accountid", "_primarycontactid_value", "primarycontactid/fullname", "Account_Tasks/any(t:t/subject eq 'x')",
+          " eq ", " ne ", " gt ", " and ", " or ", "not ", "(", ")", "'a''b'", "'", "1", "-2.5", "null", "true",
+          "2024-01-01", "00000000-0000-0000-0000-000000000001", "contains(", "startswith(", ",", "@p1",
+          "Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['a'])", "Microsoft.Dynamics.CRM.Today(",
+          "[", "]", "/", "$", "%", "\\", "\"", "any", "all", ":", " "]
+
+
+def test_random_filters_never_cause_a_500(emulator):
+    from urllib.parse import quote as q
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    dispatch = emulator.app.state.dispatch
+    caller = {"oid": defaults.APP_USER_OBJECT_ID, "appid": defaults.CLIENT_ID}
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.sampled_from(TOKENS), max_size=12), st.sampled_from(["$filter", "$orderby", "$select", "$expand", "$apply"]))
+    def check(parts, option):
+        text = "".join(parts)
+        status, _, body = dispatch("GET", f"/api/data/v9.2/accounts?{option}={q(text)}&$top=1&@p1='x'", {}, b"", caller=caller)
+        assert status in (200, 400), (option, text, body)
+
+    check()
