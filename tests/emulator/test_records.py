@@ -471,3 +471,27 @@ def test_store_transactions_and_listeners(store):
 async def test_paths_outside_the_web_api_answer_in_dataverse_shape(api, emulator):
     response = await api.get(emulator.org_url + "/api/data")
     assert error_of(response)[:2] == (404, "0x8006088a")
+
+
+def test_random_bodies_never_cause_a_500(emulator):
+    import json as _json
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    dispatch = emulator.app.state.dispatch
+    caller = {"oid": defaults.APP_USER_OBJECT_ID, "appid": defaults.CLIENT_ID}
+    keys = st.sampled_from(["name", "revenue", "numberofemployees", "creditonhold", "accountcategorycode", "new_channels",
+                            "lastonholdtime", "accountid", "primarycontactid", "primarycontactid@odata.bind",
+                            "Account_Tasks", "Account_Tasks@odata.bind", "_ownerid_value", "statecode", "statuscode",
+                            "@odata.type", "nosuch", "ownerid@odata.bind"])
+    values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3), max_leaves=6)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.dictionaries(keys, values, max_size=5), st.sampled_from(["POST", "PATCH"]))
+    def check(body, method):
+        url = "/api/data/v9.2/accounts" if method == "POST" else "/api/data/v9.2/accounts(accountnumber='FUZZ')"
+        status, _, payload = dispatch(method, url, {"content-type": "application/json"}, _json.dumps(body).encode(),
+                                      caller=caller)
+        assert status in (200, 201, 204, 400, 404, 412), (body, payload)
+
+    check()
