@@ -5,6 +5,12 @@ Everything is found again by name, never only by the ids a host may have lost, s
 wanted steps and images — the duplicates that make other products fire twice are deleted. The
 same survey answers :func:`verify` without changing anything.
 
+Concurrent deploys: in one process, :func:`deploy` and :func:`remove` of one registration name
+take turns (a lock per name), so two deploys at once make one endpoint. Dataverse has no lock to
+take, so deploys of one name from two *processes* at once may each create an endpoint; verify
+then reports the duplicate and the next deploy folds it. Hosts that deploy from several workers
+should deploy a flow from one of them.
+
 Shapes follow reference §12.1: ``serviceendpoints`` (contract 8 Webhook, authtype 4 WebhookKey,
 ``authvalue`` write-only), ``sdkmessageprocessingsteps`` (stage 40, mode 0/1, filteringattributes
 for Update) and ``sdkmessageprocessingstepimages`` (imagetype 0 pre / 1 post).
@@ -12,13 +18,15 @@ for Update) and ``sdkmessageprocessingstepimages`` (imagetype 0 pre / 1 post).
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from d365_components.connections.odata import quote
 from d365_components.errors import D365Error, RecordNotFoundError
 
-__all__ = ["Registration", "RegistrationError", "deploy", "remove", "survey", "verify"]
+__all__ = ["Registration", "RegistrationError", "Survey", "deploy", "differences", "remove", "survey", "verify"]
 
 WEBHOOK = 8
 WEBHOOK_KEY = 4
@@ -263,11 +271,29 @@ async def _delete_step(client: Any, found: Survey, step_id: str) -> None:
     await _delete(client, STEPS, step_id)
 
 
+#: one lock per (event loop, registration name) while someone holds it
+_turns: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _turn(name: str) -> asyncio.Lock:
+    """The lock that makes deploys and removals of one registration in this process take turns."""
+    key = (id(asyncio.get_running_loop()), name)
+    lock = _turns.get(key)
+    if lock is None:
+        lock = _turns[key] = asyncio.Lock()
+    return lock
+
+
 async def deploy(client: Any, wanted: Registration) -> dict[str, Any]:
     """Make Dataverse hold exactly ``wanted`` (create, update or delete); returns the state to keep.
 
     State: ``{"name", "table", "endpointId", "steps": {message: stepId}}``.
     """
+    async with _turn(wanted.name):
+        return await _deploy(client, wanted)
+
+
+async def _deploy(client: Any, wanted: Registration) -> dict[str, Any]:
     message_ids = await _message_ids(client, wanted.messages)
     filter_ids = await _filter_ids(client, wanted.table, {m: message_ids.get(m) for m in wanted.messages})
     found = await survey(client, wanted.name)
@@ -340,12 +366,13 @@ async def remove(client: Any, state: dict[str, Any]) -> None:
     name = state.get("name") if isinstance(state, dict) else None
     if not name and not (isinstance(state, dict) and state.get("endpointId")):
         raise RegistrationError("Nothing to remove: the state has neither a registration name nor an endpoint id.")
-    found = await survey(client, name) if name else Survey(endpoints=[])
-    known = {e["serviceendpointid"] for e in found.endpoints}
-    for endpoint_id in known:
-        await _delete_endpoint(client, found, endpoint_id)
-    leftover = state.get("endpointId")
-    if leftover and leftover not in known:
-        for step_id in (state.get("steps") or {}).values():
-            await _delete(client, STEPS, step_id)
-        await _delete(client, ENDPOINTS, leftover)
+    async with _turn(name or state["endpointId"]):
+        found = await survey(client, name) if name else Survey(endpoints=[])
+        known = {e["serviceendpointid"] for e in found.endpoints}
+        for endpoint_id in known:
+            await _delete_endpoint(client, found, endpoint_id)
+        leftover = state.get("endpointId")
+        if leftover and leftover not in known:
+            for step_id in (state.get("steps") or {}).values():
+                await _delete(client, STEPS, step_id)
+            await _delete(client, ENDPOINTS, leftover)

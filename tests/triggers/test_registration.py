@@ -3,6 +3,7 @@ deploy converges instead of duplicating, verify reports drift, remove deletes ev
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -97,3 +98,22 @@ async def test_unknown_tables_and_bad_inputs_are_named(connection):
 def test_registration_repr_hides_the_key():
     wanted = registration.Registration(name="n", url="https://x", key="top-secret", table="account", messages=("Create",))
     assert "top-secret" not in repr(wanted)
+
+
+async def test_two_deploys_at_once_make_one_registration(connection):
+    """Deploys of one registration in one process are serialized; across processes the loser's
+    duplicates are what verify reports and the next deploy folds (see the test above)."""
+    url = f"https://127.0.0.1:9/hooks/{uuid.uuid4()}"
+    inputs = {"entityType": "contact", "messages": ["Create", "Update"], "includeOldValues": True}
+    conn = open_connection(connection)
+    try:
+        hook, typed = DataverseWebhook(), parse_inputs(DataverseWebhook, inputs)
+        ctx = Context(client=conn.open_client())
+        first, second = await asyncio.gather(hook.deploy(ctx, typed, url), hook.deploy(ctx, typed, url))
+        assert first == second
+        found = await registration.survey(ctx.client, first["name"])
+        assert len(found.endpoints) == 1 and len(found.steps[first["endpointId"]]) == 2
+        assert (await hook.verify(ctx, typed, url))["matches"]
+        await hook.remove(ctx, typed, first)
+    finally:
+        await conn.aclose()
