@@ -238,11 +238,18 @@ def key_json(t: Table, k) -> dict:
 def handle(ctx: Ctx, segments: list[str]) -> Reply:
     name, key = split_segment(segments[0])
     rest = segments[1:]
-    if name == "EntityDefinitions":
-        return _entities(ctx, key, rest)
-    if name == "RelationshipDefinitions":
-        return _relationships(ctx, key, rest)
-    return _global_option_sets(ctx, key, rest)
+    try:
+        if name == "EntityDefinitions":
+            return _entities(ctx, key, rest)
+        if name == "RelationshipDefinitions":
+            return _relationships(ctx, key, rest)
+        return _global_option_sets(ctx, key, rest)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        if ctx.method not in ("POST", "PUT"):
+            raise
+        # a metadata body with a property of the wrong shape (a string where a Label goes, ...)
+        raise bad_request(f"The request body is not a valid metadata definition: {type(exc).__name__}.",
+                          INVALID_ARGUMENT) from None
 
 
 def _key(text: str, names: tuple[str, ...]) -> tuple[str, str]:

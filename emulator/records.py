@@ -570,7 +570,7 @@ def convert_body(ctx: Ctx, table: Table, body: dict, *, creating: bool) -> tuple
 
 
 def _deep_target(ctx: Ctx, nav, value: dict) -> str:
-    typed = value.get("@odata.type", "").lstrip("#").rsplit(".", 1)[-1]
+    typed = str(value.get("@odata.type") or "").lstrip("#").rsplit(".", 1)[-1]
     if typed in nav.targets:
         return typed
     return nav.targets[0]

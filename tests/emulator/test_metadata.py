@@ -228,3 +228,35 @@ async def test_create_a_table_then_use_it(api, unique):
     listed = (await api.get(f"{name}s?$select=new_accountname&$filter=startswith(new_accountname,'Sav')")).json()
     assert [r["new_accountname"] for r in listed["value"]] == ["Savings"]
     assert error_of(await api.post("EntityDefinitions", json={"SchemaName": schema_name, "Attributes": []}))[0] == 400
+
+
+def test_random_metadata_bodies_never_cause_a_500(emulator):
+    import json as _json
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    dispatch = emulator.app.state.dispatch
+    caller = {"oid": "00000000-0000-4000-8000-0000000000a3"}
+    keys = st.sampled_from(["@odata.type", "SchemaName", "DisplayName", "LocalizedLabels", "Label", "LanguageCode",
+                            "RequiredLevel", "Value", "MaxLength", "Precision", "MinValue", "OptionSet", "Options",
+                            "Attributes", "IsPrimaryName", "Lookup", "ReferencedEntity", "ReferencingEntity",
+                            "Entity1LogicalName", "Entity2LogicalName", "Format", "TrueOption"])
+    leaves = (st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=8)
+              | st.sampled_from(["Microsoft.Dynamics.CRM.PicklistAttributeMetadata", "Microsoft.Dynamics.CRM.StringAttributeMetadata",
+                                 "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata", "new_X", "account", "contact"]))
+    values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=4),
+                          max_leaves=8)
+    own = "new_fuzz" + __import__("uuid").uuid4().hex[:8]          # PUT only this column: the org is shared
+    status, _, _ = dispatch("POST", "/api/data/v9.2/EntityDefinitions(LogicalName='account')/Attributes", {}, _json.dumps({
+        "@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata", "SchemaName": own}).encode(), caller=caller)
+    assert status == 204
+    urls = st.sampled_from(["EntityDefinitions(LogicalName='account')/Attributes", "RelationshipDefinitions",
+                            "EntityDefinitions", f"EntityDefinitions(LogicalName='account')/Attributes(LogicalName='{own}')"])
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(urls, st.dictionaries(keys, values, max_size=6))
+    def check(url, body):
+        method = "PUT" if url.endswith("')") and "Attributes(" in url else "POST"
+        status, _, payload = dispatch(method, f"/api/data/v9.2/{url}", {}, _json.dumps(body).encode(), caller=caller)
+        assert status in (204, 400, 404), (url, body, payload)
+
+    check()
