@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import json
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from starlette.routing import Route
 
 from d365_components.definitions import Connection, WebhookRequest
 from d365_components.errors import WebhookRejected
-from d365_components.redaction import get_logger
+from d365_components.redaction import get_logger, redact
 from d365_components.registry import get_registry
 from d365_components.runtime import (
     ConnectionSpec,
@@ -71,6 +72,12 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _log_failure(message: str, *args: Any) -> None:
+    """``log.exception`` with the traceback redacted too: logging filters see only the message,
+    and an exception's text may quote a URL with its key."""
+    log.error(message + "\n%s", *args, redact(traceback.format_exc()))
+
+
 def _endpoint(hosted: HostedTrigger, connection: Connection | None, limit: int):
     async def endpoint(request: Request) -> Response:
         body = await _read_body(request, limit)
@@ -87,7 +94,7 @@ def _endpoint(hosted: HostedTrigger, connection: Connection | None, limit: int):
         except WebhookRejected as exc:  # triggers may refuse by raising instead of answering
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except Exception:
-            log.exception("trigger %s failed on a request", hosted.key)
+            _log_failure("trigger %s failed on a request", hosted.key)
             return JSONResponse({"error": "The trigger failed on this request."}, status_code=500)
         for event in answer.events:
             try:
@@ -96,7 +103,7 @@ def _endpoint(hosted: HostedTrigger, connection: Connection | None, limit: int):
                     if inspect.isawaitable(result):
                         await result
             except Exception:
-                log.exception("the flow of %s could not take an event", hosted.key)
+                _log_failure("the flow of %s could not take an event", hosted.key)
                 return JSONResponse({"error": "The flow could not take the event; try again."}, status_code=503)
         if answer.body is None:
             return Response(status_code=answer.status, headers=answer.headers)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import traceback
 from typing import Any, Literal
 
 from pydantic import SecretStr
@@ -20,6 +21,7 @@ from pydantic import SecretStr
 from d365_components.actions._common import COLUMNS, TABLE_DEFINITIONS
 from d365_components.definitions import Context, WebhookRequest, WebhookResponse, WebhookTrigger
 from d365_components.inputs import InputField, InputModel
+from d365_components.redaction import redact, register_secret
 from d365_components.triggers import registration
 from d365_components.triggers.payload import PayloadError, parse_event
 
@@ -181,7 +183,7 @@ class DataverseWebhook(WebhookTrigger):
         try:
             return _answer(inputs, request)
         except Exception:  # a bug must not become a 500 that Dataverse retries forever
-            ctx.log.exception("webhook body could not be parsed")
+            ctx.log.error("webhook body could not be parsed\n%s", redact(traceback.format_exc()))
             return _refuse(400, "The body could not be read as a Dataverse webhook call.")
 
     async def deploy(self, ctx: Context, inputs: Any, webhook_url: str) -> dict[str, Any]:
@@ -210,6 +212,7 @@ def registration_for(inputs: Any, webhook_url: str) -> registration.Registration
     """What Dataverse should hold for these inputs and URL."""
     table = inputs.entity_type.lower()
     key = inputs.webhook_key.get_secret_value() if inputs.webhook_key is not None else None
+    register_secret(key)
     return registration.Registration(
         name=inputs.name or default_name(table, webhook_url),
         url=webhook_url,
@@ -230,6 +233,7 @@ def _refuse(status: int, message: str, headers: dict[str, str] | None = None) ->
 def _key_matches(expected: SecretStr | None, query: dict[str, str]) -> bool:
     if expected is None:
         return True
+    register_secret(expected.get_secret_value())  # a host may call handle before (or without) deploy
     given = query.get("code")
     if not isinstance(given, str):
         return False

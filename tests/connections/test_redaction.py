@@ -7,6 +7,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import msal
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -85,6 +86,9 @@ async def test_no_secret_in_logs_errors_or_reprs(emulator, caplog):
         await user.exchange_code(flow, callback)  # a code is redeemed once
     keep(caught.value)
     secrets += [callback["code"], flow["code_verifier"], user.tokens._current.value]
+    refresh_tokens = [rt["secret"] for rt in user.token_cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN)]
+    assert refresh_tokens
+    secrets += refresh_tokens
     await user.open_client().whoami()
     await user.aclose()
 

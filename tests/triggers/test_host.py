@@ -1,9 +1,10 @@
 """The trigger host over real HTTP: events reach the callback before Dataverse's 200, refusals
-keep their status, oversized bodies are cut off, a failing flow answers 503."""
+keep their status, oversized bodies are cut off, a failing flow answers 503 and never logs the key."""
 
 from __future__ import annotations
 
 import json
+import logging
 
 import httpx
 import pytest
@@ -67,6 +68,22 @@ def test_a_failing_flow_answers_503_so_dataverse_retries(trigger_host):
     base = trigger_host([HostedTrigger("/", "dynamics365.webhook", {"entityType": "account"}, None, broken)])
     answer = post(f"{base}/", body())
     assert answer.status_code == 503 and "flow is down" not in answer.text
+
+
+def test_a_failing_flow_never_logs_the_webhook_key(trigger_host, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret = "wk-0123456789-very-secret"
+
+    def broken(event):  # a flow whose error happens to quote the URL it was called at
+        raise RuntimeError(f"flow is down (called at /hook?key={secret})")
+
+    base = trigger_host([HostedTrigger("/hook", "dynamics365.webhook",
+                                       {"entityType": "account", "webhookKey": secret}, None, broken)])
+    answers = [post(f"{base}/hook?code={secret}", body()), post(f"{base}/hook?code=wrong-{secret}", body())]
+    assert [a.status_code for a in answers] == [503, 401]
+    assert "flow is down" in caplog.text and "Traceback" in caplog.text  # logged with its traceback...
+    assert secret not in caplog.text  # ...but never the key
+    assert not any(secret in a.text for a in answers)
 
 
 def test_inputs_are_checked_when_the_app_is_made():
