@@ -30,7 +30,7 @@ import msal
 
 from d365_components.connections.errors_map import aad_error
 from d365_components.errors import AuthenticationError, ConnectionConfigError, TransientError
-from d365_components.redaction import get_logger, register_secret
+from d365_components.redaction import MASK, get_logger, redact, register_secret
 
 __all__ = [
     "BearerAuth",
@@ -221,9 +221,8 @@ class MsalTokenSource:
         if "access_token" not in result:
             raise aad_error(result)
         value = result["access_token"]
-        register_secret(value)
-        register_secret(result.get("refresh_token"))
-        register_secret(result.get("id_token"))
+        for secret in (value, result.get("refresh_token"), result.get("id_token")):
+            _register_unless_masked(secret)
         expires_in = result.get("expires_in")
         lifetime = float(expires_in) if expires_in is not None else 3600.0
         now = time.monotonic()
@@ -257,6 +256,13 @@ class MsalTokenSource:
     def drop(self) -> None:
         """Forget the in-memory token (the next request refreshes)."""
         self._current = None
+
+
+def _register_unless_masked(secret: str | None) -> None:
+    """Register a token for redaction unless its shape (a JWT) is masked anyway: a host refreshes
+    every connection's token each hour, and the registry never forgets what it is given."""
+    if secret and redact(secret) != MASK:
+        register_secret(secret)
 
 
 def _identity_unreachable(exc: httpx.HTTPError) -> Exception:

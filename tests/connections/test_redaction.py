@@ -98,3 +98,20 @@ async def test_no_secret_in_logs_errors_or_reprs(emulator, caplog):
     leaked = [s[:8] + "…" for s in secrets if s and s in everything]
     assert not leaked, f"secrets leaked: {leaked}"
     assert "d365_components" in caplog.text  # the library did log at DEBUG
+
+
+async def test_refreshing_tokens_does_not_grow_the_secret_registry(emulator):
+    """A long-running host refreshes every connection's token each hour: JWTs are masked by their
+    shape, so only opaque secrets (client secrets, refresh tokens) are remembered."""
+    from d365_components import redaction
+
+    connection = ClientCredentialsConnection(emulator.connection_inputs())
+    await connection.open_client().whoami()
+    before = len(redaction._secrets)
+    tokens = []
+    for _ in range(5):  # each a forced refresh, as after a 401
+        tokens.append(await connection.tokens.token(stale=connection.tokens._current.value))
+    await connection.aclose()
+    assert len(set(tokens)) == 5
+    assert len(redaction._secrets) == before
+    assert all(redaction.redact(f"Authorization: {t}") == "Authorization: [REDACTED]" for t in tokens)
