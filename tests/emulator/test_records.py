@@ -495,3 +495,26 @@ def test_random_bodies_never_cause_a_500(emulator):
         assert status in (200, 201, 204, 400, 404, 412), (body, payload)
 
     check()
+
+
+def test_random_urls_never_cause_a_500(emulator):
+    from urllib.parse import quote as q
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    dispatch = emulator.app.state.dispatch
+    caller = {"oid": defaults.APP_USER_OBJECT_ID, "appid": defaults.CLIENT_ID}
+    parts = st.sampled_from([
+        "accounts", "contacts", "tasks", "(", ")", "'", "''", "/", "$ref", "$count", "$metadata", "$batch",
+        "00000000-0000-0000-0000-000000000001", "accountnumber=", "'A-1'", ",", "name", "primarycontactid",
+        "contact_customer_accounts", "accountleads_association", "Microsoft.Dynamics.CRM.", "WhoAmI", "()",
+        "EntityDefinitions", "Attributes", "LogicalName=", "RelationshipDefinitions", "GlobalOptionSetDefinitions",
+        "OptionSet", "Microsoft.Dynamics.CRM.PicklistAttributeMetadata", "@p1", "=", "?$id=", "Keys", "x", "%", " "])
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(parts, min_size=1, max_size=8), st.sampled_from(["GET", "POST", "PATCH", "PUT", "DELETE"]))
+    def check(pieces, method):
+        path = q("".join(pieces), safe="/$()',=?@")
+        status, _, payload = dispatch(method, f"/api/data/v9.2/{path}", {}, b"{}", caller=caller)
+        assert status != 500 and status < 600, (method, path, payload)
+
+    check()
