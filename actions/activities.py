@@ -15,7 +15,16 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import GUID_PATTERN, RECORDS, TABLES
+from d365_components.actions._common import (
+    ADVANCED,
+    EXAMPLE_ID,
+    EXAMPLE_ORG,
+    conflict,
+    entity_id_field,
+    entity_type_field,
+    plain_id,
+    record_output_schema,
+)
 from d365_components.actions._lookups import metadata_for
 from d365_components.connections.odata import entity_path
 
@@ -34,7 +43,7 @@ ROLES_OF = {
 COMPLETED = 1
 #: the Completed status reason each type uses by default
 COMPLETED_STATUS = {"task": 5, "phonecall": 2, "email": 2, "appointment": 3}
-_EXAMPLE_ID = "7eb682f1-ca75-e511-80d4-00155d2a68d1"
+_EXAMPLE_ID = EXAMPLE_ID
 
 
 def _activity_type() -> Any:
@@ -50,13 +59,8 @@ def _activity_type() -> Any:
 class RowReference(InputModel):
     """A row of any table, as a {table, id} pair."""
 
-    table: str = InputField(
-        title="Table", description="Entity set (accounts) or logical name (account).", examples=["accounts"], data_source=TABLES, min_length=1
-    )
-    id: str = InputField(
-        title="Row ID", description="The row's GUID.", examples=[_EXAMPLE_ID], pattern=GUID_PATTERN,
-        data_source=RECORDS, data_source_inputs={"table": "table"},
-    )
+    table: str = entity_type_field(examples=["accounts"])
+    id: str = entity_id_field(table_input="table")
 
 
 class Party(InputModel):
@@ -67,10 +71,11 @@ class Party(InputModel):
         description="from, to, cc, bcc (email; phone call: from, to) or required, optional, organizer (appointment).",
         examples=["to"],
     )
-    table: str | None = InputField(
-        None, title="Table", description="The party's table: contacts, accounts, leads, systemusers, queues.", examples=["contacts"], data_source=TABLES
+    table: str | None = entity_type_field(
+        default=None, description="The party's table: contacts, accounts, leads, systemusers or queues (entity set or logical name).",
+        examples=["contacts"],
     )
-    id: str | None = InputField(None, title="Row ID", description="The party's GUID.", examples=[_EXAMPLE_ID], pattern=GUID_PATTERN)
+    id: str | None = entity_id_field(None, description="The GUID of the party's row.", table_input="table")
     address: str | None = InputField(
         None, title="Address", description="An email address not linked to any row (instead of table + id).", examples=["someone@example.com"]
     )
@@ -94,15 +99,18 @@ class CreateActivity(Action):
     class Inputs(InputModel):
         activity_type: ActivityType = _activity_type()
         subject: str = InputField(title="Subject", description="The activity's subject.", examples=["Follow up on the quote"], min_length=1, max_length=200)
-        description: str | None = InputField(None, title="Description", description="The body or notes.", widget="textarea", max_length=2000)
+        description: str | None = InputField(
+            None, title="Description", description="The body or notes.", examples=["Call back about the renewal."],
+            widget="textarea", max_length=2000,
+        )
         regarding: RowReference | None = InputField(
             None,
             title="Regarding",
             description='The row the activity is about: {"table": "accounts", "id": "<guid>"} (accounts, contacts, leads, opportunities, incidents).',
             examples=[{"table": "accounts", "id": _EXAMPLE_ID}],
         )
-        start: dt.datetime | None = InputField(None, title="Start", description="Scheduled start (appointments: when it begins).", examples=["2025-06-30T09:00:00Z"])
-        due: dt.datetime | None = InputField(None, title="Due", description="Due date / scheduled end.", examples=["2025-06-30T17:00:00Z"])
+        start: dt.datetime | None = InputField(None, title="Start", description="Scheduled start, ISO 8601 date and time (appointments: when it begins); UTC when no offset is given.", examples=["2025-06-30T09:00:00Z"])
+        due: dt.datetime | None = InputField(None, title="Due", description="Due date or scheduled end, ISO 8601 date and time; UTC when no offset is given.", examples=["2025-06-30T17:00:00Z"])
         priority: int | None = InputField(None, title="Priority", description="0 = Low, 1 = Normal, 2 = High.", examples=[2], ge=0, le=2)
         parties: list[Party] = InputField(
             [],
@@ -117,6 +125,7 @@ class CreateActivity(Action):
             examples=[{"phonenumber": "+1 425 555 0100", "directioncode": True}],
             widget="code",
             language="json",
+            group=ADVANCED,
             advanced=True,
         )
 
@@ -126,19 +135,20 @@ class CreateActivity(Action):
             for index, party in enumerate(self.parties):
                 if party.role not in allowed:
                     can = ", ".join(sorted(allowed)) or "no parties"
-                    raise ValueError(f"parties[{index}]: a {self.activity_type} takes {can}, not '{party.role}'")
+                    raise conflict(f"a {self.activity_type} takes {can}, not '{party.role}'", f"parties/{index}/role", "activityType")
             return self
 
-    output_schema = {
-        "type": "object",
-        "required": ["activityId", "activityType", "entityUrl"],
-        "properties": {
-            "activityId": {"type": "string", "description": "The new activity's GUID."},
+    output_schema = record_output_schema(
+        {
+            "activityId": {"type": "string", "description": "The new activity's GUID (same as id)."},
             "activityType": {"type": "string", "description": "task, phonecall, email or appointment."},
-            "entityUrl": {"type": ["string", "null"], "description": "The activity's Web API URL."},
         },
+        ["activityId", "activityType"],
+    )
+    example = {
+        "id": _EXAMPLE_ID, "entityType": "tasks", "entityUrl": f"{EXAMPLE_ORG}/tasks({_EXAMPLE_ID})", "etag": None,
+        "record": None, "activityId": _EXAMPLE_ID, "activityType": "task",
     }
-    example = {"activityId": _EXAMPLE_ID, "activityType": "task", "entityUrl": f"https://contoso.crm.dynamics.com/api/data/v9.2/tasks({_EXAMPLE_ID})"}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         kind = inputs.activity_type
@@ -160,7 +170,10 @@ class CreateActivity(Action):
         if inputs.parties:
             body[f"{kind}_activity_parties"] = [await _party(metadata, index, party) for index, party in enumerate(inputs.parties)]
         created = await ctx.client.create(ENTITY_SETS[kind], body)
-        return {"activityId": created["id"], "activityType": kind, "entityUrl": created["entityUrl"]}
+        return {
+            "id": created["id"], "entityType": ENTITY_SETS[kind], "entityUrl": created["entityUrl"], "etag": None,
+            "record": None, "activityId": created["id"], "activityType": kind,
+        }
 
 
 async def _party(metadata: Any, index: int, party: Party) -> dict[str, Any]:
@@ -189,13 +202,14 @@ class CompleteActivity(Action):
 
     class Inputs(InputModel):
         activity_type: ActivityType = _activity_type()
-        activity_id: str = InputField(title="Activity ID", description="The GUID of the activity.", examples=[_EXAMPLE_ID], pattern=GUID_PATTERN)
+        activity_id: str = entity_id_field(title="Activity ID", description="The GUID of the activity.", table_input="activityType")
         status: int | None = InputField(
             None,
             title="Status reason",
             description="A Completed status reason; by default the type's own (task 5 Completed, phone call 2 Made, email 2 Completed, appointment 3 Completed).",
             examples=[4],
             ge=0,
+            group=ADVANCED,
             advanced=True,
         )
 
@@ -213,7 +227,7 @@ class CompleteActivity(Action):
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         kind = inputs.activity_type
-        activity_id = inputs.activity_id.strip("{}").lower()
+        activity_id = plain_id(inputs.activity_id)
         status = inputs.status if inputs.status is not None else COMPLETED_STATUS[kind]
         await ctx.client.update(ENTITY_SETS[kind], activity_id, {"statecode": COMPLETED, "statuscode": status})
         return {"activityId": activity_id, "activityType": kind, "statecode": COMPLETED, "statuscode": status}

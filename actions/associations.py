@@ -15,11 +15,16 @@ from pydantic import model_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
+    EXAMPLE_ID,
+    NAME_PATTERN,
     RELATIONSHIPS,
-    TABLES,
+    alternate_key_field,
+    conflict,
     entity_id_field,
+    entity_type_field,
     impersonate_field,
     impersonation_headers,
+    plain_id,
 )
 from d365_components.actions._lookups import Relationship, TableInfo, metadata_for
 from d365_components.actions.records import _KEY_COLUMN, _Addressed
@@ -43,36 +48,36 @@ class _LinkInputs(_Addressed):
         data_source=RELATIONSHIPS,
         data_source_inputs={"table": "entityType"},
         min_length=1,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        pattern=NAME_PATTERN,
     )
-    related_entity_type: str | None = InputField(
-        None,
+    related_entity_type: str | None = entity_type_field(
+        default=None,
         title="Related table",
-        description="The other row's table (entity set or logical name); read from the relationship when empty.",
+        description=(
+            "The other row's table: its entity set name (leads) or logical name (lead); "
+            "read from the relationship when empty."
+        ),
         examples=["leads"],
-        data_source=TABLES,
     )
     related_entity_id: str | None = entity_id_field(
-        None, title="Related row ID",
+        None, title="Related row ID", table_input="relatedEntityType",
         description="The GUID of the other row. Give Related row ID or Related alternate key, not both.",
     )
-    related_alternate_key: dict[str, Any] | None = InputField(
-        None,
-        title="Related alternate key",
-        description='Find the other row by an alternate key instead, e.g. {"accountnumber": "A-2"}.',
-        widget="code",
-        language="json",
-        min_length=1,
+    related_alternate_key: dict[str, Any] | None = alternate_key_field(
+        "Related alternate key",
+        'Find the other row by an alternate key instead of its ID, as JSON, e.g. {"accountnumber": "A-2"}. '
+        "Give Related row ID or Related alternate key, not both.",
+        {"accountnumber": "A-2"},
     )
     impersonate_user_id: str | None = impersonate_field()
 
     @model_validator(mode="after")
     def _at_most_one_related(self) -> _LinkInputs:
         if self.related_entity_id is not None and self.related_alternate_key is not None:
-            raise ValueError("give relatedEntityId or relatedAlternateKey, not both")
+            raise conflict("give relatedEntityId or relatedAlternateKey, not both", "relatedEntityId", "relatedAlternateKey")
         for column in self.related_alternate_key or {}:
             if not _KEY_COLUMN.match(column):
-                raise ValueError(f"relatedAlternateKey: '{column}' is not a column name")
+                raise conflict(f"'{column}' is not a column name", "relatedAlternateKey")
         return self
 
     def related_key(self) -> str | dict[str, Any] | None:
@@ -141,11 +146,11 @@ _OUTPUT = {
 def _output(inputs: _LinkInputs, link: _Link, **extra: Any) -> dict[str, Any]:
     return {
         "entityType": link.table.entity_set,
-        "id": inputs.entity_id.strip("{}").lower() if inputs.entity_id else None,
+        "id": plain_id(inputs.entity_id) if inputs.entity_id else None,
         "relationship": link.relationship.schema_name,
         "navigationProperty": link.relationship.nav_property,
         "relatedEntityType": link.related.entity_set,
-        "relatedId": inputs.related_entity_id.strip("{}").lower() if inputs.related_entity_id else None,
+        "relatedId": plain_id(inputs.related_entity_id) if inputs.related_entity_id else None,
         **extra,
     }
 
@@ -158,19 +163,19 @@ class AssociateEntities(Action):
     """Link two rows through a relationship: add to a 1:N or N:N collection, or set a lookup."""
 
     key = "dynamics365.associate_entities"
-    label = "Associate Records"
+    label = "Associate Entities"
     group = "Records"
 
     class Inputs(_LinkInputs):
         @model_validator(mode="after")
         def _needs_related(self) -> AssociateEntities.Inputs:
             if self.related_key() is None:
-                raise ValueError("give relatedEntityId or relatedAlternateKey (exactly one)")
+                raise conflict("give relatedEntityId or relatedAlternateKey (exactly one)", "relatedEntityId", "relatedAlternateKey")
             return self
 
     output_schema = _OUTPUT
     example = {
-        "entityType": "accounts", "id": "7eb682f1-ca75-e511-80d4-00155d2a68d1",
+        "entityType": "accounts", "id": EXAMPLE_ID,
         "relationship": "accountleads_association", "navigationProperty": "accountleads_association",
         "relatedEntityType": "leads", "relatedId": "2a4901bf-9a39-e611-80d2-00155db44581",
         "associated": True, "alreadyAssociated": False,
@@ -194,7 +199,7 @@ class DisassociateEntities(Action):
     """Unlink two rows: remove from a 1:N or N:N collection, or clear a lookup."""
 
     key = "dynamics365.disassociate_entities"
-    label = "Disassociate Records"
+    label = "Disassociate Entities"
     group = "Records"
 
     class Inputs(_LinkInputs):
@@ -202,7 +207,7 @@ class DisassociateEntities(Action):
 
     output_schema = _OUTPUT
     example = {
-        "entityType": "accounts", "id": "7eb682f1-ca75-e511-80d4-00155d2a68d1",
+        "entityType": "accounts", "id": EXAMPLE_ID,
         "relationship": "accountleads_association", "navigationProperty": "accountleads_association",
         "relatedEntityType": "leads", "relatedId": "2a4901bf-9a39-e611-80d2-00155db44581", "associated": False,
     }

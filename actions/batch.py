@@ -14,40 +14,29 @@ from typing import Any, Literal
 from pydantic import ConfigDict, field_validator, model_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import GUID_PATTERN, impersonate_field, impersonation_headers
+from d365_components.actions._common import (
+    ERROR_SCHEMA,
+    EXAMPLE_ID,
+    GUID_PATTERN,
+    NAME_PATTERN,
+    TABLES,
+    conflict,
+    error_json,
+    impersonate_field,
+    impersonation_headers,
+    plain_id,
+)
 from d365_components.connections.batch import MAX_OPERATIONS, BatchOperation, BatchResult
 from d365_components.connections.odata import entity_path, is_guid
 
-_SET_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_SET_NAME = NAME_PATTERN
 _NEEDS_KEY = ("update", "upsert", "delete")
 _NEEDS_DATA = ("create", "update", "upsert")
 
 #: the outcome of one operation as the output reports it
 OUTCOMES = ("succeeded", "failed", "rolledBack", "notRun")
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": ["object", "null"],
-    "description": "Why the operation did not apply: HTTP status, Dataverse error code, message, hint.",
-    "properties": {
-        "status": {"type": "integer"},
-        "code": {"type": ["string", "null"]},
-        "message": {"type": "string"},
-        "hint": {"type": ["string", "null"]},
-    },
-    "required": ["status", "message"],
-}
-
-
-def error_json(error: Any) -> dict[str, Any] | None:
-    """A Dataverse error as plain JSON for an output (already redacted by the error's __str__)."""
-    if error is None:
-        return None
-    return {
-        "status": getattr(error, "status", 0) or 0,
-        "code": getattr(error, "code", None),
-        "message": getattr(error, "message", str(error)),
-        "hint": getattr(error, "hint", None),
-    }
+__all__ = ["ERROR_SCHEMA", "OUTCOMES", "BatchItem", "RunBatchOperations", "error_json"]
 
 
 class BatchItem(InputModel):
@@ -74,6 +63,7 @@ class BatchItem(InputModel):
         description="The entity set name of the table (accounts, contacts).",
         examples=["accounts"],
         pattern=_SET_NAME,
+        data_source=TABLES,
     )
     action: Literal["create", "update", "upsert", "delete"] = InputField(
         title="Action",
@@ -89,7 +79,7 @@ class BatchItem(InputModel):
             "The row: its GUID, or an alternate key object such as {\"accountnumber\": \"A-100\"}. "
             "Required for update, upsert and delete."
         ),
-        examples=["7eb682f1-ca75-e511-80d4-00155d2a68d1", {"accountnumber": "A-100"}],
+        examples=[EXAMPLE_ID, {"accountnumber": "A-100"}],
         validate_default=True,
     )
     data: dict[str, Any] | None = InputField(
@@ -99,6 +89,7 @@ class BatchItem(InputModel):
             "The columns to write. Lookups as \"parentcustomerid_account@odata.bind\": \"accounts(<id>)\"; "
             "in an atomic batch \"$1\" stands for the row created by operation 1 (1-based)."
         ),
+        examples=[{"name": "Contoso", "telephone1": "555-0100"}],
         validate_default=True,
     )
     return_representation: bool = InputField(
@@ -110,6 +101,7 @@ class BatchItem(InputModel):
         None,
         title="ETag",
         description="Update or delete only if the row still has this @odata.etag (optimistic concurrency).",
+        examples=['W/"123456"'],
     )
 
     @field_validator("key")
@@ -123,7 +115,7 @@ class BatchItem(InputModel):
         if isinstance(key, str):
             if not re.match(GUID_PATTERN, key.strip()):
                 raise ValueError("must be a GUID or an alternate key object such as {\"accountnumber\": \"A-100\"}")
-            return key.strip().strip("{}").lower()
+            return plain_id(key)
         if not key:
             raise ValueError("an alternate key object needs at least one column")
         bad = [name for name in key if not re.match(_SET_NAME, name)]
@@ -166,7 +158,7 @@ class RunBatchOperations(Action):
                 {"collection": "accounts", "action": "create", "data": {"name": "Contoso"}},
                 {"collection": "accounts", "action": "update", "key": {"accountnumber": "A-100"},
                  "data": {"telephone1": "555-0100"}},
-                {"collection": "contacts", "action": "delete", "key": "7eb682f1-ca75-e511-80d4-00155d2a68d1"},
+                {"collection": "contacts", "action": "delete", "key": EXAMPLE_ID},
             ]],
             widget="code",
             language="json",
@@ -188,7 +180,8 @@ class RunBatchOperations(Action):
         @model_validator(mode="after")
         def _one_error_mode(self) -> RunBatchOperations.Inputs:
             if self.atomic and self.continue_on_error:
-                raise ValueError("atomic and continueOnError cannot both be true: a change set is all or nothing")
+                raise conflict("atomic and continueOnError cannot both be true: a change set is all or nothing",
+                               "atomic", "continueOnError")
             return self
 
     output_schema = {
@@ -289,7 +282,7 @@ def _result(item: BatchItem, answer: BatchResult) -> dict[str, Any]:
         "action": item.action,
         "outcome": outcome,
         "status": answer.status,
-        "id": row_id.strip("{}").lower() if row_id else None,
+        "id": plain_id(row_id) if row_id else None,
         "row": row,
         "error": error_json(answer.error) if outcome != "succeeded" else None,
     }

@@ -16,20 +16,27 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import model_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import entity_type_field
-from d365_components.actions.batch import ERROR_SCHEMA, error_json
+from d365_components.actions._common import (
+    COLUMNS,
+    ERROR_SCHEMA,
+    NAME_PATTERN,
+    entity_type_field,
+    error_json,
+    literal,
+    plain_id,
+)
+from d365_components.actions._lookups import TableInfo, metadata_for
 from d365_components.connections.batch import BatchOperation
-from d365_components.connections.odata import entity_path, is_guid, quote
+from d365_components.connections.odata import entity_path, is_guid
 from d365_components.errors import D365Error, DataverseError, FieldError, InputValidationError
 
 NS = "Microsoft.Dynamics.CRM."
-_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_COLUMN = re.compile(NAME_PATTERN)
 _ITEM = re.compile(r"Targets\[(\d+)\]")
 #: answers meaning "this table or org has no such message" (not a problem with a row)
 UNSUPPORTED_CODES = {"0x8006088a", "0x80060888"}
@@ -128,13 +135,6 @@ EXAMPLE = {
 }
 
 
-@dataclass(frozen=True)
-class Table:
-    """What a run needs to know about the table."""
-
-    entity_set: str
-    logical_name: str | None  # None when metadata could not be read: then $batch only
-    primary_id: str | None
 
 
 class _BulkAction(Action):
@@ -169,6 +169,7 @@ class BulkUpsert(_BulkAction):
                 "primary key column are updated, the others created."
             ),
             examples=[["accountnumber"]], widget="list",
+            data_source=COLUMNS, data_source_inputs={"table": "entityType", "purpose": literal("create")},
         )
         chunk_size: int = chunk_size_field()
         max_concurrency: int = concurrency_field()
@@ -220,23 +221,13 @@ def _check_rows(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
         raise InputValidationError(problems, subject="inputs of dynamics365.bulk_upsert")
 
 
-async def _table(ctx: Context, entity_type: str) -> Table:
-    """Entity set, logical name and primary key of ``entity_type`` (either name works)."""
-    try:
-        body = await ctx.client.get_json("EntityDefinitions", params={
-            "$select": "LogicalName,EntitySetName,PrimaryIdAttribute",
-            "$filter": f"EntitySetName eq {quote(entity_type)} or LogicalName eq {quote(entity_type.lower())}",
-        })
-    except DataverseError as exc:
-        if exc.status in (401, 403):  # no metadata rights: still possible through $batch
-            ctx.log.info("table metadata unreadable (%s); using $batch", exc.status)
-            return Table(entity_type, None, None)
-        raise
-    found = body.get("value") or []
-    if not found:
-        raise InputValidationError([FieldError("/entityType", f"no table has the name '{entity_type}'")])
-    item = found[0]
-    return Table(item["EntitySetName"], item["LogicalName"], item.get("PrimaryIdAttribute"))
+async def _table(ctx: Context, entity_type: str) -> TableInfo:
+    """Entity set, logical name and primary key of ``entity_type`` (either name works); without
+    metadata rights the logical name is None and the run goes through $batch."""
+    table = await metadata_for(ctx.client).table(entity_type)
+    if table.logical_name is None:
+        ctx.log.info("table metadata unreadable; using $batch")
+    return table
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -249,7 +240,7 @@ def _unsupported(exc: DataverseError) -> bool:
 class _Run:
     """One run of a bulk action: chunks in flight, their outcome, and the per-row results."""
 
-    def __init__(self, ctx: Context, inputs: Any, table: Table, message: str, keys: tuple[str, ...]) -> None:
+    def __init__(self, ctx: Context, inputs: Any, table: TableInfo, message: str, keys: tuple[str, ...]) -> None:
         self.ctx, self.inputs, self.table, self.message, self.keys = ctx, inputs, table, message, keys
         self.rows = inputs.rows
         self.size = inputs.chunk_size
@@ -360,7 +351,7 @@ class _Run:
         index = chunk * self.size + offset
         self.results[index] = {
             "index": index, "chunk": chunk, "written": written,
-            "id": str(row_id).strip("{}").lower() if row_id and is_guid(str(row_id)) else None,
+            "id": plain_id(str(row_id)) if row_id and is_guid(str(row_id)) else None,
             "created": created, "error": error, "_rolled_back": rolled_back,
         }
 

@@ -10,18 +10,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import GUID_PATTERN
+from d365_components.actions._common import EXAMPLE_ID, plain_id, record_id_field
 
 __all__ = ["CancelCase", "ResolveCase"]
 
 NAMESPACE = "Microsoft.Dynamics.CRM."
 CANCELLED = 2
 STATES = {0: "Active", 1: "Resolved", 2: "Cancelled"}
-_EXAMPLE_ID = "7eb682f1-ca75-e511-80d4-00155d2a68d1"
+_EXAMPLE_ID = EXAMPLE_ID
 
 
 def _case_id() -> Any:
-    return InputField(title="Case ID", description="The GUID of the case (incident).", examples=[_EXAMPLE_ID], pattern=GUID_PATTERN)
+    return record_id_field("Case ID", "incidents", "The GUID of the case (incident).")
 
 
 _OUTPUT = {
@@ -62,7 +62,7 @@ class ResolveCase(Action):
             None, title="Time spent (minutes)", description="Billable minutes spent on the case.", examples=[30], ge=0
         )
         status: Literal[5, 1000] = InputField(
-            5, title="Reason", description="The Resolved status reason: 5 = Problem Solved, 1000 = Information Provided.",
+            5, title="Status reason", description="The Resolved status reason: 5 = Problem Solved, 1000 = Information Provided.",
             examples=[5], widget="dropdown",
         )
 
@@ -70,7 +70,7 @@ class ResolveCase(Action):
     example = {"caseId": _EXAMPLE_ID, "state": "Resolved", "statecode": 1, "statuscode": 5}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        case_id = inputs.case_id.strip("{}").lower()
+        case_id = plain_id(inputs.case_id)
         resolution: dict[str, Any] = {
             "@odata.type": f"{NAMESPACE}incidentresolution",
             "subject": inputs.subject,
@@ -99,6 +99,6 @@ class CancelCase(Action):
     example = {"caseId": _EXAMPLE_ID, "state": "Cancelled", "statecode": 2, "statuscode": 6}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        case_id = inputs.case_id.strip("{}").lower()
+        case_id = plain_id(inputs.case_id)
         await ctx.client.update("incidents", case_id, {"statecode": CANCELLED, "statuscode": inputs.status})
         return await _read_back(ctx, case_id)

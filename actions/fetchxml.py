@@ -18,14 +18,14 @@ from defusedxml import ElementTree as SafeElementTree
 from pydantic import field_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import TABLES, impersonate_field, impersonation_headers
+from d365_components.actions._common import ADVANCED, NAME_PATTERN, entity_type_field, impersonate_field, impersonation_headers
 from d365_components.actions._lookups import metadata_for
 from d365_components.connections.paging import MAX_PAGE_SIZE
 from d365_components.errors import FieldError, InputValidationError
 
 __all__ = ["RunFetchXmlQuery", "check_fetchxml"]
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(NAME_PATTERN)
 _COOKIE_PAGE = re.compile(r"""<cookie\b[^>]*\bpage\s*=\s*["'](\d+)["']""")
 
 
@@ -56,9 +56,12 @@ class RunFetchXmlQuery(Action):
     group = "Queries"
 
     class Inputs(InputModel):
-        entity_type: str | None = InputField(
-            None, title="Table", description="The table's entity set (accounts) or logical name; read from <entity name> when empty.",
-            examples=["accounts"], data_source=TABLES,
+        entity_type: str | None = entity_type_field(
+            default=None,
+            description=(
+                "The table of the rows: its entity set name (accounts) or logical name (account); "
+                "read from <entity name> when empty."
+            ),
         )
         xml_query: str = InputField(
             title="Fetch XML",
@@ -69,7 +72,7 @@ class RunFetchXmlQuery(Action):
         include_annotations: str | None = InputField(
             None, title="Include annotations",
             description="Annotations to return (Prefer odata.include-annotations): * for all, or e.g. OData.Community.Display.V1.FormattedValue.",
-            examples=["*", "OData.Community.Display.V1.FormattedValue"], group="Advanced", advanced=True,
+            examples=["*", "OData.Community.Display.V1.FormattedValue"], group=ADVANCED, advanced=True,
         )
         impersonate_user_id: str | None = impersonate_field()
         fetch_all: bool = InputField(False, title="Fetch all", description="Read every page (by paging cookie) up to Max rows; otherwise one page.")

@@ -12,26 +12,20 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import GUID_PATTERN
+from d365_components.actions._common import ADVANCED, EXAMPLE_ID, conflict, entity_id_field, plain_id, record_id_field
 
 __all__ = ["DisqualifyLead", "QualifyLead"]
 
 NAMESPACE = "Microsoft.Dynamics.CRM."
 DISQUALIFIED = 2
-_EXAMPLE_ID = "7eb682f1-ca75-e511-80d4-00155d2a68d1"
+_EXAMPLE_ID = EXAMPLE_ID
 
 
 def lead_id_field() -> Any:
-    return InputField(
-        title="Lead ID",
-        description="The GUID of the lead.",
-        examples=[_EXAMPLE_ID],
-        pattern=GUID_PATTERN,
-    )
+    return record_id_field("Lead ID", "leads", "The GUID of the lead.")
 
 
-def _id(value: str) -> str:
-    return value.strip("{}").lower()
+_id = plain_id
 
 
 class QualifyLead(Action):
@@ -50,26 +44,25 @@ class QualifyLead(Action):
         create_opportunity: bool = InputField(
             True, title="Create opportunity", description="Create an opportunity from the lead's topic and estimated value."
         )
-        opportunity_currency_id: str | None = InputField(
-            None,
-            title="Opportunity currency",
-            description="The transactioncurrencyid of the new opportunity (the org's base currency when empty).",
-            examples=["00000000-0000-4000-8000-0000000000c1"],
-            pattern=GUID_PATTERN,
-            advanced=True,
-        )
-        opportunity_customer_id: str | None = InputField(
-            None,
-            title="Opportunity customer",
-            description="An existing account or contact to use as the opportunity's customer (instead of the new account).",
-            examples=[_EXAMPLE_ID],
-            pattern=GUID_PATTERN,
-            advanced=True,
+        opportunity_currency_id: str | None = record_id_field(
+            "Opportunity currency", "transactioncurrencies",
+            "The currency (transactioncurrencyid) of the new opportunity; the org's base currency when empty.",
+            None, examples=["00000000-0000-4000-8000-0000000000c1"], group=ADVANCED, advanced=True,
         )
         opportunity_customer_type: Literal["accounts", "contacts"] = InputField(
             "accounts",
             title="Opportunity customer table",
             description="Whether Opportunity customer is an account or a contact.",
+            widget="dropdown",
+            group=ADVANCED,
+            advanced=True,
+        )
+        opportunity_customer_id: str | None = entity_id_field(
+            None,
+            title="Opportunity customer",
+            description="An existing account or contact to use as the opportunity's customer (instead of the new account).",
+            table_input="opportunityCustomerType",
+            group=ADVANCED,
             advanced=True,
         )
         status: int = InputField(
@@ -83,7 +76,7 @@ class QualifyLead(Action):
         @model_validator(mode="after")
         def _customer_needs_opportunity(self) -> QualifyLead.Inputs:
             if self.opportunity_customer_id and not self.create_opportunity:
-                raise ValueError("opportunityCustomerId is only used with createOpportunity")
+                raise conflict("opportunityCustomerId is only used with createOpportunity", "opportunityCustomerId", "createOpportunity")
             return self
 
     output_schema = {
@@ -164,7 +157,7 @@ class DisqualifyLead(Action):
         lead_id: str = lead_id_field()
         status: Literal[4, 5, 6, 7] = InputField(
             4,
-            title="Reason",
+            title="Status reason",
             description="The status reason: 4 = Lost, 5 = Cannot Contact, 6 = No Longer Interested, 7 = Canceled.",
             examples=[6],
             widget="dropdown",

@@ -12,16 +12,16 @@ import datetime as dt
 from typing import Any, Literal
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import GUID_PATTERN
+from d365_components.actions._common import EXAMPLE_ID, plain_id, record_id_field
 
 __all__ = ["LoseOpportunity", "WinOpportunity"]
 
-_EXAMPLE_ID = "7eb682f1-ca75-e511-80d4-00155d2a68d1"
+_EXAMPLE_ID = EXAMPLE_ID
 STATES = {0: "Open", 1: "Won", 2: "Lost"}
 
 
 def _opportunity_id() -> Any:
-    return InputField(title="Opportunity ID", description="The GUID of the opportunity to close.", examples=[_EXAMPLE_ID], pattern=GUID_PATTERN)
+    return record_id_field("Opportunity ID", "opportunities", "The GUID of the opportunity to close.")
 
 
 def _subject(default: str) -> Any:
@@ -33,11 +33,11 @@ def _actual_revenue(description: str) -> Any:
 
 
 def _close_date() -> Any:
-    return InputField(None, title="Close date", description="The actual close date (today when empty).", examples=["2025-06-30"])
+    return InputField(None, title="Close date", description="The actual close date, YYYY-MM-DD (today when empty).", examples=["2025-06-30"])
 
 
 def _description() -> Any:
-    return InputField(None, title="Description", description="Notes on why the opportunity closed.", widget="textarea", max_length=2000)
+    return InputField(None, title="Description", description="Notes on why the opportunity closed.", examples=["Chose us for the support plan."], widget="textarea", max_length=2000)
 
 
 class _CloseInputs(InputModel):
@@ -63,7 +63,7 @@ _OUTPUT = {
 
 async def close_opportunity(ctx: Context, message: str, inputs: Any) -> dict[str, Any]:
     """Send Win/LoseOpportunity with its opportunityclose record, then read the opportunity back."""
-    opportunity_id = inputs.opportunity_id.strip("{}").lower()
+    opportunity_id = plain_id(inputs.opportunity_id)
     close: dict[str, Any] = {
         "subject": inputs.subject,
         "opportunityid@odata.bind": f"/opportunities({opportunity_id})",
@@ -116,7 +116,7 @@ class LoseOpportunity(Action):
     class Inputs(_CloseInputs):
         subject: str = _subject("Lost")
         status: Literal[4, 5] = InputField(
-            4, title="Reason", description="The Lost status reason: 4 = Canceled, 5 = Out-Sold.", examples=[5], widget="dropdown"
+            4, title="Status reason", description="The Lost status reason: 4 = Canceled, 5 = Out-Sold.", examples=[5], widget="dropdown"
         )
 
     output_schema = _OUTPUT

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import model_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import entity_id_field, entity_type_field
+from d365_components.actions._common import EXAMPLE_ORG, conflict, entity_id_field, entity_type_field
 from d365_components.actions._lookups import metadata_for
 from d365_components.connections.odata import RawLiteral
 
@@ -97,7 +97,7 @@ class PerformUnboundAction(Action):
         )
 
     output_schema = _OUTPUT
-    example = {"name": "new_MyCustomApi", "result": {"@odata.context": "https://contoso.crm.dynamics.com/api/data/v9.2/$metadata#Microsoft.Dynamics.CRM.new_MyCustomApiResponse", "Answer": 42}}
+    example = {"name": "new_MyCustomApi", "result": {"@odata.context": f"{EXAMPLE_ORG}/$metadata#Microsoft.Dynamics.CRM.new_MyCustomApiResponse", "Answer": 42}}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         result = await ctx.client.execute(inputs.action_name, inputs.parameters or {})
@@ -112,7 +112,10 @@ class PerformBoundAction(Action):
     group = "Other"
 
     class Inputs(InputModel):
-        entity_type: str = entity_type_field(description="The table the action is bound to: entity set (leads) or logical name (lead).")
+        entity_type: str = entity_type_field(
+            description="The table the action is bound to: its entity set name (leads) or logical name (lead).",
+            examples=["leads", "queues"],
+        )
         entity_id: str | None = _bound_id_field()
         action_name: str = _name_field("Action", ["QualifyLead", "new_BoundCustomApi"])
         parameters: dict[str, Any] | None = _parameters_field(
@@ -121,7 +124,7 @@ class PerformBoundAction(Action):
         )
 
     output_schema = _OUTPUT
-    example = {"name": "AddToQueue", "result": {"@odata.context": "https://contoso.crm.dynamics.com/api/data/v9.2/$metadata#Microsoft.Dynamics.CRM.AddToQueueResponse", "QueueItemId": "5aae8258-4878-eb11-a812-000d3a8b3ec6"}}
+    example = {"name": "AddToQueue", "result": {"@odata.context": f"{EXAMPLE_ORG}/$metadata#Microsoft.Dynamics.CRM.AddToQueueResponse", "QueueItemId": "5aae8258-4878-eb11-a812-000d3a8b3ec6"}}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         bound = await _bound_to(ctx, inputs.entity_type, inputs.entity_id)
@@ -144,19 +147,18 @@ class CallFunction(Action):
             "Microsoft.Dynamics.CRM.EndpointAccessType'Default'.",
             {"AccessType": "Microsoft.Dynamics.CRM.EndpointAccessType'Default'"},
         )
-        entity_type: str | None = InputField(
-            None,
+        entity_type: str | None = entity_type_field(
+            default=None,
             title="Bound to table",
             description="For a bound function: the table (entity set or logical name). Leave empty for an unbound one.",
             examples=["systemusers"],
-            data_source="dynamics365.tables",
         )
         entity_id: str | None = _bound_id_field()
 
         @model_validator(mode="after")
         def _id_needs_table(self) -> CallFunction.Inputs:
             if self.entity_id and not self.entity_type:
-                raise ValueError("entityId needs entityType (the table the function is bound to)")
+                raise conflict("entityId needs entityType (the table the function is bound to)", "entityId", "entityType")
             return self
 
     output_schema = _OUTPUT

@@ -13,7 +13,17 @@ from typing import Any, Literal
 from pydantic import field_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import COLUMNS, entity_type_field, impersonate_field, impersonation_headers
+from d365_components.actions._common import (
+    COLUMNS,
+    FORMATTED,
+    NAME_PATTERN,
+    entity_type_field,
+    expand_field,
+    field_names_field,
+    formatted_values_field,
+    impersonate_field,
+    impersonation_headers,
+)
 from d365_components.actions._lookups import metadata_for
 from d365_components.actions.filters import FilterCondition, conditions_field, filter_from_inputs
 from d365_components.connections.paging import MAX_PAGE_SIZE
@@ -21,8 +31,7 @@ from d365_components.errors import FieldError, InputValidationError
 
 __all__ = ["QueryEntities"]
 
-FORMATTED = "OData.Community.Display.V1.FormattedValue"
-_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_COLUMN = re.compile(NAME_PATTERN)
 _ORDER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*(\s+(asc|desc))?$", re.IGNORECASE)
 
 
@@ -43,10 +52,7 @@ class QueryEntities(Action):
 
     class Inputs(InputModel):
         entity_type: str = entity_type_field()
-        field_names: list[str] = InputField(
-            [], title="Columns", description="Columns to return ($select); all when empty (slower).",
-            examples=[["name", "revenue"]], widget="list", data_source=COLUMNS, data_source_inputs={"table": "entityType"},
-        )
+        field_names: list[str] = field_names_field("Columns to return ($select); all when empty (slower).")
         filter_expression: str | None = InputField(
             None, title="Filter", description="An OData $filter, e.g. revenue gt 1000 and statecode eq 0. Text typed by users belongs in Filter conditions.",
             examples=["revenue gt 1000 and statecode eq 0"], widget="code", language="odata",
@@ -57,14 +63,15 @@ class QueryEntities(Action):
         )
         order_by_field_names: list[str] = InputField(
             [], title="Order by", description='Columns to sort by ($orderby), each optionally followed by "desc": "name", "createdon desc".',
-            examples=[["createdon desc", "name"]], widget="list", data_source=COLUMNS, data_source_inputs={"table": "entityType"},
+            examples=[["createdon desc", "name"]], widget="list", data_source=COLUMNS,
+            data_source_inputs={"table": "entityType", "purpose": "=read"},
         )
-        expand_property_names: list[str] = InputField(
-            [], title="Expand", description="Navigation properties to include ($expand), optionally with options: primarycontactid($select=fullname).",
-            examples=[["primarycontactid($select=fullname)"]], widget="list",
-        )
+        expand_property_names: list[str] = expand_field()
         fetch_all: bool = InputField(False, title="Fetch all", description="Follow every page up to Max rows; otherwise return one page and a Next page ID.")
-        records_per_page: int = InputField(100, title="Rows per page", description="Rows per page (odata.maxpagesize), 1 to 5,000.", ge=1, le=MAX_PAGE_SIZE)
+        records_per_page: int = InputField(
+            100, title="Rows per page", description="Rows per page (odata.maxpagesize), 1 to 5,000.",
+            ge=1, le=MAX_PAGE_SIZE, group="Paging",
+        )
         next_page_id: str | None = InputField(
             None, title="Next page ID", description="The nextPageId of a previous run, to read the page after it (the query options travel inside it).",
             group="Paging", min_length=1,
@@ -74,9 +81,7 @@ class QueryEntities(Action):
             ge=1, le=10_000_000, group="Paging",
         )
         include_count: bool = InputField(False, title="Include count", description="Also return the number of matching rows ($count; Dataverse caps it at 5,000).")
-        include_formatted_values: bool = InputField(
-            False, title="Include formatted values", description="Also return display text for choices, lookups, money and dates.", group="Advanced", advanced=True,
-        )
+        include_formatted_values: bool = formatted_values_field()
         impersonate_user_id: str | None = impersonate_field()
 
         @field_validator("field_names")

@@ -11,21 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import GUID_PATTERN, RECORDS, TABLES
+from d365_components.actions._common import EXAMPLE_ID, entity_id_field, entity_type_field, plain_id, record_id_field
 from d365_components.actions._lookups import metadata_for
 
 __all__ = ["AddToQueue", "PickFromQueue"]
 
 NAMESPACE = "Microsoft.Dynamics.CRM."
-_EXAMPLE_ID = "7eb682f1-ca75-e511-80d4-00155d2a68d1"
+_EXAMPLE_ID = EXAMPLE_ID
 #: tables whose rows are usually queued, with their logical names (when metadata is not readable)
 KNOWN_TABLES = {"incidents": "incident", "tasks": "task", "emails": "email", "phonecalls": "phonecall",
                 "appointments": "appointment", "letters": "letter", "faxes": "fax"}
 ACTIVITIES = {"task", "email", "phonecall", "appointment", "letter", "fax"}
-
-
-def _guid(title: str, description: str, default: Any = ...) -> Any:
-    return InputField(default, title=title, description=description, examples=[_EXAMPLE_ID], pattern=GUID_PATTERN)
 
 
 async def entity_reference(ctx: Context, table_name: str, row_id: str) -> dict[str, str]:
@@ -33,7 +29,7 @@ async def entity_reference(ctx: Context, table_name: str, row_id: str) -> dict[s
     table = await metadata_for(ctx.client).table(table_name, pointer="/targetTable")
     logical = table.logical_name or KNOWN_TABLES.get(table.entity_set, table.entity_set)
     primary = table.primary_id or ("activityid" if logical in ACTIVITIES else f"{logical}id")
-    return {"@odata.type": f"{NAMESPACE}{logical}", primary: row_id.strip("{}").lower()}
+    return {"@odata.type": f"{NAMESPACE}{logical}", primary: plain_id(row_id)}
 
 
 class AddToQueue(Action):
@@ -44,24 +40,17 @@ class AddToQueue(Action):
     group = "Service"
 
     class Inputs(InputModel):
-        queue_id: str = _guid("Queue ID", "The GUID of the queue.")
-        target_table: str = InputField(
+        queue_id: str = record_id_field("Queue ID", "queues", "The GUID of the queue.")
+        target_table: str = entity_type_field(
             title="Item table",
             description="The table of the item to queue: incidents, tasks, emails, phonecalls, appointments (entity set or logical name).",
             examples=["incidents", "tasks"],
-            data_source=TABLES,
-            min_length=1,
         )
-        target_id: str = InputField(
-            title="Item ID",
-            description="The GUID of the case or activity to queue.",
-            examples=[_EXAMPLE_ID],
-            pattern=GUID_PATTERN,
-            data_source=RECORDS,
-            data_source_inputs={"table": "targetTable"},
+        target_id: str = entity_id_field(
+            title="Item ID", description="The GUID of the case or activity to queue.", table_input="targetTable",
         )
-        source_queue_id: str | None = _guid(
-            "From queue", "Move the item out of this queue (the item's current queue is found when empty).", None
+        source_queue_id: str | None = record_id_field(
+            "From queue", "queues", "Move the item out of this queue (the item's current queue is found when empty).", None,
         )
 
     output_schema = {
@@ -77,16 +66,16 @@ class AddToQueue(Action):
     example = {"queueItemId": "5aae8258-4878-eb11-a812-000d3a8b3ec6", "queueId": _EXAMPLE_ID, "targetTable": "incidents", "targetId": "59ae8258-4878-eb11-a812-000d3a8b3ec6"}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        queue_id = inputs.queue_id.strip("{}").lower()
+        queue_id = plain_id(inputs.queue_id)
         parameters: dict[str, Any] = {"Target": await entity_reference(ctx, inputs.target_table, inputs.target_id)}
         if inputs.source_queue_id:
-            parameters["SourceQueueId"] = {"@odata.type": f"{NAMESPACE}queue", "queueid": inputs.source_queue_id.strip("{}").lower()}
+            parameters["SourceQueueId"] = {"@odata.type": f"{NAMESPACE}queue", "queueid": plain_id(inputs.source_queue_id)}
         answer = await ctx.client.execute("AddToQueue", parameters, bound_to=("queues", queue_id)) or {}
         return {
             "queueItemId": answer.get("QueueItemId"),
             "queueId": queue_id,
             "targetTable": inputs.target_table,
-            "targetId": inputs.target_id.strip("{}").lower(),
+            "targetId": plain_id(inputs.target_id),
         }
 
 
@@ -98,8 +87,12 @@ class PickFromQueue(Action):
     group = "Service"
 
     class Inputs(InputModel):
-        queue_item_id: str = _guid("Queue item ID", "The GUID of the queue item (from Add To Queue or a queueitems query).")
-        worker_id: str | None = _guid("Worker", "The systemuserid of the user who works on the item; the connection's user when empty.", None)
+        queue_item_id: str = record_id_field(
+            "Queue item ID", "queueitems", "The GUID of the queue item (from Add To Queue or a queueitems query)."
+        )
+        worker_id: str | None = record_id_field(
+            "Worker", "systemusers", "The systemuserid of the user who works on the item; the connection's user when empty.", None,
+        )
         remove_queue_item: bool = InputField(
             False, title="Remove from queue", description="Also take the item out of the queue (it stays assigned to the worker)."
         )
@@ -116,8 +109,8 @@ class PickFromQueue(Action):
     example = {"queueItemId": "5aae8258-4878-eb11-a812-000d3a8b3ec6", "workerId": "2138bd90-ec19-ea11-a811-000d3a334e11", "removed": False}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        worker_id = (inputs.worker_id or (await ctx.client.whoami())["UserId"]).strip("{}").lower()
-        item_id = inputs.queue_item_id.strip("{}").lower()
+        worker_id = plain_id(inputs.worker_id or (await ctx.client.whoami())["UserId"])
+        item_id = plain_id(inputs.queue_item_id)
         await ctx.client.execute(
             "PickFromQueue", {"QueueItemId": item_id, "WorkerId": worker_id, "RemoveQueueItem": inputs.remove_queue_item}
         )

@@ -20,6 +20,7 @@ import httpx
 from pydantic import field_validator, model_validator
 
 from d365_components import Action, Context, InputField, InputModel
+from d365_components.actions._common import conflict
 from d365_components.connections.retry import RetryPolicy
 from d365_components.errors import FieldError, InputValidationError
 from d365_components.redaction import redact
@@ -35,8 +36,8 @@ HIDDEN_HEADERS = frozenset({"set-cookie", "authorization", "proxy-authorization"
 class KeyValue(InputModel):
     """One name/value pair of a key/value list."""
 
-    key: str = InputField(title="Name", description="The name.", min_length=1)
-    value: str = InputField("", title="Value", description="The value (text).")
+    key: str = InputField(title="Name", description="The name (a header, query parameter or form field).", examples=["Prefer"], min_length=1)
+    value: str = InputField("", title="Value", description="The value (text).", examples=["odata.maxpagesize=10"])
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,8 @@ class RawRequest(Action):
         @model_validator(mode="after")
         def _one_body(self) -> RawRequest.Inputs:
             if self.data is not None and (self.form_data or self.file_data):
-                raise ValueError("give the body as data, or as formData/fileData, not both")
+                others = [name for name, given in (("formData", self.form_data), ("fileData", self.file_data)) if given]
+                raise conflict("give the body as data, or as formData/fileData, not both", "data", *others)
             return self
 
     output_schema = {

@@ -16,11 +16,24 @@ from pydantic import model_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
+    ADVANCED,
     COLUMNS,
+    EXAMPLE_ID,
+    EXAMPLE_ORG,
+    FORMATTED,
+    NAME_PATTERN,
+    alternate_key_field,
+    conflict,
     entity_id_field,
     entity_type_field,
+    expand_field,
+    field_names_field,
+    formatted_values_field,
     impersonate_field,
     impersonation_headers,
+    literal,
+    plain_id,
+    record_output_schema,
 )
 from d365_components.actions._lookups import TableInfo, bind_values, metadata_for
 from d365_components.connections.headers import control_headers
@@ -29,9 +42,8 @@ from d365_components.errors import FieldError, InputValidationError
 
 __all__ = ["CreateEntity", "DeleteEntity", "GetEntity", "UpdateEntity", "UpsertEntity"]
 
-FORMATTED = "OData.Community.Display.V1.FormattedValue"
 _ENTITY_ID = re.compile(r"\(([^()]*)\)\s*$")
-_KEY_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY_COLUMN = re.compile(NAME_PATTERN)
 
 
 # -- inputs shared by the record actions ------------------------------------------------------
@@ -40,8 +52,14 @@ _KEY_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class FieldValue(InputModel):
     """One column value of a key/value list."""
 
-    key: str = InputField(title="Column", description="The column's logical name (name, revenue, parentcustomerid).", min_length=1, data_source=COLUMNS)
-    value: Any = InputField(None, title="Value", description="The value: text, number, true/false, null, or a lookup reference.")
+    key: str = InputField(
+        title="Column", description="The column's logical name (name, revenue, parentcustomerid).", examples=["name"],
+        min_length=1, data_source=COLUMNS, data_source_inputs={"table": "entityType", "purpose": literal("create")},
+    )
+    value: Any = InputField(
+        None, title="Value", description="The value: text, number, true/false, null, or a lookup reference.",
+        examples=["Contoso"],
+    )
 
 
 def _field_values() -> Any:
@@ -71,37 +89,12 @@ def _dynamic_values() -> Any:
     )
 
 
-def _alternate_key() -> Any:
-    return InputField(
-        None,
-        title="Alternate key",
-        description=(
-            "Find the row by an alternate key instead of its ID: the key's columns and values, "
-            'e.g. {"accountnumber": "A-1"}. Give Row ID or Alternate key, not both.'
-        ),
-        examples=[{"accountnumber": "A-1"}],
-        widget="code",
-        language="json",
-        min_length=1,
-    )
-
-
-def _formatted_values() -> Any:
-    return InputField(
-        False,
-        title="Include formatted values",
-        description="Also return display text for choices, lookups, money and dates (column@OData.Community.Display.V1.FormattedValue).",
-        group="Advanced",
-        advanced=True,
-    )
-
-
 def _detect_duplicates() -> Any:
     return InputField(
         False,
         title="Detect duplicates",
         description="Run the org's duplicate-detection rules and fail if the row would be a duplicate (the Web API skips them by default).",
-        group="Advanced",
+        group=ADVANCED,
         advanced=True,
     )
 
@@ -111,20 +104,8 @@ def _return_representation(default: bool) -> Any:
         default,
         title="Return the row",
         description="Return the row as saved (with its ETag); otherwise only its ID and URL.",
-        group="Advanced",
+        group=ADVANCED,
         advanced=True,
-    )
-
-
-def _field_names(description: str) -> Any:
-    return InputField(
-        [],
-        title="Columns",
-        description=description,
-        examples=[["name", "revenue"]],
-        widget="list",
-        data_source=COLUMNS,
-        data_source_inputs={"table": "entityType"},
     )
 
 
@@ -137,7 +118,7 @@ def _if_match() -> Any:
             "if the row changed since, so no one's change is overwritten."
         ),
         examples=['W/"123456"'],
-        group="Advanced",
+        group=ADVANCED,
         advanced=True,
         min_length=1,
     )
@@ -148,18 +129,19 @@ class _Addressed(InputModel):
 
     entity_type: str = entity_type_field()
     entity_id: str | None = entity_id_field(None, description="The GUID of the row (its primary key). Give Row ID or Alternate key, not both.")
-    alternate_key: dict[str, Any] | None = _alternate_key()
+    alternate_key: dict[str, Any] | None = alternate_key_field()
 
     @model_validator(mode="after")
     def _one_key(self) -> _Addressed:
         if (self.entity_id is None) == (self.alternate_key is None):
-            raise ValueError(
+            raise conflict(
                 "give entityId or alternateKey (exactly one)" if self.entity_id is None
-                else "give entityId or alternateKey, not both"
+                else "give entityId or alternateKey, not both",
+                "entityId", "alternateKey",
             )
         for column in self.alternate_key or {}:
             if not _KEY_COLUMN.match(column):
-                raise ValueError(f"alternateKey: '{column}' is not a column name")
+                raise conflict(f"'{column}' is not a column name", "alternateKey")
         return self
 
     def key(self) -> str | dict[str, Any]:
@@ -199,7 +181,7 @@ def _row_id(table: TableInfo, row: dict[str, Any] | None, entity_url: str | None
         return row[table.primary_id].lower()
     match = _ENTITY_ID.search(entity_url or "")
     if match and GUID.match(match.group(1)):
-        return match.group(1).strip("{}").lower()
+        return plain_id(match.group(1))
     return None
 
 
@@ -242,24 +224,8 @@ def _etag(row: dict[str, Any] | None, response: Any) -> str | None:
     return response.headers.get("ETag") if response is not None else None
 
 
-def _record_schema(extra: dict[str, Any] | None = None, required: list[str] | None = None) -> dict[str, Any]:
-    properties: dict[str, Any] = {
-        "id": {"type": ["string", "null"], "description": "The row's GUID (null when addressed by alternate key and not returned)."},
-        "entityType": {"type": "string", "description": "The table's entity set name."},
-        "entityUrl": {"type": ["string", "null"], "description": "The row's Web API URL."},
-        "etag": {"type": ["string", "null"], "description": "The row's ETag (version), for Only if ETag matches."},
-        "record": {"type": ["object", "null"], "description": "The row's columns (null unless returned)."},
-    }
-    properties.update(extra or {})
-    return {
-        "type": "object",
-        "required": ["id", "entityType", "entityUrl", "etag", "record", *(required or [])],
-        "properties": properties,
-    }
-
-
-_EXAMPLE_ID = "7eb682f1-ca75-e511-80d4-00155d2a68d1"
-_EXAMPLE_URL = f"https://contoso.crm.dynamics.com/api/data/v9.2/accounts({_EXAMPLE_ID})"
+_EXAMPLE_ID = EXAMPLE_ID
+_EXAMPLE_URL = f"{EXAMPLE_ORG}/accounts({_EXAMPLE_ID})"
 _EXAMPLE_ROW = {"@odata.etag": 'W/"536530"', "accountid": _EXAMPLE_ID, "name": "Contoso", "revenue": 1000000.0}
 
 
@@ -277,13 +243,13 @@ class CreateEntity(Action):
         entity_type: str = entity_type_field()
         field_values: list[FieldValue] = _field_values()
         dynamic_values: dict[str, Any] | None = _dynamic_values()
-        field_names: list[str] = _field_names("Columns of the returned row (all when empty).")
+        field_names: list[str] = field_names_field("Columns of the returned row (all when empty).")
         return_representation: bool = _return_representation(True)
-        include_formatted_values: bool = _formatted_values()
+        include_formatted_values: bool = formatted_values_field()
         detect_duplicates: bool = _detect_duplicates()
         impersonate_user_id: str | None = impersonate_field()
 
-    output_schema = _record_schema()
+    output_schema = record_output_schema()
     example = {"id": _EXAMPLE_ID, "entityType": "accounts", "entityUrl": _EXAMPLE_URL, "etag": 'W/"536530"', "record": _EXAMPLE_ROW}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
@@ -311,18 +277,12 @@ class GetEntity(Action):
     group = "Records"
 
     class Inputs(_Addressed):
-        field_names: list[str] = _field_names("Columns to return (all when empty; naming them is faster).")
-        expand_property_names: list[str] = InputField(
-            [],
-            title="Expand",
-            description="Navigation properties to include, optionally with options: primarycontactid($select=fullname).",
-            examples=[["primarycontactid($select=fullname)"]],
-            widget="list",
-        )
-        include_formatted_values: bool = _formatted_values()
+        field_names: list[str] = field_names_field("Columns to return (all when empty; naming them is faster).")
+        expand_property_names: list[str] = expand_field()
+        include_formatted_values: bool = formatted_values_field()
         impersonate_user_id: str | None = impersonate_field()
 
-    output_schema = _record_schema()
+    output_schema = record_output_schema()
     example = {"id": _EXAMPLE_ID, "entityType": "accounts", "entityUrl": _EXAMPLE_URL, "etag": 'W/"536530"', "record": _EXAMPLE_ROW}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
@@ -335,7 +295,7 @@ class GetEntity(Action):
             headers=_headers(inputs),
         )
         row.pop("@odata.context", None)
-        row_id = _row_id(table, row, None) or (inputs.entity_id or "").strip("{}").lower() or None
+        row_id = _row_id(table, row, None) or (plain_id(inputs.entity_id) if inputs.entity_id else None)
         path = entity_path(table.entity_set, row_id or inputs.key())
         return {
             "id": row_id, "entityType": table.entity_set, "entityUrl": f"{ctx.client.api_url}/{path}",
@@ -355,12 +315,12 @@ class UpdateEntity(Action):
         dynamic_values: dict[str, Any] | None = _dynamic_values()
         if_match_etag: str | None = _if_match()
         return_representation: bool = _return_representation(False)
-        field_names: list[str] = _field_names("Columns of the returned row when Return the row is on (all when empty).")
-        include_formatted_values: bool = _formatted_values()
+        field_names: list[str] = field_names_field("Columns of the returned row when Return the row is on (all when empty).")
+        include_formatted_values: bool = formatted_values_field()
         detect_duplicates: bool = _detect_duplicates()
         impersonate_user_id: str | None = impersonate_field()
 
-    output_schema = _record_schema()
+    output_schema = record_output_schema()
     example = {"id": _EXAMPLE_ID, "entityType": "accounts", "entityUrl": _EXAMPLE_URL, "etag": None, "record": None}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
@@ -390,12 +350,12 @@ class UpsertEntity(Action):
             ),
         )
         return_representation: bool = _return_representation(True)
-        field_names: list[str] = _field_names("Columns of the returned row (all when empty).")
-        include_formatted_values: bool = _formatted_values()
+        field_names: list[str] = field_names_field("Columns of the returned row (all when empty).")
+        include_formatted_values: bool = formatted_values_field()
         detect_duplicates: bool = _detect_duplicates()
         impersonate_user_id: str | None = impersonate_field()
 
-    output_schema = _record_schema(
+    output_schema = record_output_schema(
         {"created": {"type": ["boolean", "null"], "description": "True when the row was created, false when updated (null if unknown: Return the row off)."}},
         ["created"],
     )
@@ -433,7 +393,7 @@ async def _patch(
     entity_url = response.headers.get("OData-EntityId") or f"{ctx.client.api_url}/{path}"
     row_id = _row_id(table, row, entity_url)
     if row_id is None and isinstance(key, str):
-        row_id = key.strip("{}").lower()
+        row_id = plain_id(key)
     result = {"id": row_id, "entityType": table.entity_set, "entityUrl": entity_url, "etag": _etag(row, response), "record": row}
     if keep_status:
         result["_status"] = response.status_code
@@ -466,5 +426,5 @@ class DeleteEntity(Action):
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         table = await _table(ctx, inputs.entity_type)
         await ctx.client.delete(table.entity_set, inputs.key(), if_match=inputs.if_match_etag, headers=_headers(inputs))
-        entity_id = inputs.entity_id.strip("{}").lower() if inputs.entity_id else None
+        entity_id = plain_id(inputs.entity_id) if inputs.entity_id else None
         return {"id": entity_id, "alternateKey": inputs.alternate_key, "entityType": table.entity_set, "deleted": True}

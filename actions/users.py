@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import COLUMNS
+from d365_components import Action, Context, InputModel
+from d365_components.actions._common import FORMATTED, field_names_field, literal
 
 __all__ = ["GetCurrentUser"]
 
-FORMATTED = "OData.Community.Display.V1.FormattedValue"
 DEFAULT_COLUMNS = ["fullname", "domainname", "internalemailaddress", "_businessunitid_value"]
 
 
@@ -25,16 +24,10 @@ class GetCurrentUser(Action):
     group = "Other"
 
     class Inputs(InputModel):
-        field_names: list[str] = InputField(
-            [],
-            title="Columns",
-            description=(
-                "Extra columns of the user's systemuser row to return in user "
-                "(fullname, domainname, internalemailaddress and the business unit are always read)."
-            ),
-            examples=[["title", "azureactivedirectoryobjectid"]],
-            widget="list",
-            data_source=COLUMNS,
+        field_names: list[str] = field_names_field(
+            "Extra columns of the user's systemuser row to return in user "
+            "(fullname, domainname, internalemailaddress and the business unit are always read).",
+            table_input=literal("systemusers"),
         )
 
     output_schema = {

@@ -178,7 +178,7 @@ async def test_a_phone_call_with_other_columns(run):
 
 @pytest.mark.parametrize(("key", "inputs", "pointer"), [
     ("dynamics365.create_activity", {"activityType": "task", "subject": "x",
-                                     "parties": [{"role": "to", "address": "a@b.test"}]}, ""),
+                                     "parties": [{"role": "to", "address": "a@b.test"}]}, "/parties/0/role"),
     ("dynamics365.create_activity", {"activityType": "email", "subject": "x",
                                      "parties": [{"role": "to", "table": "contacts"}]}, "/parties/0"),
     ("dynamics365.qualify_lead", {"leadId": "not-a-guid"}, "/leadId"),

@@ -70,7 +70,7 @@ async def test_dataverse_errors_come_back_typed(connection):
     ("dynamics365.call_function", {"functionName": "x');DROP"}, "/functionName"),
     ("dynamics365.perform_unbound_action", {"actionName": "../accounts"}, "/actionName"),
     ("dynamics365.perform_bound_action", {"entityType": "leads", "entityId": "nope", "actionName": "QualifyLead"}, "/entityId"),
-    ("dynamics365.call_function", {"functionName": "WhoAmI", "entityId": "7eb682f1-ca75-e511-80d4-00155d2a68d1"}, ""),
+    ("dynamics365.call_function", {"functionName": "WhoAmI", "entityId": "7eb682f1-ca75-e511-80d4-00155d2a68d1"}, "/entityId"),
 ])
 async def test_names_are_checked_before_any_request(offline_connection, key, inputs, pointer):
     with pytest.raises(InputValidationError) as caught:
