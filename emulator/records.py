@@ -19,7 +19,7 @@ from d365_components.emulator.errors import (
     already_exists, bad_request, duplicate_key, key_not_found, method_not_allowed, not_supported,
     record_not_found, segment_not_found, unknown_body_property, version_mismatch,
 )
-from d365_components.emulator.literals import GUID_RE, Guid, parse_args, split_path, split_segment
+from d365_components.emulator.literals import GUID_RE, Alias, Guid, parse_args, parse_literal, split_path, split_segment
 from d365_components.emulator.query import (
     Expand, QueryUser, compile_filter, decode_token, encode_token, iso_datetime, keyset_after,
     parse_expand, parse_orderby, parse_select, parse_top, substitute_aliases,
@@ -78,7 +78,6 @@ def entity_url(ctx: Ctx, table: Table, row_id: str) -> str:
 def parse_key(ctx: Ctx, table: Table, key: str) -> dict[str, object]:
     """`(guid)`, `(accountid=guid)`, `(accountnumber='A1')`, `(a='x',b=2)` -> {column: value}."""
     positional, named = parse_args(key)
-    aliases = {k: v for k, v in ctx.query.items() if k.startswith("@")}
     if positional is not None:
         if named or not isinstance(positional, Guid):
             raise bad_request(f"Bad Request - Error in query syntax. '{key}' is not a valid key for "
@@ -86,9 +85,8 @@ def parse_key(ctx: Ctx, table: Table, key: str) -> dict[str, object]:
         return {table.primary_id: str(positional)}
     values = {}
     for name, value in named.items():
-        if isinstance(value, str) and value.startswith("@"):
-            from d365_components.emulator.literals import parse_literal
-            value = parse_literal(aliases.get(value, "null"))
+        if isinstance(value, Alias):
+            value = parse_literal(ctx.query.get(value, "null"))
         col = table.column_for_json(name)
         if col is None:
             raise _bad_key(table)

@@ -518,3 +518,9 @@ def test_random_urls_never_cause_a_500(emulator):
         assert status != 500 and status < 600, (method, path, payload)
 
     check()
+
+
+async def test_key_values_can_be_parameter_aliases(api, unique):
+    account_id = await create(api, "accounts", {"name": "Aliased", "accountnumber": f"AL-{unique}"})
+    response = await api.get(f"accounts(accountnumber=@key)?$select=name&@key='AL-{unique}'")
+    assert response.json()["accountid"] == account_id
