@@ -184,32 +184,13 @@ class WebApiClient:
         idempotent: bool | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        check: bool = True,
     ) -> httpx.Response:
-        """Send one request; raise a typed error for any answer >= 400.
+        """Send one request; raise a typed error for any answer >= 400 (``check=False``: return it).
 
         ``idempotent`` defaults to True for every method but POST. Non-idempotent requests are
         re-sent only when the server certainly did not act (429, 503, connection refused).
         """
-        return await self._send(
-            method, path, params=params, json=json, content=content, headers=headers,
-            prefer=prefer, idempotent=idempotent, timeout=timeout, retry=retry, check=True,
-        )
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        json: Any = None,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        prefer: list[str] | None = None,
-        idempotent: bool | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
-        check: bool = True,
-    ) -> httpx.Response:
         method = method.upper()
         url = self.url_for(path)
         if params:
@@ -404,6 +385,7 @@ class WebApiClient:
             "PATCH", entity_path(entity_set, key), json=data,
             headers={**conditions[mode], **(headers or {})},
             prefer=["return=representation"] if return_representation else None,
+            idempotent=mode != "create",  # sent again after it landed, a create-only upsert fails 412
         )
         row = _json(response) if return_representation and response.content else None
         if response.status_code == 201:
@@ -569,7 +551,7 @@ class WebApiClient:
                 continue
             content_type, body, content_ids = encode_batch(chunk, self.api_url, atomic=atomic)
             read_only = all(op.method.upper() == "GET" for op in chunk)
-            response = await self._send(
+            response = await self.request(
                 "POST", "$batch", content=body, headers={"Content-Type": content_type},
                 prefer=["odata.continue-on-error"] if continue_on_error else None,
                 idempotent=read_only, check=False,

@@ -100,6 +100,16 @@ async def test_dropped_connection_after_a_create_is_never_resent(connect, fault_
     await client.aclose()
 
 
+async def test_dropped_create_only_upsert_is_never_resent(connect, fault_proxy):
+    """Sent again, a create-only upsert that did land would fail 412 'already exists'."""
+    client = connect().open_client()
+    fault_proxy.script = ["drop", "ok"]
+    with pytest.raises(TransientError, match="may or may not have been applied"):
+        await client.upsert("accounts", {"accountnumber": "NEW-1"}, {"name": "Ambiguous"}, mode="create")
+    assert len(fault_proxy.requests("PATCH")) == 1
+    await client.aclose()
+
+
 async def test_timeout_after_sending_an_action_is_never_resent(connect, fault_proxy):
     client = connect(timeoutSeconds=0.3).open_client()
     fault_proxy.script = ["stall:1", "ok"]
