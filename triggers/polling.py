@@ -33,7 +33,7 @@ from d365_components.definitions import Context, PollingTrigger, PollResult
 from d365_components.errors import D365Error, DataverseError
 from d365_components.inputs import InputField, InputModel
 
-__all__ = ["ChangedRows"]
+__all__ = ["ChangedRows", "PollingError"]
 
 CURSOR_VERSION = 1
 MAX_PAGE = 5000
@@ -196,20 +196,27 @@ class _Run:
             self._restart(cursor, mode, "the trigger's table, columns or filter changed")
             return
         fresh = {"createdOn": _odata_time(start) if start else None, "ids": None if start else []}
-        self.cursor = {
+        emit_after = {"modifiedOn": _odata_time(start), "inclusive": False} if start else None
+        self.cursor = self._new_cursor(mode, emit_after, known=fresh, seen=dict(fresh))
+
+    def _new_cursor(self, mode: str, emit_after: dict[str, Any] | None, *, known: dict[str, Any],
+                    seen: dict[str, Any], **carried: Any) -> dict[str, Any]:
+        """A cursor at the start of a full read; ``carried``: what a restart keeps from the old one."""
+        return {
             "version": CURSOR_VERSION,
             "signature": self.signature(),
             "table": self.table,
             "mode": mode,
             "phase": "initial",
             "link": None,
-            "emitAfter": {"modifiedOn": _odata_time(start), "inclusive": False} if start else None,
-            "known": fresh,
-            "seen": dict(fresh),
+            "emitAfter": emit_after,
+            "known": known,
+            "seen": seen,
             "windowNew": [],
             "maxVersion": None,
             "modifiedHigh": None,
             "position": None,
+            **carried,
         }
 
     def _restart(self, old: dict[str, Any], mode: str, reason: str) -> None:
@@ -222,21 +229,11 @@ class _Run:
         else:
             emit_after = {"modifiedOn": "1900-01-01T00:00:00Z", "inclusive": True}
         known = old.get("known") or {"createdOn": None, "ids": []}
-        self.cursor = {
-            "version": CURSOR_VERSION,
-            "signature": self.signature(),
-            "table": self.table,
-            "mode": mode,
-            "phase": "initial",
-            "link": None,
-            "emitAfter": emit_after,
-            "known": known,
-            "seen": old.get("seen") or json.loads(json.dumps(known)),
-            "windowNew": list(old.get("windowNew") or []),
-            "maxVersion": version,
-            "modifiedHigh": high,
-            "position": old.get("position") if mode == "modifiedOn" and old.get("mode") == mode else None,
-        }
+        self.cursor = self._new_cursor(
+            mode, emit_after, known=known, seen=old.get("seen") or json.loads(json.dumps(known)),
+            windowNew=list(old.get("windowNew") or []), maxVersion=version, modifiedHigh=high,
+            position=old.get("position") if mode == "modifiedOn" and old.get("mode") == mode else None,
+        )
         self.events.append({"kind": "resync", "table": self.table["logicalName"], "id": None, "row": None,
                             "reason": f"{reason}; rows changed since the last run are delivered again, "
                                       "and rows deleted meanwhile may be missing"})
