@@ -621,12 +621,18 @@ def _deep_children(ctx: Ctx, table: Table, row: dict, nav, items: list) -> None:
     for item in items:
         if not isinstance(item, dict):
             raise bad_request(f"The value of '{nav.name}' must be an array of objects.")
-        child = create_row(ctx, target, item)
-        _link(ctx, table, row, nav, target, child)
+        if nav.many_to_many:
+            _link(ctx, table, row, nav, target, create_row(ctx, target, item))
+            continue
+        back = {nav.column: row[table.primary_id]}          # born linked: one Create, no Update
+        type_column = target.columns[nav.column].type_column
+        if type_column:
+            back[type_column] = table.logical_name
+        create_row(ctx, target, item, extra=back)
 
 
 def create_row(ctx: Ctx, table: Table, body: dict, extra: dict | None = None) -> dict:
-    """Insert one row from a JSON body (binds, deep insert); call inside a transaction."""
+    """Insert one row from a JSON body (binds, deep insert); inside a transaction when the body nests."""
     values, later = convert_body(ctx, table, body, creating=True)
     if extra:
         for k, v in extra.items():
