@@ -48,10 +48,12 @@ class Content:
         if match:
             self.mime_type = match.group(1) or None
             text = text[match.end():]
-        if any(c.isspace() for c in text[:1000]) or any(c.isspace() for c in text[-1000:]):
-            text = "".join(text.split())
-        if text and (len(text) % 4 or not _BASE64.match(text)):
-            raise InputValidationError([FieldError(pointer, "is not valid base64 (set contentEncoding to text for plain text)")])
+        if len(text) % 4 or not _BASE64.match(text):
+            # line breaks (MIME), URL-safe letters or dropped padding: normalize once, then insist
+            text = "".join(text.split()).replace("-", "+").replace("_", "/")
+            text += "=" * (-len(text) % 4)
+            if not _BASE64.match(text):
+                raise InputValidationError([FieldError(pointer, "is not valid base64 (set contentEncoding to text for plain text)")])
         self._raw = None
         self._b64 = text
         self.size = len(text) // 4 * 3 - text[-2:].count("=") if text else 0
@@ -227,8 +229,9 @@ class DownloadFile(Action):
             None, title="To byte", description="Last byte to read (inclusive); empty reads to the end.",
             ge=0, group="Range", advanced=True,
         )
-        full_size_image: bool = InputField(
-            True, title="Full-size image", description="For image columns: the full image rather than the 144x144 thumbnail.",
+        thumbnail: bool = InputField(
+            False, title="Image thumbnail",
+            description="For image columns: the 144x144 thumbnail instead of the full-size image.",
             group="Advanced", advanced=True,
         )
 
@@ -251,9 +254,10 @@ class DownloadFile(Action):
         start, end = inputs.range_start or 0, inputs.range_end
         if end is not None and end < start:
             raise InputValidationError([FieldError("/rangeEnd", "must not be before From byte (rangeStart)")])
-        _, path = await _row_path(ctx, inputs.entity_type, inputs.entity_id)
+        table, path = await _row_path(ctx, inputs.entity_type, inputs.entity_id)
         url = f"{path}/{inputs.column}/$value"
-        params = {"size": "full"} if inputs.full_size_image else None
+        image = not inputs.thumbnail and await _is_image(ctx, table, inputs.column)
+        params = {"size": "full"} if image else None
         pieces: list[str] = []
         carry = b""
         position, total, name, mime = start, None, "", "application/octet-stream"
@@ -290,6 +294,20 @@ class DownloadFile(Action):
         length = len(encoded) // 4 * 3 - encoded[-2:].count("=") if encoded else 0
         return {"fileName": name, "mimeType": mime, "size": total or 0, "content": encoded,
                 "rangeStart": start, "length": length}
+
+
+async def _is_image(ctx: Context, table: TableInfo, column: str) -> bool:
+    """Whether `column` is an image column (they answer thumbnails unless asked for size=full);
+    without metadata rights it is taken for a file column."""
+    if not table.logical_name:
+        return False
+    try:
+        found = await ctx.client.get_json(
+            f"EntityDefinitions(LogicalName={quote(table.logical_name)})/Attributes(LogicalName={quote(column)})",
+            params={"$select": "AttributeType"})
+    except DataverseError:
+        return False
+    return found.get("AttributeType") == "Image"
 
 
 class DeleteFile(Action):

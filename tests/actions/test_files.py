@@ -100,6 +100,10 @@ def test_content_slices_decode_like_the_whole():
     for start, end in [(0, 1), (1, 2), (2, 7), (997, 1000), (0, 1000), (334, 335)]:
         assert content.read(start, end) == data[start:end]
     assert b"".join(chunk for _, chunk in content.chunks(7)) == data
+    wrapped = base64.encodebytes(data).decode()                         # MIME line breaks
+    assert Content(wrapped, "base64").read(0, 1000) == data
+    url_safe = base64.urlsafe_b64encode(data[:998]).decode().rstrip("=")  # URL-safe, padding dropped
+    assert Content(url_safe, "base64").read(0, 998) == data[:998]
 
 
 async def test_bad_input_fails_before_any_request(offline_connection):
