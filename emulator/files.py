@@ -9,7 +9,7 @@ in three private tables:
   its blocks, an unfinished upload owns its chunks under its session token, so committing a
   chunked upload moves blocks instead of copying bytes, and a ranged download reads only the
   blocks it needs;
-* `_d365_file_uploads`: open chunked upload sessions.
+* `_d365_file_uploads`: open upload sessions (dropped after an hour unfinished).
 
 Routes, served by `handle(ctx, table, row, column, rest)` for `{set}({key})/{column}[/$value]`:
 
@@ -35,6 +35,7 @@ import base64
 import mimetypes
 import re
 import secrets
+import time
 import uuid
 
 from d365_components.emulator.context import Ctx, Reply
@@ -48,6 +49,7 @@ FILE_TYPES = frozenset({"File", "Image"})
 CHUNK_SIZE = 4 * 1024 * 1024                  # what Dataverse answers in x-ms-chunk-size
 SINGLE_REQUEST_LIMIT = 128 * 1024 * 1024      # larger files must be sent in chunks
 DEFAULT_MAX_SIZE_KB = 32768
+SESSION_LIFETIME = 3600.0                     # seconds an unfinished upload session is kept
 FILE_TOO_BIG = "0x80044a02"
 SAMPLE_COLUMNS = (("account", "new_contract", "Contract"),)
 EXPOSED = "x-ms-file-size, x-ms-file-name, mimetype, x-ms-chunk-size"
@@ -59,7 +61,8 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS _d365_file_blocks (owner TEXT NOT NULL, start INTEGER NOT NULL, "
     "data BLOB NOT NULL, PRIMARY KEY (owner, start))",
     "CREATE TABLE IF NOT EXISTS _d365_file_uploads (token TEXT PRIMARY KEY, tablename TEXT NOT NULL, "
-    "rowid_ TEXT NOT NULL, columnname TEXT NOT NULL, filename TEXT, mimetype TEXT, size INTEGER)",
+    "rowid_ TEXT NOT NULL, columnname TEXT NOT NULL, filename TEXT, mimetype TEXT, size INTEGER, "
+    "startedat REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS _d365_file_staged (token TEXT NOT NULL, blockid TEXT NOT NULL, "
     "data BLOB NOT NULL, PRIMARY KEY (token, blockid))",
 )
@@ -165,8 +168,10 @@ def start_upload(ctx: Ctx, table: Table, row: dict, col: Column) -> Reply:
     name = _file_name(ctx)
     token = secrets.token_urlsafe(24)
     with ctx.store.lock:
-        ctx.store.conn.execute("INSERT INTO _d365_file_uploads VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                               [token, table.logical_name, row[table.primary_id], col.name, name, _mime(ctx, name)])
+        _forget_abandoned(ctx.store)
+        ctx.store.conn.execute("INSERT INTO _d365_file_uploads VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                               [token, table.logical_name, row[table.primary_id], col.name, name, _mime(ctx, name),
+                                time.time()])
     location = f"{ctx.api}/{table.entity_set}({row[table.primary_id]})/{col.name}?sessiontoken={token}"
     return Reply(200, b"", {"Location": location, "Accept-Ranges": "bytes", "x-ms-chunk-size": str(CHUNK_SIZE),
                             "Access-Control-Expose-Headers": "x-ms-chunk-size"})
@@ -207,6 +212,16 @@ def upload_chunk(ctx: Ctx, table: Table, row: dict, col: Column, token: str) -> 
         store.conn.execute("DELETE FROM _d365_file_uploads WHERE token = ?", [token])
         _attach(ctx, table, row, col, file_id, name, session["mimetype"], total)
     return Reply.empty(204)
+
+
+def _forget_abandoned(store) -> None:
+    """Drop upload sessions older than SESSION_LIFETIME with their chunks, so they cannot pile up."""
+    old = [r["token"] for r in store.execute("SELECT token FROM _d365_file_uploads WHERE startedat < ?",
+                                             [time.time() - SESSION_LIFETIME])]
+    for token in old:
+        store.conn.execute("DELETE FROM _d365_file_blocks WHERE owner = ?", [token])
+        store.conn.execute("DELETE FROM _d365_file_staged WHERE token = ?", [token])
+        store.conn.execute("DELETE FROM _d365_file_uploads WHERE token = ?", [token])
 
 
 def _complete(blocks: list[dict], total: int) -> bool:
@@ -371,8 +386,9 @@ def initialize_upload(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
     name = params.get("FileName") or ""
     token = secrets.token_urlsafe(18)
     with ctx.store.lock:
-        ctx.store.conn.execute("INSERT INTO _d365_file_uploads VALUES (?, ?, ?, ?, ?, NULL, NULL)",
-                               [token, table.logical_name, row[table.primary_id], col.name, name])
+        _forget_abandoned(ctx.store)
+        ctx.store.conn.execute("INSERT INTO _d365_file_uploads VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)",
+                               [token, table.logical_name, row[table.primary_id], col.name, name, time.time()])
     return Reply.json(200, {"@odata.context": f"{ctx.api}/$metadata#{_NS}InitializeFileBlocksUploadResponse",
                             "FileContinuationToken": _token("up", token)})
 

@@ -167,3 +167,15 @@ async def test_files_leave_with_their_row(api, account, store):
     assert store.execute("SELECT 1 FROM _d365_files WHERE rowid_ = ?", [account])
     assert (await api.delete(f"accounts({account})")).status_code == 204
     assert not store.execute("SELECT 1 FROM _d365_files WHERE rowid_ = ?", [account])
+
+
+async def test_abandoned_sessions_are_dropped(api, account, store, monkeypatch):
+    r = await api.patch(f"accounts({account})/new_contract?x-ms-file-name=a.bin", headers={"x-ms-transfer-mode": "chunked"})
+    location = r.headers["Location"]
+    await api.patch(location, content=b"abc", headers={"Content-Range": "bytes 0-2/10"})
+    monkeypatch.setattr(files, "SESSION_LIFETIME", -1.0)
+    await api.patch(f"accounts({account})/new_contract?x-ms-file-name=b.bin", headers={"x-ms-transfer-mode": "chunked"})
+    token = location.rsplit("=", 1)[1]
+    assert not store.execute("SELECT 1 FROM _d365_file_blocks WHERE owner = ?", [token])
+    r = await api.patch(location, content=b"defg", headers={"Content-Range": "bytes 3-6/10"})
+    assert r.status_code == 400
