@@ -105,6 +105,7 @@ def add_file_column(store, table: Table, name: str, display: str, *, max_size_kb
             table.add(c)
         else:
             store.add_column(table.logical_name, c)
+    store.schema.version += 1           # cached row plans, metadata and CSDL see the new columns
     return col
 
 

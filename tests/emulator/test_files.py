@@ -179,3 +179,10 @@ async def test_abandoned_sessions_are_dropped(api, account, store, monkeypatch):
     assert not store.execute("SELECT 1 FROM _d365_file_blocks WHERE owner = ?", [token])
     r = await api.patch(location, content=b"defg", headers={"Content-Range": "bytes 3-6/10"})
     assert r.status_code == 400
+
+
+async def test_file_columns_show_in_rows_and_metadata(api, account):
+    row = (await api.get(f"accounts({account})")).json()
+    assert "new_contract" in row and "new_contract_name" in row
+    column = (await api.get("EntityDefinitions(LogicalName='account')/Attributes(LogicalName='new_contract')")).json()
+    assert column["AttributeType"] == "File" and column["IsValidForUpdate"] is False
