@@ -16,8 +16,10 @@ Conventions a form generator can rely on:
   - a name (``"entityType"``) is another input of the same form: first a sibling inside the same
     object (``{"table": "table"}`` in a ``{table, id}`` pair), else a top-level input;
   - a value starting with ``=`` is a literal (``{"table": "=leads"}``): the picker of a Lead ID
-    always lists leads. The data sources also accept the ``=`` form as given, so a host that
-    passes the mapping through unresolved still gets the right rows.
+    always lists leads. The ``table`` input of every data source also accepts the ``=`` form as
+    given, so a host that passes the mapping through unresolved still gets the right rows.
+
+  :func:`data_source_inputs` resolves a mapping exactly this way.
 - **Errors in outputs**: every error object an output carries (a failed batch operation, a row
   of a bulk load) is ``{status, code, message, hint}``: :data:`ERROR_SCHEMA`, :func:`error_json`.
 - **Rows in outputs**: an action that returns one row returns ``{id, entityType, entityUrl,
@@ -57,6 +59,23 @@ FORMATTED = "OData.Community.Display.V1.FormattedValue"
 def literal(value: str) -> str:
     """An ``x-data-source-inputs`` value that is the fixed ``value``, not another input's name."""
     return f"={value}"
+
+
+def data_source_inputs(
+    mapping: dict[str, str], inputs: dict[str, Any], siblings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The inputs to call a field's data source with: literals as written, names looked up among
+    ``siblings`` (the object holding the field) and then the form's top-level ``inputs``. Names with
+    no value yet are left out, as a form would before the user fills them."""
+    resolved: dict[str, Any] = {}
+    for name, source in mapping.items():
+        if source.startswith("="):
+            resolved[name] = source[1:]
+        elif siblings is not None and siblings.get(source) not in (None, ""):
+            resolved[name] = siblings[source]
+        elif inputs.get(source) not in (None, ""):
+            resolved[name] = inputs[source]
+    return resolved
 
 
 def plain_id(value: str) -> str:

@@ -120,7 +120,7 @@ class CreateActivity(Action):
         )
         dynamic_values: dict[str, Any] | None = InputField(
             None,
-            title="Other columns",
+            title="Dynamic values",
             description="More columns as a JSON object (phonenumber, directioncode, location, ...).",
             examples=[{"phonenumber": "+1 425 555 0100", "directioncode": True}],
             widget="code",

@@ -52,11 +52,12 @@ class ResolveCase(Action):
     class Inputs(InputModel):
         case_id: str = _case_id()
         subject: str = InputField(
-            "Case resolved", title="Resolution", description="What resolved the case (the resolution's subject).",
+            "Case resolved", title="Subject", description="What resolved the case: the subject of the case resolution.",
             examples=["Replaced the faulty part"], min_length=1, max_length=200,
         )
         description: str | None = InputField(
-            None, title="Description", description="More detail on the resolution.", widget="textarea", max_length=2000
+            None, title="Description", description="More detail on the resolution.", examples=["Sent a replacement unit."],
+            widget="textarea", max_length=2000,
         )
         time_spent: int | None = InputField(
             None, title="Time spent (minutes)", description="Billable minutes spent on the case.", examples=[30], ge=0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import field_validator
+
 from d365_components import Context, DataSource, InputField, InputModel
 from d365_components.actions.metadata import NAME_OR_ID, choice_options, label_text, on_table, table_path
 from d365_components.connections.odata import is_guid, quote
@@ -18,8 +20,22 @@ LOOKUP_TYPES = {"Lookup", "Customer", "Owner"}
 RECORD_LIMIT = 50
 
 
-def table_input(description: str = "The table: its entity set name (accounts) or logical name (account).") -> Any:
-    return InputField(title="Table", description=description, examples=["accounts"], pattern=NAME_OR_ID)
+def table_input(description: str = (
+    "The table: its entity set name (accounts) or logical name (account). A leading = (=leads, "
+    "a fixed value from a form's x-data-source-inputs) is ignored."
+)) -> Any:
+    return InputField(title="Table", description=description, examples=["accounts"], pattern=NAME_OR_ID.replace("^", "^=?", 1))
+
+
+class _TableInputs(InputModel):
+    """Inputs of a data source that lists something of one table."""
+
+    table: str = table_input()
+
+    @field_validator("table")
+    @classmethod
+    def _literal(cls, value: str) -> str:
+        return value.removeprefix("=")
 
 
 def search_input(description: str) -> Any:
@@ -100,8 +116,7 @@ class Columns(DataSource):
     key = "dynamics365.columns"
     label = "Columns"
 
-    class Inputs(InputModel):
-        table: str = table_input()
+    class Inputs(_TableInputs):
         purpose: Literal["read", "create", "update"] = InputField(
             "read", title="Purpose",
             description="read: columns to select (lookups as _name_value); create / update: columns that can be written.",
@@ -131,8 +146,7 @@ class ChoiceOptions(DataSource):
     key = "dynamics365.choice_options"
     label = "Choice options"
 
-    class Inputs(InputModel):
-        table: str = table_input()
+    class Inputs(_TableInputs):
         column: str = InputField(title="Choice column", description="The choice column's logical name.",
                                  examples=["industrycode"], pattern=NAME_OR_ID)
 
@@ -147,8 +161,8 @@ class Relationships(DataSource):
     key = "dynamics365.relationships"
     label = "Relationships"
 
-    class Inputs(InputModel):
-        table: str = table_input()
+    class Inputs(_TableInputs):
+        pass
 
     async def fetch(self, ctx: Context, inputs: Inputs) -> list[dict[str, Any]]:
         expand = [
@@ -188,8 +202,7 @@ class Records(DataSource):
     key = "dynamics365.records"
     label = "Records"
 
-    class Inputs(InputModel):
-        table: str = table_input()
+    class Inputs(_TableInputs):
         search: str | None = search_input(f"Only rows whose name contains this text (at most {RECORD_LIMIT} are listed).")
 
     async def fetch(self, ctx: Context, inputs: Inputs) -> list[dict[str, Any]]:

@@ -78,15 +78,16 @@ class RunFetchXmlQuery(Action):
         fetch_all: bool = InputField(False, title="Fetch all", description="Read every page (by paging cookie) up to Max rows; otherwise one page.")
         page_number: int | None = InputField(
             None, title="Page number", description="The page to read (1 = first). With Next page ID, the page after the cookie's page is read when empty.",
-            ge=1, group="Paging",
+            examples=[2], ge=1, group="Paging",
         )
         next_page_id: str | None = InputField(
             None, title="Next page ID", description="The nextPageId (paging cookie) of a previous run, to read the page after it.",
+            examples=['<cookie page="1"><accountid last="{7EB682F1-CA75-E511-80D4-00155D2A68D1}"/></cookie>'],
             group="Paging", min_length=1,
         )
         records_per_page: int | None = InputField(
             None, title="Rows per page", description="Rows per page, 1 to 5,000; when empty, the count in the FetchXML or 5,000.",
-            ge=1, le=MAX_PAGE_SIZE, group="Paging",
+            examples=[500], ge=1, le=MAX_PAGE_SIZE, group="Paging",
         )
         max_rows: int = InputField(
             50_000, title="Max rows", description="With Fetch all: stop after this many rows and set truncated.",

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import field_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import COLUMNS, GUID_PATTERN, TABLE_DEFINITIONS
+from d365_components.actions._common import ADVANCED, COLUMNS, GUID_PATTERN, NAME_PATTERN, TABLE_DEFINITIONS
 from d365_components.connections.odata import is_guid, quote
 from d365_components.errors import FieldError, InputValidationError, RecordNotFoundError
 
@@ -97,14 +97,14 @@ def body_field(description: str) -> Any:
 def solution_field() -> Any:
     return InputField(
         None, title="Solution", description="Unique name of the unmanaged solution to add the change to.",
-        examples=["examplesolution"], group="Advanced", advanced=True,
+        examples=["examplesolution"], group=ADVANCED, advanced=True,
     )
 
 
 def language_field() -> Any:
     return InputField(
         1033, title="Label language", description="Language code for labels given as plain text (1033 = English).",
-        ge=1, group="Advanced", advanced=True,
+        ge=1, group=ADVANCED, advanced=True,
     )
 
 
@@ -267,6 +267,7 @@ class ListEntityTypes(Action):
         )
         next_link: str | None = InputField(
             None, title="Next page", description="The nextLink of a previous call, to read the page after it.",
+            examples=["https://contoso.crm.dynamics.com/api/data/v9.2/#skip=5000"],
         )
         fetch_all: bool = InputField(False, title="Fetch all", description="Follow every page and return them all.")
 
@@ -359,7 +360,7 @@ class GetEntitiesMetadata(Action):
         @classmethod
         def _names(cls, names: list[str]) -> list[str]:
             for name in names:
-                if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                if not re.match(NAME_PATTERN, name):
                     raise ValueError(f"'{name}' is not a table's logical name")
             return names
 
@@ -680,7 +681,7 @@ class GetChoiceOptions(Action):
                                    description="The choice column: its logical name (industrycode) or MetadataId.")
         language_code: int | None = InputField(
             None, title="Label language", description="Labels in this language (1033 = English); empty: the user's.",
-            ge=1, group="Advanced", advanced=True,
+            examples=[1033], ge=1, group=ADVANCED, advanced=True,
         )
 
     output_schema = {

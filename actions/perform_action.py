@@ -149,7 +149,6 @@ class CallFunction(Action):
         )
         entity_type: str | None = entity_type_field(
             default=None,
-            title="Bound to table",
             description="For a bound function: the table (entity set or logical name). Leave empty for an unbound one.",
             examples=["systemusers"],
         )

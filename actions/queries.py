@@ -74,7 +74,7 @@ class QueryEntities(Action):
         )
         next_page_id: str | None = InputField(
             None, title="Next page ID", description="The nextPageId of a previous run, to read the page after it (the query options travel inside it).",
-            group="Paging", min_length=1,
+            examples=["https://contoso.crm.dynamics.com/api/data/v9.2/accounts?$skiptoken=..."], group="Paging", min_length=1,
         )
         max_rows: int = InputField(
             50_000, title="Max rows", description="With Fetch all: stop after this many rows and set truncated (protects the flow from pulling a whole table).",
