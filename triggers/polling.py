@@ -12,7 +12,8 @@ Two ways to ask Dataverse, chosen per table:
   from the newest delivered ``modifiedon`` minus a short overlap, dropping the (id, version)
   pairs already delivered. Dataverse keeps whole seconds, so a row written into a second we
   already read (or committed late) is still found, and none is repeated. Deletes cannot be
-  seen this way.
+  seen this way. A run reads at most ``MAX_PAGES_PER_RUN`` full pages (250,000 rows), so only
+  more writes than that inside one overlap window would hold the cursor back.
 
 Created vs updated: each change window remembers the newest ``createdon`` it has seen and the ids
 created in that second; a row is *created* if it was made after that, else *updated*. The
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -411,19 +413,22 @@ class _Run:
         fresh: list[dict[str, Any]] = []
         caught_up = True
         reads = 0
-        async for page in self.client.pages(entity_set, params=params, page_size=min(self.inputs.batch_size, MAX_PAGE)):
-            reads += 1
-            for row in page.rows:
-                stamp = _stamp(row)
-                if recent.get(row[pk], [None])[0] == stamp:
-                    continue  # delivered in an earlier run (the overlap reads it again)
-                fresh.append(row)
-                recent[row[pk]] = [stamp, row.get("modifiedon")]
-                if len(fresh) >= self.inputs.batch_size:
+        # Full pages however small the batch: every run re-reads the overlap window before it
+        # reaches new rows, so a run must be able to read past a burst of rows written in it.
+        async with aclosing(self.client.pages(entity_set, params=params, page_size=MAX_PAGE)) as pages:
+            async for page in pages:
+                reads += 1
+                for row in page.rows:
+                    stamp = _stamp(row)
+                    if recent.get(row[pk], [None])[0] == stamp:
+                        continue  # delivered in an earlier run (the overlap reads it again)
+                    fresh.append(row)
+                    recent[row[pk]] = [stamp, row.get("modifiedon")]
+                    if len(fresh) >= self.inputs.batch_size:
+                        break
+                if len(fresh) >= self.inputs.batch_size or reads >= MAX_PAGES_PER_RUN:
+                    caught_up = False
                     break
-            if len(fresh) >= self.inputs.batch_size or reads >= MAX_PAGES_PER_RUN:
-                caught_up = False
-                break
         await self.take(fresh, [], initial=False)
         self._advance(recent, position)
         if caught_up:

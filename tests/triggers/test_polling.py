@@ -3,6 +3,7 @@ landing between and during runs, deletes, small batches, filters, and expired de
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -10,7 +11,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from d365_components.connections import BatchOperation
 from d365_components.definitions import Connection, Context
+from d365_components.errors import TransientError
 from d365_components.runtime import open_connection, parse_inputs, poll
 from d365_components.triggers.polling import ChangedRows, PollingError
 
@@ -123,7 +126,7 @@ async def _drain(trigger_client: Any, inputs: dict[str, Any], cursor: Any, ledge
     for _ in range(limit):
         result = await trigger.poll(Context(client=trigger_client), typed, cursor)
         ledger.take(result.events)
-        cursor = result.cursor
+        cursor = json.loads(json.dumps(result.cursor))  # hosts persist it as JSON
         if not result.events and not trigger_client.queued:
             return cursor
     raise AssertionError("polling never caught up")
@@ -158,7 +161,7 @@ async def _scenario(client: Any, entity_set: str, pk: str, column: str, *, delet
         if rng.random() < 0.35:
             result = await ChangedRows().poll(Context(client=meddler), parse_inputs(ChangedRows, inputs), cursor)
             ledger.take(result.events)
-            cursor = result.cursor
+            cursor = json.loads(json.dumps(result.cursor))  # hosts persist it as JSON
             assert len(result.events) <= 3
     await _drain(meddler, inputs, cursor, ledger)
     return ledger
@@ -267,3 +270,38 @@ class _Borrowed(Connection):
 
     async def aclose(self) -> None:
         pass
+
+
+async def test_a_burst_bigger_than_a_run_can_reread_still_drains(client):
+    """More rows modified within the overlap window than a run re-reads in small pages must not
+    stall the modifiedon cursor (every run re-reads the window before reaching new rows)."""
+    ledger = Ledger(client, "annotations", "annotationid", name_column="subject")
+    inputs = {"entityType": "annotations", "fieldNames": ["subject"], "batchSize": 3}
+    cursor = (await ChangedRows().poll(Context(client=client), parse_inputs(ChangedRows, inputs), None)).cursor
+    await client.batch([BatchOperation("POST", "annotations", body={"subject": f"burst {i}"}) for i in range(160)])
+    rows = [r async for r in client.rows("annotations", params={
+        "$select": "annotationid,versionnumber", "$filter": "startswith(subject,'burst ')"})]
+    ledger.final.update({r["annotationid"]: r["versionnumber"] for r in rows})
+    await _drain(Meddler(client), inputs, cursor, ledger, limit=80)
+    ledger.check(deletes_seen=False)
+
+
+async def test_a_failed_run_leaves_the_cursor_as_it_was(client):
+    """The host keeps the old cursor when a run fails; running again from it loses and repeats nothing."""
+    ledger = Ledger(client, "annotations", "annotationid", name_column="subject")
+    inputs = {"entityType": "annotations", "fieldNames": ["subject"], "batchSize": 2}
+    cursor = (await ChangedRows().poll(Context(client=client), parse_inputs(ChangedRows, inputs), None)).cursor
+    for i in range(5):
+        await ledger.create(f"fails once {i}")
+    kept = json.dumps(cursor)
+    flaky = Meddler(client)
+
+    async def fail() -> None:
+        raise TransientError("the network went away mid-run")
+
+    flaky.queued.append(fail)
+    with pytest.raises(TransientError):
+        await ChangedRows().poll(Context(client=flaky), parse_inputs(ChangedRows, inputs), cursor)
+    assert json.dumps(cursor) == kept
+    await _drain(Meddler(client), inputs, cursor, ledger)
+    ledger.check(deletes_seen=False)
