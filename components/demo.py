@@ -102,7 +102,7 @@ async def _sales_day(out: Console, emulator: Any) -> None:
                     ],
                     "chunkSize": 200,
                 },
-                lambda r: f"{r.get('succeeded', 0):,} written, {r.get('failed', 0)} failed",
+                lambda r: f"{r['written']:,} written, {r['failed']} failed",
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
 
@@ -199,9 +199,9 @@ async def _sales_day(out: Console, emulator: Any) -> None:
     finally:
         await connection.aclose()
 
-    summary = Table("step", "action", "result", "time", title="What ran", title_justify="left")
-    for row in day.summary:
-        summary.add_row(*row)
+    summary = Table("step", "result", "time", title="What ran", title_justify="left")
+    for title, _key, result, elapsed in day.summary:
+        summary.add_row(title, result, elapsed)
     out.print(summary)
     out.print(f"[green]Done:[/green] {len(day.summary)} steps against the embedded emulator at {emulator.org_url}.")
 

@@ -47,7 +47,7 @@ def create_app(*, identity, org_url: str, db: str = ":memory:", seed: str | None
     store = Store(schema, db)
     if store.get("organization", defaults.ORGANIZATION_ID) is None:
         seed_rows(store, seed)
-    messages.load_message_modules()
+    messages.load_message_modules(store)
 
     async def batch(request: Request) -> Response:
         if request.path_params["version"] not in VERSIONS:

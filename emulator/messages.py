@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from d365_components.emulator import defaults
 from d365_components.emulator.context import Ctx, Reply
@@ -28,7 +28,10 @@ from d365_components.emulator.schema import Table
 
 NAMESPACE = "Microsoft.Dynamics.CRM."
 # modules that register more messages when imported; create_app imports those that exist
-MESSAGE_MODULES: list[str] = ["d365_components.emulator.bulk"]
+MESSAGE_MODULES: list[str] = [
+    "d365_components.emulator.bulk",
+    "d365_components.emulator.crm_messages",
+]
 
 
 @dataclass
@@ -56,10 +59,15 @@ def unregister(name: str, bound_to: str | None = None) -> None:
     _actions.pop((name, bound_to), None)
 
 
-def load_message_modules() -> None:
-    for module in MESSAGE_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
+def load_message_modules(store: Any = None) -> None:
+    """Import every message module (registering its messages); a module that needs tables of its
+    own defines ``add_tables(store)``, called for each new store."""
+    for name in MESSAGE_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            module = importlib.import_module(name)
+            add_tables = getattr(module, "add_tables", None)
+            if store is not None and add_tables is not None:
+                add_tables(store)
 
 
 def is_unbound(name: str) -> bool:
