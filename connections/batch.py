@@ -18,7 +18,7 @@ from typing import Any
 from d365_components.connections.errors_map import dataverse_error
 from d365_components.errors import DataverseError, TransientError
 
-__all__ = ["MAX_OPERATIONS", "BatchOperation", "BatchResult", "decode_batch", "encode_batch"]
+__all__ = ["MAX_OPERATIONS", "BatchOperation", "BatchResult", "boundary_of", "decode_batch", "encode_batch"]
 
 MAX_OPERATIONS = 1000
 CRLF = "\r\n"
@@ -125,6 +125,7 @@ class _Part:
 
 
 def boundary_of(content_type: str) -> str | None:
+    """The multipart boundary of a Content-Type; None for a plain (non-``$batch``) error answer."""
     match = _BOUNDARY.search(content_type or "")
     return match.group(1) if match else None
 

@@ -16,7 +16,7 @@ from xml.etree import ElementTree
 
 from defusedxml import ElementTree as SafeElementTree
 
-__all__ = ["MAX_PAGE_SIZE", "Page", "fetch_with_paging", "paging_cookie_of", "prefer_page_size"]
+__all__ = ["MAX_PAGE_SIZE", "Page", "fetch_page", "fetch_with_paging", "odata_page", "paging_cookie_of", "prefer_page_size"]
 
 MAX_PAGE_SIZE = 5000
 PAGING_COOKIE = "@Microsoft.Dynamics.CRM.fetchxmlpagingcookie"

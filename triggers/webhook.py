@@ -25,7 +25,7 @@ from d365_components.redaction import redact, register_secret
 from d365_components.triggers import registration
 from d365_components.triggers.payload import PayloadError, parse_event
 
-__all__ = ["DataverseWebhook", "registration_for"]
+__all__ = ["DataverseWebhook", "default_name", "registration_for"]
 
 MESSAGES = ("Create", "Update", "Delete")
 Message = Literal["Create", "Update", "Delete"]
@@ -204,6 +204,7 @@ def _client(ctx: Context) -> Any:
 
 
 def default_name(table: str, webhook_url: str) -> str:
+    """The registration's name when none is given: stable for one URL, so a redeploy finds it again."""
     digest = hashlib.sha256(webhook_url.encode()).hexdigest()[:10]
     return f"d365-components {table} {digest}"
 
