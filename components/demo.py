@@ -131,7 +131,7 @@ async def _sales_day(out: Console, emulator: Any) -> None:
                 "fetchAll": True,
                 "recordsPerPage": 500,
             },
-            lambda r: f"{len(r['value']):,} rows, each exactly once",
+            lambda r: f"{len(r['value']):,} rows, {len({row['leadid'] for row in r['value']}):,} distinct",
         )
         by_company = await day.step(
             "FetchXML aggregate: pipeline per company",
@@ -194,7 +194,7 @@ async def _sales_day(out: Console, emulator: Any) -> None:
                 "Win the opportunity",
                 "dynamics365.win_opportunity",
                 {"opportunityId": opportunity, "subject": "Signed!", "actualRevenue": 48_000},
-                lambda r: "won",
+                lambda r: f"{r['state']}, actual revenue {r['actualRevenue']:,.0f}",
             )
     finally:
         await connection.aclose()
