@@ -490,3 +490,7 @@ register_action("CommitFileBlocksUpload", commit_upload)
 register_action("InitializeFileBlocksDownload", initialize_download)
 register_action("DownloadBlock", download_block)
 register_action("DeleteFile", delete_file_message)
+
+
+#: the message-module hook (emulator/messages.py) that prepares each new store
+add_tables = install

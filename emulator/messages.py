@@ -31,6 +31,7 @@ NAMESPACE = "Microsoft.Dynamics.CRM."
 MESSAGE_MODULES: list[str] = [
     "d365_components.emulator.bulk",
     "d365_components.emulator.crm_messages",
+    "d365_components.emulator.files",
 ]
 
 

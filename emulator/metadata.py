@@ -35,6 +35,7 @@ ATTRIBUTE_CLASS = {
     "Lookup": "LookupAttributeMetadata", "Customer": "LookupAttributeMetadata", "Owner": "LookupAttributeMetadata",
     "Uniqueidentifier": "UniqueIdentifierAttributeMetadata", "EntityName": "EntityNameAttributeMetadata",
     "MultiSelectPicklist": "MultiSelectPicklistAttributeMetadata",
+    "File": "FileAttributeMetadata", "Image": "ImageAttributeMetadata",
 }
 TYPE_OF_CLASS = {v: k for k, v in ATTRIBUTE_CLASS.items() if k not in ("Customer", "Owner")}
 CREATABLE = {"String", "Memo", "Integer", "BigInt", "Decimal", "Double", "Money", "Boolean", "Picklist",
@@ -179,6 +180,8 @@ def attribute_json(t: Table, c: Column, index: int, typed: bool) -> dict:
     elif k == "Money":
         out.update(MinValue=c.min_value, MaxValue=c.max_value, Precision=c.precision, PrecisionSource=2,
                    IsBaseCurrency=False)
+    elif k in ("File", "Image"):
+        out["MaxSizeInKB"] = int(c.max_value or 32768)
     elif k == "DateTime":
         out.update(Format=c.format or "DateAndTime",
                    DateTimeBehavior={"Value": "DateOnly" if c.format == "DateOnly" else "UserLocal"})

@@ -64,6 +64,10 @@ def handle(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> Reply:
     if name in table.single_navs and sub_key is None:
         return single_nav(ctx, table, row, table.single_navs[name], rest[1:])
     col = table.column_for_json(name)
+    if col is not None and sub_key is None and col.type in ("File", "Image"):
+        from d365_components.emulator import files
+
+        return files.handle(ctx, table, row, col, rest[1:])
     if col is not None and sub_key is None and not rest[1:]:
         return property_value(ctx, table, row, col)
     raise segment_not_found(rest[0])
