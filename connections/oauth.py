@@ -596,9 +596,10 @@ class _UserTokenSource(MsalTokenSource):
             raise aad_error(result, context="Sign-in failed")
         self.remember(result)
         claims = result.get("id_token_claims") or {}
-        app = self.app()
-        accounts = app.get_accounts()
-        if accounts:
+        accounts = self.app().get_accounts()
+        if claims.get("oid"):  # the cache may hold other users' sign-ins too: pick the one just made
+            accounts = [a for a in accounts if a.get("local_account_id") == claims["oid"]]
+        if len(accounts) == 1:
             self.account_id = accounts[0].get("home_account_id")
         elif result.get("refresh_token"):
             self._refresh_token = result["refresh_token"]
@@ -610,7 +611,7 @@ class _UserTokenSource(MsalTokenSource):
         }
 
     def acquire(self, force: bool = False) -> dict[str, Any]:
-        if self._refresh_token and not self.app().get_accounts():
+        if self._refresh_token and self.account_id is None:
             self.acquisitions += 1
             result = self.app().acquire_token_by_refresh_token(self._refresh_token, self.scopes)
             if result.get("refresh_token"):

@@ -211,9 +211,15 @@ class MsalTokenSource:
         return result
 
     def _account(self, app: msal.ClientApplication) -> dict[str, Any] | None:
+        """This source's account, never another user's: a host may share one cache among users."""
         accounts = app.get_accounts()
         if self.account_id:
-            accounts = [a for a in accounts if a.get("home_account_id") == self.account_id] or accounts
+            return next((a for a in accounts if a.get("home_account_id") == self.account_id), None)
+        if len(accounts) > 1:
+            raise AuthenticationError(
+                "The token cache holds several signed-in users: set the connection's account "
+                "(tokens.account_id, the home_account_id of its sign-in) or give it a cache of its own."
+            )
         return accounts[0] if accounts else None
 
     def remember(self, result: dict[str, Any]) -> Token:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import msal
 import pytest
 
 from d365_components.connections.oauth import AuthCodeConnection, ClientCredentialsConnection
@@ -247,3 +249,36 @@ def test_a_corrupt_token_cache_file_starts_empty(tmp_path):
     path.write_text("{not json")
     cache = FileTokenCache(path)
     assert not any(cache.search(cache.CredentialType.REFRESH_TOKEN))
+
+
+async def test_a_shared_token_cache_never_lends_one_users_sign_in_to_another(emulator):
+    """A host may keep every user's sign-in in one cache: a connection acts only for its own account."""
+    cache = msal.SerializableTokenCache()
+    signed_in = AuthCodeConnection(_user_inputs(emulator, tenantId=emulator.tenant_id), token_cache=cache)
+    url, flow = await signed_in.authorization_url(REDIRECT)
+    async with httpx.AsyncClient(verify=emulator.ssl_context, follow_redirects=False) as browser:
+        location = (await browser.get(url)).headers["location"]
+    await signed_in.exchange_code(flow, {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()})
+    mine = signed_in.tokens.account_id
+    assert mine and mine.startswith(defaults.USER_OBJECT_ID)
+    await signed_in.aclose()
+
+    # Another user's connection on the same cache, whose own sign-in is not (or no longer) there.
+    other = AuthCodeConnection(_user_inputs(emulator, tenantId=emulator.tenant_id), token_cache=cache)
+    other.tokens.account_id = "00000000-0000-4000-8000-00000000beef." + emulator.tenant_id
+    with pytest.raises(AuthenticationError, match="sign"):
+        await other.open_client().whoami()
+    await other.aclose()
+
+    # A second account in the cache: a connection that does not say which one is refused.
+    state = json.loads(cache.serialize())
+    [(key, account)] = state["Account"].items()
+    state["Account"][key.replace(mine, "someone-else")] = {**account, "home_account_id": "someone-else",
+                                                           "local_account_id": "someone-else"}
+    cache.deserialize(json.dumps(state))
+    unnamed = AuthCodeConnection(_user_inputs(emulator, tenantId=emulator.tenant_id), token_cache=cache)
+    with pytest.raises(AuthenticationError, match="several"):
+        await unnamed.open_client().whoami()
+    unnamed.tokens.account_id = mine
+    assert (await unnamed.open_client().whoami())["UserId"] in (defaults.USER_ID, defaults.USER_OBJECT_ID)
+    await unnamed.aclose()
