@@ -9,29 +9,9 @@ import os
 import pytest
 
 from d365_components.actions.files import Content
-from d365_components.emulator import files, records
-from d365_components.emulator.literals import split_segment
+from d365_components.emulator import files
 from d365_components.errors import InputValidationError, RecordNotFoundError
 from d365_components.runtime import invoke
-
-
-@pytest.fixture(scope="module", autouse=True)
-def file_routes(emulator):
-    """File columns installed and routed (see tests/emulator/test_files.py for why the wrap)."""
-    files.install(emulator.app.state.store)
-    original = records.handle
-
-    def handle(ctx, table, key, rest):
-        if key is not None and rest:
-            name, sub_key = split_segment(rest[0])
-            col = table.column_for_json(name)
-            if sub_key is None and files.is_file_column(col):
-                return files.handle(ctx, table, records.find_row(ctx, table, key, required=True), col, rest[1:])
-        return original(ctx, table, key, rest)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(records, "handle", handle)
-        yield
 
 
 @pytest.fixture

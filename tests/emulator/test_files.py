@@ -8,31 +8,7 @@ import os
 
 import pytest
 
-from d365_components.emulator import files, records
-from d365_components.emulator.literals import split_segment
-
-
-@pytest.fixture(scope="module", autouse=True)
-def file_routes(emulator):
-    """Install file columns and route `{set}({key})/{file column}` to emulator.files.
-
-    Until the records router sends file columns to `files.handle` itself, the test wraps
-    `records.handle` the way that wiring would (harmless once it exists)."""
-    files.install(emulator.app.state.store)
-    original = records.handle
-
-    def handle(ctx, table, key, rest):
-        if key is not None and rest:
-            name, sub_key = split_segment(rest[0])
-            col = table.column_for_json(name)
-            if sub_key is None and files.is_file_column(col):
-                row = records.find_row(ctx, table, key, required=True)
-                return files.handle(ctx, table, row, col, rest[1:])
-        return original(ctx, table, key, rest)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(records, "handle", handle)
-        yield
+from d365_components.emulator import files
 
 
 @pytest.fixture
