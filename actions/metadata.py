@@ -359,9 +359,9 @@ class GetEntitiesMetadata(Action):
         @field_validator("tables")
         @classmethod
         def _names(cls, names: list[str]) -> list[str]:
-            for name in names:
+            for index, name in enumerate(names):
                 if not re.match(NAME_PATTERN, name):
-                    raise ValueError(f"'{name}' is not a table's logical name")
+                    raise InputValidationError([FieldError(f"/tables/{index}", f"'{name}' is not a table's logical name")])
             return names
 
     output_schema = LIST_OUTPUT

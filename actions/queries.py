@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
@@ -35,12 +35,13 @@ _COLUMN = re.compile(NAME_PATTERN)
 _ORDER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*(\s+(asc|desc))?$", re.IGNORECASE)
 
 
-def _check_names(values: list[str], pattern: re.Pattern[str], what: str) -> list[str]:
-    cleaned = [v.strip() for v in values if v.strip()]
-    bad = [v for v in cleaned if not pattern.match(v)]
-    if bad:
-        raise ValueError(f"{', '.join(repr(b) for b in bad)}: not {what}")
-    return cleaned
+def _bad_names(values: list[str], pattern: re.Pattern[str], what: str, field: str) -> list[FieldError]:
+    """Each name that is not ``what``, reported at its own position in the list."""
+    return [
+        FieldError(f"/{field}/{index}", f"'{value.strip()}' is not {what}")
+        for index, value in enumerate(values)
+        if value.strip() and not pattern.match(value.strip())
+    ]
 
 
 class QueryEntities(Action):
@@ -84,15 +85,19 @@ class QueryEntities(Action):
         include_formatted_values: bool = formatted_values_field()
         impersonate_user_id: str | None = impersonate_field()
 
-        @field_validator("field_names")
+        @field_validator("field_names", "order_by_field_names")
         @classmethod
-        def _columns(cls, value: list[str]) -> list[str]:
-            return _check_names(value, _COLUMN, "a column name")
+        def _without_blanks(cls, names: list[str]) -> list[str]:
+            return [name.strip() for name in names if name.strip()]
 
-        @field_validator("order_by_field_names")
-        @classmethod
-        def _orders(cls, value: list[str]) -> list[str]:
-            return _check_names(value, _ORDER, 'a column optionally followed by "asc" or "desc"')
+        @model_validator(mode="after")
+        def _names(self) -> QueryEntities.Inputs:
+            bad = _bad_names(self.field_names, _COLUMN, "a column name", "fieldNames") + _bad_names(
+                self.order_by_field_names, _ORDER, 'a column optionally followed by "asc" or "desc"', "orderByFieldNames"
+            )
+            if bad:
+                raise InputValidationError(bad)
+            return self
 
     output_schema = {
         "type": "object",

@@ -171,9 +171,9 @@ class RawRequest(Action):
         @field_validator("headers")
         @classmethod
         def _no_auth_headers(cls, headers: list[KeyValue]) -> list[KeyValue]:
-            for item in headers:
+            for index, item in enumerate(headers):
                 if item.key.strip().lower() in REFUSED_HEADERS:
-                    raise ValueError(f"headers: '{item.key}' cannot be set (the connection sets it)")
+                    raise conflict(f"'{item.key}' cannot be set (the connection sets it)", f"headers/{index}/key")
             return headers
 
         @field_validator("file_data")
@@ -183,7 +183,7 @@ class RawRequest(Action):
                 try:
                     base64.b64decode(item.value, validate=True)
                 except (binascii.Error, ValueError):
-                    raise ValueError(f"fileData[{index}] ('{item.key}'): the content must be base64-encoded") from None
+                    raise conflict(f"the content of '{item.key}' must be base64-encoded", f"fileData/{index}/value") from None
             return files
 
         @model_validator(mode="after")

@@ -87,7 +87,7 @@ async def test_other_hosts_are_refused_before_any_request(offline_connection, ur
 async def test_authorization_header_cannot_be_overridden(offline_connection):
     with pytest.raises(InputValidationError) as caught:
         await invoke(KEY, {"url": "WhoAmI", "headers": [{"key": "authorization", "value": "Bearer stolen"}]}, offline_connection)
-    assert caught.value.errors[0].pointer == "/headers" and "stolen" not in str(caught.value)
+    assert caught.value.errors[0].pointer == "/headers/0/key" and "stolen" not in str(caught.value)
     assert offline_connection.sent == []
 
 
@@ -131,7 +131,7 @@ async def test_bodies_are_checked_before_sending(offline_connection):
     assert "not both" in str(caught.value)
     with pytest.raises(InputValidationError) as caught:
         await invoke(KEY, {"url": "x", "fileData": [{"key": "f", "value": "not base64!"}]}, offline_connection)
-    assert caught.value.errors[0].pointer == "/fileData"
+    assert caught.value.errors[0].pointer == "/fileData/0/value"
     assert offline_connection.sent == []
 
 
