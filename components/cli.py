@@ -130,6 +130,44 @@ def run(key: str, input_: str, connection: str | None) -> None:
     _print_json(result)
 
 
+@cli.command("test-connection")
+@click.option("--connection", required=True, metavar="JSON|@FILE", help='Connection: {"key": "...", "inputs": {...}}.')
+def test_connection(connection: str) -> None:
+    """Sign in and call WhoAmI: prints who you are, or what is wrong in plain words."""
+    from d365_components.runtime import open_connection, run_sync
+
+    conn = open_connection(_load_json(connection, "--connection"))
+
+    async def check() -> dict[str, Any]:
+        try:
+            return await conn.test()  # type: ignore[union-attr]
+        finally:
+            await conn.aclose()  # type: ignore[union-attr]
+
+    _print_json(run_sync(check()))
+
+
+@cli.command()
+@click.argument("key")
+@click.option("--input", "input_", default="{}", metavar="JSON|@FILE", help="Trigger inputs as JSON, or @file.")
+@click.option("--connection", required=True, metavar="JSON|@FILE", help="Connection config.")
+@click.option("--cursor", "cursor_file", type=click.Path(dir_okay=False, path_type=Path), help="File holding the cursor between runs (read if present, then updated).")
+def poll(key: str, input_: str, connection: str, cursor_file: Path | None) -> None:
+    """Run the polling trigger KEY once: print its events as JSON lines and save the next cursor."""
+    from d365_components.runtime import poll as poll_once
+    from d365_components.runtime import run_sync
+
+    cursor = None
+    if cursor_file is not None and cursor_file.exists():
+        cursor = _load_json(f"@{cursor_file}", "--cursor")
+    result = run_sync(poll_once(key, _load_json(input_, "--input"), cursor, _load_json(connection, "--connection")))
+    for event in result.events:
+        click.echo(json.dumps(event, ensure_ascii=False, default=str))
+    if cursor_file is not None:
+        cursor_file.write_text(json.dumps(result.cursor), encoding="utf-8")
+    err.print(f"{len(result.events)} events" + (f"; cursor saved to {cursor_file}" if cursor_file else ""))
+
+
 @cli.command()
 @click.option("--check", is_flag=True, help="Fail if the checked-in manifests differ from the code.")
 @click.option("--component", "components", multiple=True, help="Component key (default: dynamics365).")
