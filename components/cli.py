@@ -16,7 +16,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from d365_components.errors import D365Error
+from d365_components.errors import D365Error, InputValidationError
+from d365_components.redaction import redact
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -244,20 +245,22 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         click.echo(f"d365: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
+    except InputValidationError as exc:
+        if len(exc.errors) == 1:
+            click.echo(f"d365: error: {exc}", err=True)
+        else:
+            click.echo(f"d365: error: Invalid {exc.subject} ({len(exc.errors)} problems):", err=True)
+            for item in exc.errors:
+                click.echo(f"  {redact(str(item))}", err=True)
+        sys.exit(1)
     except D365Error as exc:
         click.echo(f"d365: error: {exc}", err=True)
-        details = getattr(exc, "errors", None)
-        if details and len(details) > 1:
-            for item in details:
-                click.echo(f"  {item}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug or an environment problem: still one line, unless asked
         if os.environ.get("D365_DEBUG"):
             raise
-        from d365_components.redaction import redact
-
         click.echo(f"d365: error: unexpected {type(exc).__name__}: {redact(str(exc))} (set D365_DEBUG=1 for details)", err=True)
         sys.exit(1)
 

@@ -104,6 +104,7 @@ class InputValidationError(D365Error):
 
     def __init__(self, errors: list[FieldError], *, subject: str = "inputs") -> None:
         self.errors = list(errors)
+        self.subject = subject
         lines = "; ".join(str(e) for e in self.errors)
         super().__init__(f"Invalid {subject}: {lines}")
 
