@@ -199,7 +199,7 @@ class _Run:
             return
         fresh = {"createdOn": _odata_time(start) if start else None, "ids": None if start else []}
         emit_after = {"modifiedOn": _odata_time(start), "inclusive": False} if start else None
-        self.cursor = self._new_cursor(mode, emit_after, known=fresh, seen=dict(fresh))
+        self.cursor = self._new_cursor(mode, emit_after, known=fresh, seen=json.loads(json.dumps(fresh)))
 
     def _new_cursor(self, mode: str, emit_after: dict[str, Any] | None, *, known: dict[str, Any],
                     seen: dict[str, Any], **carried: Any) -> dict[str, Any]:
@@ -303,17 +303,17 @@ class _Run:
         known = self.cursor["known"]
         known_ids = set(known["ids"]) if known.get("ids") is not None else None
         window_new = set(self.cursor.setdefault("windowNew", []))
-        candidates: list[tuple[str, dict[str, Any]]] = []
-        for row in rows:
-            if not initial or self.wanted_initially(row):
-                kind = self.kind(row, known_ids, window_new)
-                if kind in self.inputs.change_kinds:
-                    candidates.append((kind, row))
-            self.see(row)
+        candidates = [row for row in rows if not initial or self.wanted_initially(row)]
+        held: set[str] = set()
         if self.inputs.filter_expression and candidates and self.cursor["mode"] == "changeTracking":
-            candidates = await self.matching(candidates)
-        for kind, row in candidates:
-            self.emit(kind, row.get(self.table["primaryId"]), _plain(row))
+            candidates, held = await self.matching(candidates)
+        for row in rows:
+            if row.get(self.table["primaryId"]) not in held:  # a row held back stays new to the next run
+                self.see(row)
+        for row in candidates:
+            kind = self.kind(row, known_ids, window_new)
+            if kind in self.inputs.change_kinds:
+                self.emit(kind, row.get(self.table["primaryId"]), _plain(row))
         if "deleted" in self.inputs.change_kinds:
             for row_id in deleted:
                 self.emit("deleted", row_id, None)
@@ -321,12 +321,17 @@ class _Run:
     def emit(self, kind: str, row_id: Any, row: dict[str, Any] | None) -> None:
         self.events.append({"kind": kind, "table": self.table["logicalName"], "id": row_id, "row": row})
 
-    async def matching(self, candidates: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-        """Change tracking refuses $filter: re-read the changed rows through the filter."""
+    async def matching(self, candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], set[str]]:
+        """Change tracking refuses $filter: re-read the changed rows through the filter.
+
+        Returns the matching rows and the ids held back: rows that changed again since the delta
+        was read. That change is after the delta link's version, so the next run delivers it
+        (delivering it now too would repeat it).
+        """
         pk = self.table["primaryId"]
-        kinds = {row[pk]: kind for kind, row in candidates if row.get(pk)}
+        versions = {row[pk]: row.get("versionnumber") for row in candidates if row.get(pk)}
         current: dict[str, dict[str, Any]] = {}
-        ids = list(kinds)
+        ids = list(versions)
         for i in range(0, len(ids), ID_CHUNK):
             values = ",".join(quote(v) for v in ids[i:i + ID_CHUNK])
             params = {"$filter": f"({self.inputs.filter_expression}) and "
@@ -335,7 +340,8 @@ class _Run:
                 params["$select"] = select
             async for row in self.client.rows(self.table["entitySet"], params=params):
                 current[row[pk]] = row
-        return [(kinds[row_id], current[row_id]) for row_id in ids if row_id in current]
+        held = {i for i in ids if i in current and versions[i] not in (None, current[i].get("versionnumber"))}
+        return [current[i] for i in ids if i in current and i not in held], held
 
     # -- change tracking --------------------------------------------------------------------
 

@@ -123,11 +123,13 @@ class Ledger:
 
 async def _drain(trigger_client: Any, inputs: dict[str, Any], cursor: Any, ledger: Ledger, *, limit: int = 200) -> Any:
     trigger, typed = ChangedRows(), parse_inputs(ChangedRows, inputs)
+    quiet = 0  # a run may hold a change back for the next one: caught up after two empty runs
     for _ in range(limit):
         result = await trigger.poll(Context(client=trigger_client), typed, cursor)
         ledger.take(result.events)
         cursor = json.loads(json.dumps(result.cursor))  # hosts persist it as JSON
-        if not result.events and not trigger_client.queued:
+        quiet = 0 if result.events or trigger_client.queued else quiet + 1
+        if quiet == 2:
             return cursor
     raise AssertionError("polling never caught up")
 
@@ -305,3 +307,19 @@ async def test_a_failed_run_leaves_the_cursor_as_it_was(client):
     assert json.dumps(cursor) == kept
     await _drain(Meddler(client), inputs, cursor, ledger)
     ledger.check(deletes_seen=False)
+
+
+async def test_a_row_changed_between_the_delta_and_the_filter_reread_is_delivered_once(client):
+    """Change tracking cannot filter, so changed rows are re-read through the filter; a write landing
+    between the two reads is the next delta's to deliver, not this run's too."""
+    if not await _tracking_served(client):
+        pytest.skip("the emulator does not serve change tracking yet")
+    ledger = Ledger(client, "tasks", "activityid", name_column="subject")
+    inputs = {"entityType": "tasks", "fieldNames": ["subject"], "filterExpression": "startswith(subject,'keep')"}
+    cursor = (await poll(KEY, inputs, None, client_spec(client))).cursor
+    await ledger.create("keep, first")
+    meddler = Meddler(client)
+    [row_id] = ledger.live()
+    meddler.queued.append(lambda: ledger.update(row_id, "keep, edited while the run reads"))
+    await _drain(meddler, inputs, cursor, ledger)
+    ledger.check(deletes_seen=True)
