@@ -84,30 +84,32 @@ async def table_info(ctx: Context, table: str) -> dict[str, Any]:
     return found[0]
 
 
-class Tables(DataSource):
+class _TableChoices(DataSource):
+    """Tables to pick, searched by name; ``value_of`` says which name a choice's value is."""
+
+    value_of = ""
+
+    class Inputs(InputModel):
+        search: str | None = search_input("Only tables whose name contains this text.")
+
+    async def fetch(self, ctx: Context, inputs: Inputs) -> list[dict[str, Any]]:
+        return await _table_choices(ctx, inputs.search, self.value_of)
+
+
+class Tables(_TableChoices):
     """Tables to pick for record actions: label "Display Name (logicalname)", value the entity set name."""
 
     key = "dynamics365.tables"
     label = "Tables"
-
-    class Inputs(InputModel):
-        search: str | None = search_input("Only tables whose name contains this text.")
-
-    async def fetch(self, ctx: Context, inputs: Inputs) -> list[dict[str, Any]]:
-        return await _table_choices(ctx, inputs.search, "EntitySetName")
+    value_of = "EntitySetName"
 
 
-class TableDefinitions(DataSource):
+class TableDefinitions(_TableChoices):
     """Tables to pick for metadata actions: label "Display Name (logicalname)", value the logical name."""
 
     key = "dynamics365.table_definitions"
     label = "Table definitions"
-
-    class Inputs(InputModel):
-        search: str | None = search_input("Only tables whose name contains this text.")
-
-    async def fetch(self, ctx: Context, inputs: Inputs) -> list[dict[str, Any]]:
-        return await _table_choices(ctx, inputs.search, "LogicalName")
+    value_of = "LogicalName"
 
 
 class Columns(DataSource):

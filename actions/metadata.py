@@ -200,6 +200,27 @@ def _table_filter(include_custom: bool, top_level_only: bool, names: list[str] |
     return " and ".join(clauses) or None
 
 
+def _with_logical_name(field_names: list[str]) -> list[str]:
+    """A $select of metadata properties that always keeps LogicalName (the outputs promise it)."""
+    return [*field_names, "LogicalName"] if field_names and "LogicalName" not in field_names else list(field_names)
+
+
+def _listed(body: dict[str, Any]) -> dict[str, Any]:
+    """A metadata collection as the list actions return it: cleaned items and their count."""
+    value = [_clean(item) for item in body.get("value", [])]
+    return {"value": value, "count": len(value)}
+
+
+async def _table_columns(ctx: Context, table: str, params: dict[str, Any], attribute_type: str | None = None) -> dict[str, Any]:
+    """The columns of ``table`` (only those of ``attribute_type``, cast to it, when given)."""
+    cast = f"/{NS}{attribute_type}AttributeMetadata" if attribute_type else ""
+
+    async def read(name: str) -> dict[str, Any]:
+        return await ctx.client.get_json(f"{table_path(name)}/Attributes{cast}", params=params)
+
+    return _listed(await on_table(ctx, table, read))
+
+
 async def typed_column(ctx: Context, table: str, column: str, select: list[str] | None = None,
                        expand: list[str] | None = None, attribute_type: str | None = None) -> dict[str, Any]:
     """A column's definition cast to its own type, so type-specific properties are included."""
@@ -215,6 +236,7 @@ async def typed_column(ctx: Context, table: str, column: str, select: list[str] 
     return _clean(await on_table(ctx, table, read))
 
 
+DEFINITION_OUTPUT = {"type": "object", "required": ["LogicalName"], "properties": {"LogicalName": {"type": "string"}}}
 LIST_OUTPUT = {
     "type": "object",
     "required": ["value", "count"],
@@ -333,9 +355,7 @@ class ListEntities(Action):
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         params = _query([] if inputs.include_details else TABLE_SUMMARY,
                         filter_expression=_table_filter(inputs.include_custom, inputs.include_only_top_level))
-        body = await ctx.client.get_json("EntityDefinitions", params=params)
-        value = [_clean(item) for item in body.get("value", [])]
-        return {"value": value, "count": len(value)}
+        return _listed(await ctx.client.get_json("EntityDefinitions", params=params))
 
 
 class GetEntitiesMetadata(Action):
@@ -372,9 +392,7 @@ class GetEntitiesMetadata(Action):
         if inputs.include_attributes:
             expand = [f"Attributes($select={','.join(COLUMN_SUMMARY)})"]
         where = _table_filter(inputs.include_custom, inputs.include_only_top_level, inputs.tables)
-        body = await ctx.client.get_json("EntityDefinitions", params=_query(TABLE_SUMMARY, expand, where))
-        value = [_clean(item) for item in body.get("value", [])]
-        return {"value": value, "count": len(value)}
+        return _listed(await ctx.client.get_json("EntityDefinitions", params=_query(TABLE_SUMMARY, expand, where)))
 
 
 class GetEntityMetadata(Action):
@@ -392,13 +410,11 @@ class GetEntityMetadata(Action):
             examples=[["Attributes", "Keys"]], widget="list",
         )
 
-    output_schema = {"type": "object", "required": ["LogicalName"], "properties": {"LogicalName": {"type": "string"}}}
+    output_schema = DEFINITION_OUTPUT
     example = TABLE_EXAMPLE
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        select = list(inputs.field_names)
-        if select and "LogicalName" not in select:
-            select.append("LogicalName")
+        select = _with_logical_name(inputs.field_names)
         params = _query(select, list(inputs.expand_property_names))
 
         async def read(name: str) -> dict[str, Any]:
@@ -427,14 +443,7 @@ class ListAttributes(Action):
     example = {"value": [COLUMN_EXAMPLE], "count": 1}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        params = _query([] if inputs.include_details else COLUMN_SUMMARY)
-
-        async def read(name: str) -> dict[str, Any]:
-            return await ctx.client.get_json(f"{table_path(name)}/Attributes", params=params)
-
-        body = await on_table(ctx, inputs.table, read)
-        value = [_clean(item) for item in body.get("value", [])]
-        return {"value": value, "count": len(value)}
+        return await _table_columns(ctx, inputs.table, _query([] if inputs.include_details else COLUMN_SUMMARY))
 
 
 class QueryAttributes(Action):
@@ -471,15 +480,8 @@ class QueryAttributes(Action):
     example = {"value": [COLUMN_EXAMPLE], "count": 1}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        cast = f"/{NS}{inputs.attribute_type}AttributeMetadata" if inputs.attribute_type else ""
         params = _query(inputs.field_names, inputs.expand_property_names, inputs.filter_expression)
-
-        async def read(name: str) -> dict[str, Any]:
-            return await ctx.client.get_json(f"{table_path(name)}/Attributes{cast}", params=params)
-
-        body = await on_table(ctx, inputs.table, read)
-        value = [_clean(item) for item in body.get("value", [])]
-        return {"value": value, "count": len(value)}
+        return await _table_columns(ctx, inputs.table, params, inputs.attribute_type)
 
 
 class GetAttribute(Action):
@@ -501,13 +503,11 @@ class GetAttribute(Action):
             examples=[["OptionSet"]], widget="list",
         )
 
-    output_schema = {"type": "object", "required": ["LogicalName"], "properties": {"LogicalName": {"type": "string"}}}
+    output_schema = DEFINITION_OUTPUT
     example = COLUMN_EXAMPLE
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        select = list(inputs.field_names)
-        if select and "LogicalName" not in select:
-            select.append("LogicalName")
+        select = _with_logical_name(inputs.field_names)
         return await typed_column(ctx, inputs.table, inputs.attribute, select,
                                   list(inputs.expand_property_names), inputs.attribute_type)
 

@@ -209,6 +209,14 @@ async def _body(ctx: Context, table: TableInfo, inputs: Any) -> tuple[dict[str, 
     return await bind_values(metadata_for(ctx.client), table, values, pointers), pointers
 
 
+async def _addressed_body(ctx: Context, inputs: Any) -> tuple[TableInfo, str | dict[str, Any], dict[str, Any]]:
+    """The table, the row's key and the body of an update or upsert (alternate-key columns left out)."""
+    table = await _table(ctx, inputs.entity_type)
+    body, pointers = await _body(ctx, table, inputs)
+    key = inputs.key()
+    return table, key, _without_key_columns(body, key, pointers)
+
+
 def _row(response: Any, representation: bool) -> dict[str, Any] | None:
     """The returned row without its ``@odata.context`` (noise in a flow's data)."""
     if not representation or not response.content:
@@ -324,10 +332,7 @@ class UpdateEntity(Action):
     example = {"id": _EXAMPLE_ID, "entityType": "accounts", "entityUrl": _EXAMPLE_URL, "etag": None, "record": None}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        table = await _table(ctx, inputs.entity_type)
-        body, pointers = await _body(ctx, table, inputs)
-        key = inputs.key()
-        body = _without_key_columns(body, key, pointers)
+        table, key, body = await _addressed_body(ctx, inputs)
         return await _patch(ctx, table, key, body, inputs, {"If-Match": inputs.if_match_etag or "*"})
 
 
@@ -362,10 +367,7 @@ class UpsertEntity(Action):
     example = {"id": _EXAMPLE_ID, "entityType": "accounts", "entityUrl": _EXAMPLE_URL, "etag": 'W/"536530"', "record": _EXAMPLE_ROW, "created": True}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        table = await _table(ctx, inputs.entity_type)
-        body, pointers = await _body(ctx, table, inputs)
-        key = inputs.key()
-        body = _without_key_columns(body, key, pointers)
+        table, key, body = await _addressed_body(ctx, inputs)
         condition = {"upsert": {}, "createOnly": {"If-None-Match": "*"}, "updateOnly": {"If-Match": "*"}}
         result = await _patch(ctx, table, key, body, inputs, condition[inputs.upsert_behavior], keep_status=True)
         status = result.pop("_status")
