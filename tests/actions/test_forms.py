@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from d365_components.actions._common import ERROR_SCHEMA, GROUPS, data_source_inputs
+from d365_components.actions._common import ERROR_SCHEMA, GROUPS, data_source_inputs, error_json
+from d365_components.errors import DataverseError
 from d365_components.registry import get_registry
 from d365_components.runtime import fetch_choices
 
@@ -132,3 +133,14 @@ async def test_each_fixed_picker_lists_rows_of_its_table(connection, table):
         choices = await fetch_choices("dynamics365.records", inputs, connection)
         assert isinstance(choices, list)
         assert all({"label", "value"} <= set(choice) for choice in choices)
+
+
+def test_an_error_object_keeps_its_fields_and_never_a_token():
+    token = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2ln"
+    error = DataverseError(f"refused Bearer {token}", status=401, code="0x80040220", hint=f"token {token} expired")
+    assert error_json(error) == {
+        "status": 401, "code": "0x80040220", "message": "refused Bearer [REDACTED]", "hint": "token [REDACTED] expired",
+    }
+    assert error_json(TimeoutError("read timed out")) == {
+        "status": 0, "code": None, "message": "read timed out", "hint": None,
+    }
