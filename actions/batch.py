@@ -196,8 +196,9 @@ class RunBatchOperations(Action):
                     "required": ["index", "action", "outcome", "status", "id", "row", "error"],
                     "properties": {
                         "index": {"type": "integer", "description": "Position in the input (0-based)."},
-                        "action": {"type": "string"},
-                        "outcome": {"enum": list(OUTCOMES)},
+                        "action": {"type": "string", "description": "create, update, upsert or delete, as given."},
+                        "outcome": {"enum": list(OUTCOMES), "description": (
+                            "succeeded, failed, rolledBack (undone with its change set) or notRun (after a failure).")},
                         "status": {"type": "integer", "description": "HTTP status of the operation (424: not applied)."},
                         "id": {"type": ["string", "null"], "description": (
                             "GUID of the row written or deleted; null when Dataverse does not tell it "

@@ -92,7 +92,7 @@ OUTPUT_SCHEMA: dict[str, Any] = {
     "required": ["entityType", "method", "total", "chunks", "written", "failed", "notWritten",
                  "confirmedChunks", "nextChunk", "resumeInputs", "results"],
     "properties": {
-        "entityType": {"type": "string"},
+        "entityType": {"type": "string", "description": "The table's entity set name."},
         "method": {"type": "string", "description": "CreateMultiple, UpsertMultiple or $batch (the fallback)."},
         "total": {"type": "integer", "description": "Rows given."},
         "chunks": {"type": "integer", "description": "Chunks the rows make."},
@@ -105,7 +105,10 @@ OUTPUT_SCHEMA: dict[str, Any] = {
         "resumeInputs": {
             "type": ["object", "null"],
             "description": "Pass these inputs back (with the same rows and chunk size) to finish a failed run.",
-            "properties": {"resumeFrom": {"type": "integer"}, "skipChunks": {"type": "array", "items": {"type": "integer"}}},
+            "properties": {
+                "resumeFrom": {"type": "integer", "description": "The first chunk not written."},
+                "skipChunks": {"type": "array", "items": {"type": "integer"}, "description": "Later chunks already written."},
+            },
         },
         "results": {
             "type": "array",
@@ -115,8 +118,8 @@ OUTPUT_SCHEMA: dict[str, Any] = {
                 "required": ["index", "chunk", "written", "id", "created", "error"],
                 "properties": {
                     "index": {"type": "integer", "description": "Position of the row in rows (0-based)."},
-                    "chunk": {"type": "integer"},
-                    "written": {"type": "boolean"},
+                    "chunk": {"type": "integer", "description": "The chunk the row was sent in (0-based)."},
+                    "written": {"type": "boolean", "description": "Whether the row was written."},
                     "id": {"type": ["string", "null"], "description": "The row's GUID when Dataverse tells it."},
                     "created": {"type": ["boolean", "null"], "description": "True if created, null when Dataverse does not say."},
                     "error": ERROR_SCHEMA,

@@ -108,7 +108,7 @@ class TableDefinitions(_TableChoices):
     """Tables to pick for metadata actions: label "Display Name (logicalname)", value the logical name."""
 
     key = "dynamics365.table_definitions"
-    label = "Table definitions"
+    label = "Table Definitions"
     value_of = "LogicalName"
 
 
@@ -146,7 +146,7 @@ class ChoiceOptions(DataSource):
     """The options of a choice column: label the option's label, value its number."""
 
     key = "dynamics365.choice_options"
-    label = "Choice options"
+    label = "Choice Options"
 
     class Inputs(_TableInputs):
         column: str = InputField(title="Choice column", description="The choice column's logical name.",

@@ -93,7 +93,10 @@ class QualifyLead(Action):
                 "items": {
                     "type": "object",
                     "required": ["table", "id"],
-                    "properties": {"table": {"type": "string"}, "id": {"type": "string"}},
+                    "properties": {
+                        "table": {"type": "string", "description": "The row's table (logical name)."},
+                        "id": {"type": "string", "description": "The row's GUID."},
+                    },
                 },
             },
         },

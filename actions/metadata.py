@@ -236,13 +236,17 @@ async def typed_column(ctx: Context, table: str, column: str, select: list[str] 
     return _clean(await on_table(ctx, table, read))
 
 
-DEFINITION_OUTPUT = {"type": "object", "required": ["LogicalName"], "properties": {"LogicalName": {"type": "string"}}}
+DEFINITION_OUTPUT = {
+    "type": "object",
+    "required": ["LogicalName"],
+    "properties": {"LogicalName": {"type": "string", "description": "The logical name; the other properties follow Dataverse's metadata."}},
+}
 LIST_OUTPUT = {
     "type": "object",
     "required": ["value", "count"],
     "properties": {
-        "value": {"type": "array", "items": {"type": "object"}},
-        "count": {"type": "integer"},
+        "value": {"type": "array", "items": {"type": "object"}, "description": "The definitions, as Dataverse describes them."},
+        "count": {"type": "integer", "description": "How many definitions value holds."},
     },
 }
 TABLE_EXAMPLE = {
@@ -263,7 +267,7 @@ WRITE_OUTPUT = {
     "required": ["attributeId", "logicalName", "entityUrl"],
     "properties": {
         "attributeId": {"type": ["string", "null"], "description": "MetadataId of the column."},
-        "logicalName": {"type": "string"},
+        "logicalName": {"type": "string", "description": "The column's logical name."},
         "entityUrl": {"type": ["string", "null"], "description": "OData-EntityId of the column definition."},
     },
 }
@@ -302,11 +306,16 @@ class ListEntityTypes(Action):
                 "items": {
                     "type": "object",
                     "required": ["name", "url"],
-                    "properties": {"name": {"type": "string"}, "kind": {"type": "string"}, "url": {"type": "string"}},
+                    "properties": {
+                        "name": {"type": "string", "description": "The entity set name (accounts)."},
+                        "kind": {"type": "string", "description": "EntitySet, Singleton or FunctionImport."},
+                        "url": {"type": "string", "description": "Its URL relative to the Web API."},
+                    },
                 },
+                "description": "The entity sets of this page.",
             },
-            "nextLink": {"type": ["string", "null"]},
-            "count": {"type": "integer"},
+            "nextLink": {"type": ["string", "null"], "description": "Give this as Next page to read on; null on the last page."},
+            "count": {"type": "integer", "description": "How many entity sets value holds."},
         },
     }
     example = {"value": [{"name": "accounts", "kind": "EntitySet", "url": "accounts"}], "nextLink": None, "count": 1}
@@ -688,20 +697,21 @@ class GetChoiceOptions(Action):
         "type": "object",
         "required": ["table", "column", "type", "options"],
         "properties": {
-            "table": {"type": "string"},
-            "column": {"type": "string"},
-            "type": {"enum": list(CHOICE_TYPES)},
-            "optionSetName": {"type": ["string", "null"]},
-            "isGlobal": {"type": "boolean"},
+            "table": {"type": "string", "description": "The table's logical name."},
+            "column": {"type": "string", "description": "The column's logical name."},
+            "type": {"enum": list(CHOICE_TYPES), "description": "The kind of choice column."},
+            "optionSetName": {"type": ["string", "null"], "description": "The option set's name (a global one is shared)."},
+            "isGlobal": {"type": "boolean", "description": "Whether the options come from a global choice."},
             "options": {
+                "description": "Every option, in Dataverse's order.",
                 "type": "array",
                 "items": {
                     "type": "object",
                     "required": ["value", "label"],
                     "properties": {
-                        "value": {"type": "integer"},
-                        "label": {"type": "string"},
-                        "description": {"type": "string"},
+                        "value": {"type": "integer", "description": "The number Dataverse stores."},
+                        "label": {"type": "string", "description": "The text users see."},
+                        "description": {"type": "string", "description": "The option's description, when it has one."},
                         "state": {"type": "integer", "description": "For status reasons: the status it belongs to."},
                     },
                 },

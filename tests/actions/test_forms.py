@@ -144,3 +144,12 @@ def test_an_error_object_keeps_its_fields_and_never_a_token():
     assert error_json(TimeoutError("read timed out")) == {
         "status": 0, "code": None, "message": "read timed out", "hint": None,
     }
+
+
+def test_every_output_value_is_explained_for_the_data_picker():
+    missing = []
+    for key, action in sorted(ACTIONS.items()):
+        schema = action.output_json_schema() or {}
+        if own(key):
+            missing += [f"{key}{pointer}" for pointer, prop, _ in fields(schema.get("properties") or {}) if not prop.get("description")]
+    assert missing == []
