@@ -480,6 +480,10 @@ class AuthCodeConnection(DynamicsConnection):
 
     The host sends the user to :meth:`authorization_url`, receives the redirect, and hands its
     query parameters to :meth:`exchange_code`. A client secret is optional (public clients).
+
+    Hosts that keep several users' sign-ins in one token cache pass each connection its
+    ``account_id`` (the ``accountId`` :meth:`exchange_code` returned); a connection never acts
+    with another user's sign-in.
     """
 
     key = "dynamics365.oauth2_auth_code"
@@ -509,6 +513,10 @@ class AuthCodeConnection(DynamicsConnection):
 
     class Inputs(_Advanced, _OptionalSecret, _App, _User, _Site):
         pass
+
+    def __init__(self, inputs: Any, *, account_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(inputs, **kwargs)
+        self.tokens.account_id = account_id
 
     def _scopes(self) -> list[str]:
         if self.inputs.scopes:
@@ -558,7 +566,11 @@ class AuthCodeConnection(DynamicsConnection):
         return flow["auth_uri"], flow
 
     async def exchange_code(self, flow_state: dict[str, Any], callback_params: dict[str, Any]) -> dict[str, Any]:
-        """Redeem the code from the redirect; returns who signed in (no tokens)."""
+        """Redeem the code from the redirect; returns who signed in (no tokens).
+
+        ``accountId`` names the sign-in in the token cache: keep it to open this user's connection
+        again on a shared cache (``AuthCodeConnection(inputs, token_cache=..., account_id=...)``).
+        """
         register_secret(callback_params.get("code"))
         if callback_params.get("error"):
             raise aad_error(
@@ -604,6 +616,7 @@ class _UserTokenSource(MsalTokenSource):
         elif result.get("refresh_token"):
             self._refresh_token = result["refresh_token"]
         return {
+            "accountId": self.account_id,
             "userName": claims.get("preferred_username") or claims.get("name"),
             "objectId": claims.get("oid"),
             "tenantId": claims.get("tid"),

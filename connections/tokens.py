@@ -217,8 +217,8 @@ class MsalTokenSource:
             return next((a for a in accounts if a.get("home_account_id") == self.account_id), None)
         if len(accounts) > 1:
             raise AuthenticationError(
-                "The token cache holds several signed-in users: set the connection's account "
-                "(tokens.account_id, the home_account_id of its sign-in) or give it a cache of its own."
+                "The token cache holds several signed-in users: open the connection with account_id "
+                "(the accountId its sign-in returned) or give it a token cache of its own."
             )
         return accounts[0] if accounts else None
 

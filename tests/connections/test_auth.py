@@ -258,14 +258,14 @@ async def test_a_shared_token_cache_never_lends_one_users_sign_in_to_another(emu
     url, flow = await signed_in.authorization_url(REDIRECT)
     async with httpx.AsyncClient(verify=emulator.ssl_context, follow_redirects=False) as browser:
         location = (await browser.get(url)).headers["location"]
-    await signed_in.exchange_code(flow, {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()})
-    mine = signed_in.tokens.account_id
+    who = await signed_in.exchange_code(flow, {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()})
+    mine = who["accountId"]
     assert mine and mine.startswith(defaults.USER_OBJECT_ID)
     await signed_in.aclose()
 
     # Another user's connection on the same cache, whose own sign-in is not (or no longer) there.
-    other = AuthCodeConnection(_user_inputs(emulator, tenantId=emulator.tenant_id), token_cache=cache)
-    other.tokens.account_id = "00000000-0000-4000-8000-00000000beef." + emulator.tenant_id
+    other = AuthCodeConnection(_user_inputs(emulator, tenantId=emulator.tenant_id), token_cache=cache,
+                               account_id="00000000-0000-4000-8000-00000000beef." + emulator.tenant_id)
     with pytest.raises(AuthenticationError, match="sign"):
         await other.open_client().whoami()
     await other.aclose()
@@ -279,6 +279,7 @@ async def test_a_shared_token_cache_never_lends_one_users_sign_in_to_another(emu
     unnamed = AuthCodeConnection(_user_inputs(emulator, tenantId=emulator.tenant_id), token_cache=cache)
     with pytest.raises(AuthenticationError, match="several"):
         await unnamed.open_client().whoami()
-    unnamed.tokens.account_id = mine
-    assert (await unnamed.open_client().whoami())["UserId"] in (defaults.USER_ID, defaults.USER_OBJECT_ID)
     await unnamed.aclose()
+    named = AuthCodeConnection(_user_inputs(emulator, tenantId=emulator.tenant_id), token_cache=cache, account_id=mine)
+    assert (await named.open_client().whoami())["UserId"] in (defaults.USER_ID, defaults.USER_OBJECT_ID)
+    await named.aclose()
