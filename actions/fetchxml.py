@@ -74,7 +74,6 @@ class RunFetchXmlQuery(Action):
             description="Annotations to return (Prefer odata.include-annotations): * for all, or e.g. OData.Community.Display.V1.FormattedValue.",
             examples=["*", "OData.Community.Display.V1.FormattedValue"], group=ADVANCED, advanced=True,
         )
-        impersonate_user_id: str | None = impersonate_field()
         fetch_all: bool = InputField(False, title="Fetch all", description="Read every page (by paging cookie) up to Max rows; otherwise one page.")
         page_number: int | None = InputField(
             None, title="Page number", description="The page to read (1 = first). With Next page ID, the page after the cookie's page is read when empty.",
@@ -93,6 +92,7 @@ class RunFetchXmlQuery(Action):
             50_000, title="Max rows", description="With Fetch all: stop after this many rows and set truncated.",
             ge=1, le=10_000_000, group="Paging",
         )
+        impersonate_user_id: str | None = impersonate_field()
 
         @field_validator("xml_query")
         @classmethod

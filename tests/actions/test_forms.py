@@ -153,3 +153,19 @@ def test_every_output_value_is_explained_for_the_data_picker():
         if own(key):
             missing += [f"{key}{pointer}" for pointer, prop, _ in fields(schema.get("properties") or {}) if not prop.get("description")]
     assert missing == []
+
+
+def test_shared_inputs_stand_in_the_same_place():
+    """The row first (table, ID, alternate key, in that order), impersonation last."""
+    misplaced = []
+    for key, action in sorted(ACTIONS.items()):
+        names = list(action.input_schema()["properties"])
+        at = {name: index for index, name in enumerate(names)}
+        for before, after in (("entityType", "entityId"), ("entityId", "alternateKey")):
+            if before in at and after in at and at[after] != at[before] + 1:
+                misplaced.append(f"{key}: {after} right after {before}")
+        if "impersonateUserId" in at and names[-1] != "impersonateUserId":
+            misplaced.append(f"{key}: impersonateUserId last")
+        if "returnRepresentation" in at and "fieldNames" in at and at["fieldNames"] < at["returnRepresentation"]:
+            misplaced.append(f"{key}: fieldNames after returnRepresentation")
+    assert misplaced == []
