@@ -208,7 +208,9 @@ class BuildFilterExpression(Action):
 
     class Inputs(InputModel):
         conditions: list[FilterCondition] = conditions_field(min_length=1)
-        join: Literal["and", "or"] = InputField("and", title="Join", description="Match all conditions (and) or any (or).")
+        join: Literal["and", "or"] = InputField(
+            "and", title="Join", description="Match all conditions (and) or any (or).", widget="dropdown"
+        )
 
     output_schema = {
         "type": "object",

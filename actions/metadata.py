@@ -82,7 +82,7 @@ def field_names_field() -> Any:
 
 
 def attribute_type_field(description: str) -> Any:
-    return InputField(None, title="Column type", description=description, examples=["Picklist"])
+    return InputField(None, title="Column type", description=description, examples=["Picklist"], widget="dropdown")
 
 
 def body_field(description: str) -> Any:

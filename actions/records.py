@@ -353,6 +353,7 @@ class UpsertEntity(Action):
                 "upsert: update or create; createOnly: fail if the row exists (If-None-Match: *); "
                 "updateOnly: fail if it does not (If-Match: *)."
             ),
+            widget="dropdown",
         )
         return_representation: bool = _return_representation(True)
         field_names: list[str] = field_names_field("Columns of the returned row (all when empty).")

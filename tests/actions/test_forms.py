@@ -169,3 +169,11 @@ def test_shared_inputs_stand_in_the_same_place():
         if "returnRepresentation" in at and "fieldNames" in at and at["fieldNames"] < at["returnRepresentation"]:
             misplaced.append(f"{key}: fieldNames after returnRepresentation")
     assert misplaced == []
+
+
+def test_a_closed_list_of_values_is_a_dropdown():
+    assert [
+        f"{key}/{name}" for key, action in sorted(ACTIONS.items()) if own(key)
+        for name, prop in action.input_schema()["properties"].items()
+        if "enum" in prop and prop.get("x-widget") != "dropdown"
+    ] == []
