@@ -2,7 +2,8 @@
 
 msal is blocking, so every call into it runs in a worker thread. Between refreshes the current
 token is read from memory with no I/O and no lock; one ``asyncio.Lock`` makes many concurrent
-requests that find the token stale (or get a 401) cause ONE refresh, not many.
+requests that find the token stale (or get a 401) cause ONE refresh, not many — and when that
+refresh fails, the requests that waited for it share its error instead of each trying again.
 
 Tokens are refreshed early (:func:`refresh_margin`: a tenth of their life, at least a second, at
 most 5 minutes), so a 2-second test token is renewed too. msal's own cache regards any token
@@ -29,7 +30,7 @@ import httpx
 import msal
 
 from d365_components.connections.errors_map import aad_error
-from d365_components.errors import AuthenticationError, ConnectionConfigError, TransientError
+from d365_components.errors import AuthenticationError, ConnectionConfigError, D365Error, TransientError
 from d365_components.redaction import MASK, get_logger, redact, register_secret
 
 __all__ = [
@@ -157,6 +158,8 @@ class MsalTokenSource:
         self.cache = cache if cache is not None else msal.SerializableTokenCache()
         self._current: Token | None = None
         self._lock: asyncio.Lock | None = None
+        self._finished = 0  # refresh attempts finished so far (either way)
+        self._failure: Exception | None = None  # how the last one failed, if it did
         #: how many times msal was asked (cache hits included); the bench reads it.
         self.acquisitions = 0
 
@@ -245,13 +248,23 @@ class MsalTokenSource:
             return current.value
         if self._lock is None:
             self._lock = asyncio.Lock()
+        waited_for = self._finished
         async with self._lock:
             current = self._current
             if current is not None and current.fresh() and current.value != stale:
                 return current.value  # another task refreshed while we waited
+            if self._finished != waited_for and self._failure is not None:
+                raise self._failure  # the refresh we waited for just failed: share it, do not queue another
             force = stale is not None and current is not None and current.value == stale
-            result = await self._acquire_off_loop(force)
-            return self.remember(result).value
+            self._failure = None  # a cancelled attempt leaves none: its waiters try for themselves
+            try:
+                token = self.remember(await self._acquire_off_loop(force))
+            except D365Error as exc:
+                self._failure = exc
+                raise
+            finally:
+                self._finished += 1
+            return token.value
 
     async def _acquire_off_loop(self, force: bool) -> dict[str, Any]:
         try:

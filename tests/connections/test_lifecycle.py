@@ -7,11 +7,13 @@ import asyncio
 import threading
 import time
 
+import pytest
 import pytest_asyncio
 
 from d365_components.connections.oauth import ClientCredentialsConnection
 from d365_components.connections.retry import Limiter
 from d365_components.emulator import defaults
+from d365_components.errors import AuthenticationError
 
 
 @pytest_asyncio.fixture
@@ -136,3 +138,25 @@ async def test_limiter_survives_cancellation_while_waiting_and_paused():
     await asyncio.gather(paused, return_exceptions=True)
     assert limiter.in_flight == 0
     assert await asyncio.wait_for(quick(), 1) == "ran"
+
+
+async def test_a_failed_refresh_is_shared_by_the_requests_that_waited_for_it(emulator):
+    """With the identity provider down, fifty waiting requests must not queue fifty sign-ins
+    (each up to a minute long): they share the one failure; the next request tries again."""
+    connection = ClientCredentialsConnection(emulator.connection_inputs())
+    source = connection.tokens
+    calls: list[float] = []
+
+    def failing_acquire(force: bool = False):
+        calls.append(time.monotonic())
+        time.sleep(0.1)
+        return {"error": "temporarily_unavailable", "error_description": "AADSTS50000: the service is down"}
+
+    source.acquire = failing_acquire
+    results = await asyncio.gather(*(source.token() for _ in range(50)), return_exceptions=True)
+    assert all(isinstance(r, AuthenticationError) for r in results)
+    assert len(calls) == 1
+    with pytest.raises(AuthenticationError):
+        await source.token()
+    assert len(calls) == 2
+    await connection.aclose()
