@@ -190,8 +190,8 @@ def impersonate_field() -> Any:
         None,
         title="Impersonate user",
         description=(
-            "Run as this user: their Microsoft Entra object ID (sent as CallerObjectId) or systemuserid. "
-            "The connection's user needs the Delegate role."
+            "The GUID of the user to run as: their Microsoft Entra object ID (sent as CallerObjectId) or "
+            "systemuserid. The connection's user needs the Delegate role."
         ),
         examples=["2138bd90-ec19-ea11-a811-000d3a334e11"],
         pattern=GUID_PATTERN,

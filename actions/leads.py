@@ -46,7 +46,7 @@ class QualifyLead(Action):
         )
         opportunity_currency_id: str | None = record_id_field(
             "Opportunity currency", "transactioncurrencies",
-            "The currency (transactioncurrencyid) of the new opportunity; the org's base currency when empty.",
+            "The GUID (transactioncurrencyid) of the new opportunity's currency; the org's base currency when empty.",
             None, examples=["00000000-0000-4000-8000-0000000000c1"], group=ADVANCED, advanced=True,
         )
         opportunity_customer_type: Literal["accounts", "contacts"] = InputField(
@@ -60,7 +60,7 @@ class QualifyLead(Action):
         opportunity_customer_id: str | None = entity_id_field(
             None,
             title="Opportunity customer",
-            description="An existing account or contact to use as the opportunity's customer (instead of the new account).",
+            description="The GUID of an existing account or contact to use as the opportunity's customer (instead of the new account).",
             table_input="opportunityCustomerType",
             group=ADVANCED,
             advanced=True,

@@ -50,7 +50,7 @@ class AddToQueue(Action):
             title="Item ID", description="The GUID of the case or activity to queue.", table_input="targetTable",
         )
         source_queue_id: str | None = record_id_field(
-            "From queue", "queues", "Move the item out of this queue (the item's current queue is found when empty).", None,
+            "From queue", "queues", "The GUID of the queue to move the item out of (the item's current queue is found when empty).", None,
         )
 
     output_schema = {
@@ -91,7 +91,7 @@ class PickFromQueue(Action):
             "Queue item ID", "queueitems", "The GUID of the queue item (from Add To Queue or a queueitems query)."
         )
         worker_id: str | None = record_id_field(
-            "Worker", "systemusers", "The systemuserid of the user who works on the item; the connection's user when empty.", None,
+            "Worker", "systemusers", "The GUID (systemuserid) of the user who works on the item; the connection's user when empty.", None,
         )
         remove_queue_item: bool = InputField(
             False, title="Remove from queue", description="Also take the item out of the queue (it stays assigned to the worker)."

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from d365_components.actions._common import ERROR_SCHEMA, GROUPS, data_source_inputs, error_json
+from d365_components.actions._common import ERROR_SCHEMA, GROUPS, GUID_PATTERN, data_source_inputs, error_json
 from d365_components.errors import DataverseError
 from d365_components.registry import get_registry
 from d365_components.runtime import fetch_choices
@@ -176,4 +176,12 @@ def test_a_closed_list_of_values_is_a_dropdown():
         f"{key}/{name}" for key, action in sorted(ACTIONS.items()) if own(key)
         for name, prop in action.input_schema()["properties"].items()
         if "enum" in prop and prop.get("x-widget") != "dropdown"
+    ] == []
+
+
+def test_a_guid_field_says_so_first():
+    """A bad GUID is reported with the field's description, so it starts by saying a GUID is wanted."""
+    assert [
+        f"{key}{pointer}" for key, pointer, prop, _, _ in every_field()
+        if own(key) and prop.get("pattern") == GUID_PATTERN and not prop["description"].startswith("The GUID")
     ] == []
