@@ -50,7 +50,7 @@ from d365_components.connections.paging import (
     odata_page,
     prefer_page_size,
 )
-from d365_components.connections.retry import Limiter, RetryPolicy
+from d365_components.connections.retry import Limiter, RetryPolicy, is_safe_to_resend
 from d365_components.errors import ConnectionConfigError, DataverseError, TransientError
 from d365_components.redaction import get_logger
 
@@ -189,7 +189,8 @@ class WebApiClient:
         """Send one request; raise a typed error for any answer >= 400 (``check=False``: return it).
 
         ``idempotent`` defaults to True for every method but POST. Non-idempotent requests are
-        re-sent only when the server certainly did not act (429, 503, connection refused).
+        re-sent only when the server certainly did not act (429, 503, connection refused). A
+        DELETE re-sent after an answer was lost counts a 404 as done (the first one did it).
         """
         method = method.upper()
         url = self.url_for(path)
@@ -215,6 +216,7 @@ class WebApiClient:
             extensions["timeout"] = httpx.Timeout(timeout, connect=min(15.0, timeout)).as_dict()
         deadline = time.monotonic() + policy.budget
         attempt = 0
+        maybe_applied = False  # an earlier attempt may have reached the server and acted
         while True:
             attempt += 1
             request = self._http.build_request(method, url, content=content, headers=all_headers, extensions=extensions)
@@ -235,6 +237,7 @@ class WebApiClient:
                     and time.monotonic() + wait < deadline
                 ):
                     log.debug("%s %s failed (%s); retry %d in %.2fs", method, self._log_path(url), type(exc).__name__, attempt, wait)
+                    maybe_applied = maybe_applied or not is_safe_to_resend(exc)
                     await asyncio.sleep(wait)
                     continue
                 raise self._network_error(exc, method, url, idempotent) from exc
@@ -246,6 +249,8 @@ class WebApiClient:
             log.debug("%s %s -> %d in %.0f ms", method, self._log_path(url), status, (time.monotonic() - started) * 1000)
             if status < 400:
                 return response
+            if status == 404 and method == "DELETE" and maybe_applied:
+                return response  # the lost answer was to our own delete: the row is gone, as asked
             if policy.should_retry_status(status, idempotent=idempotent) and attempt < policy.max_attempts:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 wait = retry_after if retry_after is not None else policy.backoff(attempt - 1)
@@ -253,6 +258,7 @@ class WebApiClient:
                     if status == 429:
                         self.limiter.pause(wait)
                     log.debug("%s %s -> %d; retry %d in %.2fs", method, self._log_path(url), status, attempt, wait)
+                    maybe_applied = maybe_applied or status not in policy.refusal_statuses
                     await asyncio.sleep(wait)
                     continue
             if not check:

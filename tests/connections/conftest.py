@@ -1,5 +1,6 @@
 """A fault proxy for reliability tests: a real TCP server on loopback between the client and the
-emulator that, request by request, forwards, answers 429/5xx, stalls, or drops the connection.
+emulator that, request by request, forwards, answers 429/5xx, stalls, or drops the connection
+(before the request reaches the emulator, or after it acted: `apply-drop`).
 
 It speaks just enough HTTP/1.1 (keep-alive, Content-Length bodies) for our client, which never
 sends chunked requests. Faults are scripted per request in arrival order; when the script runs
@@ -74,6 +75,10 @@ class FaultProxy:
                 if action == "drop":  # the request arrived in full; the answer never comes
                     writer.transport.abort()
                     return
+                if action == "apply-drop":  # the server acts on the request; its answer is lost
+                    await self._forward(None, method, target, headers, body)
+                    writer.transport.abort()
+                    return
                 if action.startswith("stall"):  # stall:<seconds>, then drop
                     await asyncio.sleep(float(action.split(":")[1]))
                     writer.transport.abort()
@@ -109,6 +114,8 @@ class FaultProxy:
             response = await self._client.request(method, self.upstream + target, headers=forwarded, content=body)
         finally:
             self.in_flight -= 1
+        if writer is None:
+            return
         out = {k: v for k, v in response.headers.items() if k.lower() not in _DROP_HEADERS | {"content-encoding"}}
         out.update(self.extra_headers)
         await self._answer(writer, response.status_code, out, response.content)

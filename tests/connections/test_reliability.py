@@ -110,6 +110,19 @@ async def test_dropped_create_only_upsert_is_never_resent(connect, fault_proxy):
     await client.aclose()
 
 
+async def test_a_delete_whose_answer_was_lost_is_done_when_the_retry_finds_nothing(connect, fault_proxy):
+    client = connect().open_client()
+    client.retry = RetryPolicy(base_delay=0.05, budget=10)
+    created = await client.create("accounts", {"name": "Deleted once"})
+    fault_proxy.script = ["apply-drop"]  # deleted, but the 204 never arrives; the retry meets a 404
+    await client.delete("accounts", created["id"])
+    assert [s.action for s in fault_proxy.requests("DELETE")] == ["apply-drop", "forward"]
+    with pytest.raises(DataverseError) as missing:  # a plain delete of a missing row still says so
+        await client.delete("accounts", created["id"])
+    assert missing.value.status == 404
+    await client.aclose()
+
+
 async def test_timeout_after_sending_an_action_is_never_resent(connect, fault_proxy):
     client = connect(timeoutSeconds=0.3).open_client()
     fault_proxy.script = ["stall:1", "ok"]
