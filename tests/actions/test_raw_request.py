@@ -162,3 +162,15 @@ def test_backoff_is_fixed_or_doubling():
     assert [doubling.backoff(n) for n in range(3)] == [0.1, 0.2, 0.3]
     assert RawRetryPolicy(all_errors=True).should_retry_status(404, idempotent=False)
     assert not RawRetryPolicy().should_retry_status(404, idempotent=True)
+
+
+def test_response_headers_never_carry_cookies_or_credentials():
+    from d365_components.actions.raw_request import _visible_headers
+
+    token = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2ln"
+    response = httpx.Response(200, headers=[
+        ("Set-Cookie", "ARRAffinity=abc"), ("WWW-Authenticate", "Bearer realm=x"), ("Authorization", f"Bearer {token}"),
+        ("X-Echo", f"Bearer {token}"), ("OData-Version", "4.0"), ("Vary", "Accept"), ("Vary", "Prefer"),
+    ])
+    headers = _visible_headers(response)
+    assert headers == {"x-echo": "Bearer [REDACTED]", "odata-version": "4.0", "vary": "Accept, Prefer"}
