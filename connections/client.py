@@ -51,7 +51,7 @@ from d365_components.connections.paging import (
     prefer_page_size,
 )
 from d365_components.connections.retry import Limiter, RetryPolicy, is_safe_to_resend
-from d365_components.errors import ConnectionConfigError, DataverseError, TransientError
+from d365_components.errors import ConnectionConfigError, D365Error, DataverseError, TransientError
 from d365_components.redaction import get_logger
 
 __all__ = ["BatchOperation", "BatchResult", "Page", "WebApiClient"]
@@ -471,6 +471,9 @@ class WebApiClient:
             response = await self.request("GET", url, params=query, headers=headers, prefer=preferences)
             page = odata_page(_json(response))
             del response
+            if page.next_link is not None and page.next_link == url:
+                raise D365Error(f"Dataverse answered {self._log_path(url)} with a link to the same page; "
+                                "stopped instead of reading it forever.")
             url, query = page.next_link, None
             yield page
             del page

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 import pytest_asyncio
 
 from d365_components.connections.batch import BatchOperation
+from d365_components.connections.client import WebApiClient
+from d365_components.connections.clouds import normalize_org_url
 from d365_components.connections.headers import control_headers
 from d365_components.connections.oauth import ClientCredentialsConnection
 from d365_components.connections.odata import RawLiteral
 from d365_components.emulator import defaults
-from d365_components.errors import ConcurrencyError, DataverseError, RecordNotFoundError
+from d365_components.errors import ConcurrencyError, D365Error, DataverseError, RecordNotFoundError
 
 
 @pytest_asyncio.fixture
@@ -233,3 +236,17 @@ async def test_connection_impersonation_reaches_batch_parts(emulator):
     assert row["_createdby_value"] == defaults.USER_ID
     await client.delete("accounts", result.id)
     await connection.aclose()
+
+
+async def test_a_next_link_to_the_same_page_stops_paging():
+    """A server bug that links a page to itself must not become an endless loop."""
+    org = normalize_org_url("https://contoso.crm.dynamics.com")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"value": [{"n": 1}], "@odata.nextLink": str(request.url)})
+
+    client = WebApiClient(org, auth=None, transport=httpx.MockTransport(answer))
+    with pytest.raises(D365Error, match="same page"):
+        async for _ in client.pages(f"{org.api_url}/accounts?$skiptoken=1"):
+            pass
+    await client.aclose()
