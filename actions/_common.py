@@ -52,6 +52,8 @@ GROUPS = ("Records", "Queries", "Batch", "Files", "Activities", "Sales", "Servic
 #: the form section of options most flows leave alone
 ADVANCED = "Advanced"
 
+#: the namespace of Dataverse's types (entity types, metadata classes) in @odata.type
+NAMESPACE = "Microsoft.Dynamics.CRM."
 #: the annotation that carries display text (formatted values)
 FORMATTED = "OData.Community.Display.V1.FormattedValue"
 

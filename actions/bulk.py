@@ -29,13 +29,13 @@ from d365_components.actions._common import (
     error_json,
     literal,
     plain_id,
+    NAMESPACE,
 )
 from d365_components.actions._lookups import TableInfo, metadata_for
 from d365_components.connections.batch import BatchOperation
 from d365_components.connections.odata import entity_path, is_guid
 from d365_components.errors import D365Error, DataverseError, FieldError, InputValidationError
 
-NS = "Microsoft.Dynamics.CRM."
 _COLUMN = re.compile(NAME_PATTERN)
 _ITEM = re.compile(r"Targets\[(\d+)\]")
 #: answers meaning "this table or org has no such message" (not a problem with a row)
@@ -371,7 +371,7 @@ class _Run:
         return str(value) if value and is_guid(str(value)) else None
 
     def _targets(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        odata_type = NS + str(self.table.logical_name)
+        odata_type = NAMESPACE + str(self.table.logical_name)
         if not self.keys:
             return [{"@odata.type": odata_type, **row} for row in rows]
         targets = []

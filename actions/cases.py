@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import EXAMPLE_ID, plain_id, record_id_field
+from d365_components.actions._common import EXAMPLE_ID, NAMESPACE, plain_id, record_id_field
 
 __all__ = ["CancelCase", "ResolveCase"]
 
-NAMESPACE = "Microsoft.Dynamics.CRM."
 CANCELLED = 2
 STATES = {0: "Active", 1: "Resolved", 2: "Cancelled"}
 _EXAMPLE_ID = EXAMPLE_ID

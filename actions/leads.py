@@ -12,11 +12,10 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import ADVANCED, EXAMPLE_ID, conflict, entity_id_field, plain_id, record_id_field
+from d365_components.actions._common import ADVANCED, EXAMPLE_ID, NAMESPACE, conflict, entity_id_field, plain_id, record_id_field
 
 __all__ = ["DisqualifyLead", "QualifyLead"]
 
-NAMESPACE = "Microsoft.Dynamics.CRM."
 DISQUALIFIED = 2
 _EXAMPLE_ID = EXAMPLE_ID
 

@@ -16,12 +16,12 @@ from typing import Any, Literal, TypeVar
 from pydantic import field_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import ADVANCED, COLUMNS, GUID_PATTERN, NAME_PATTERN, TABLE_DEFINITIONS
+from d365_components.actions._common import ADVANCED, COLUMNS, GUID_PATTERN, NAMESPACE, NAME_PATTERN, TABLE_DEFINITIONS
 from d365_components.connections.odata import is_guid, quote
 from d365_components.errors import FieldError, InputValidationError, RecordNotFoundError
 
 T = TypeVar("T")
-NS = "Microsoft.Dynamics.CRM."
+NS = NAMESPACE  # the short name other modules import
 _GUID = GUID_PATTERN[1:-1]
 NAME_OR_ID = rf"^(?:[A-Za-z_][A-Za-z0-9_]*|{_GUID})$"
 
@@ -123,7 +123,7 @@ def table_path(table: str) -> str:
 
 def column_path(table: str, column: str, attribute_type: str | None = None) -> str:
     path = f"{table_path(table)}/Attributes{_key_segment(column)}"
-    return f"{path}/{NS}{attribute_type}AttributeMetadata" if attribute_type else path
+    return f"{path}/{NAMESPACE}{attribute_type}AttributeMetadata" if attribute_type else path
 
 
 async def on_table(ctx: Context, table: str, call: Callable[[str], Awaitable[T]]) -> T:
@@ -161,14 +161,14 @@ def label_text(label: Any, language: int | None = None) -> str:
 
 def as_label(text: str, language: int) -> dict[str, Any]:
     return {
-        "@odata.type": f"{NS}Label",
-        "LocalizedLabels": [{"@odata.type": f"{NS}LocalizedLabel", "Label": text, "LanguageCode": language}],
+        "@odata.type": f"{NAMESPACE}Label",
+        "LocalizedLabels": [{"@odata.type": f"{NAMESPACE}LocalizedLabel", "Label": text, "LanguageCode": language}],
     }
 
 
 def type_of(attribute: dict[str, Any]) -> str | None:
     """``Picklist`` from ``#Microsoft.Dynamics.CRM.PicklistAttributeMetadata`` (None for the base class)."""
-    odata_type = str(attribute.get("@odata.type", "")).lstrip("#").removeprefix(NS)
+    odata_type = str(attribute.get("@odata.type", "")).lstrip("#").removeprefix(NAMESPACE)
     name = odata_type.removesuffix("AttributeMetadata")
     return name if name and odata_type.endswith("AttributeMetadata") else None
 
@@ -213,7 +213,7 @@ def _listed(body: dict[str, Any]) -> dict[str, Any]:
 
 async def _table_columns(ctx: Context, table: str, params: dict[str, Any], attribute_type: str | None = None) -> dict[str, Any]:
     """The columns of ``table`` (only those of ``attribute_type``, cast to it, when given)."""
-    cast = f"/{NS}{attribute_type}AttributeMetadata" if attribute_type else ""
+    cast = f"/{NAMESPACE}{attribute_type}AttributeMetadata" if attribute_type else ""
 
     async def read(name: str) -> dict[str, Any]:
         return await ctx.client.get_json(f"{table_path(name)}/Attributes{cast}", params=params)
@@ -525,7 +525,7 @@ def _definition(body: dict[str, Any], language: int) -> dict[str, Any]:
     """The column body as Dataverse wants it: a typed @odata.type, Labels for plain-text labels."""
     body = copy.deepcopy(body)
     if "@odata.type" not in body and body.get("AttributeType"):
-        body["@odata.type"] = f"{NS}{body['AttributeType']}AttributeMetadata"
+        body["@odata.type"] = f"{NAMESPACE}{body['AttributeType']}AttributeMetadata"
     for name in ("DisplayName", "Description"):
         if isinstance(body.get(name), str):
             body[name] = as_label(body[name], language)

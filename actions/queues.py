@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import EXAMPLE_ID, entity_id_field, entity_type_field, plain_id, record_id_field
+from d365_components.actions._common import EXAMPLE_ID, NAMESPACE, entity_id_field, entity_type_field, plain_id, record_id_field
 from d365_components.actions._lookups import metadata_for
 
 __all__ = ["AddToQueue", "PickFromQueue"]
 
-NAMESPACE = "Microsoft.Dynamics.CRM."
 _EXAMPLE_ID = EXAMPLE_ID
 #: tables whose rows are usually queued, with their logical names (when metadata is not readable)
 KNOWN_TABLES = {"incidents": "incident", "tasks": "task", "emails": "email", "phonecalls": "phonecall",
