@@ -10,7 +10,10 @@ Three kinds, each a permanent key:
   PKCE); the refresh token keeps the connection alive. Hosts drive :meth:`authorization_url` and
   :meth:`exchange_code`.
 
-A connection opens one :class:`~d365_components.connections.client.WebApiClient` and reuses it.
+A connection opens one :class:`~d365_components.connections.client.WebApiClient` and reuses it:
+hosts keep one connection per configuration (a new one per call means a new pool and a new
+token each time) and use it from one event loop, where its pool and locks live. ``aclose()`` may
+be called any number of times; the next ``open_client()`` starts afresh with the cached token.
 TLS trust comes from ``caBundle`` (or certifi's bundle), never from ``REQUESTS_CA_BUNDLE`` or
 ``SSL_CERT_FILE``. Every secret is registered for redaction the moment the connection holds it.
 """
