@@ -22,6 +22,8 @@ from d365_components.actions._common import (
     conflict,
     entity_id_field,
     entity_type_field,
+    impersonate_field,
+    impersonation_headers,
     plain_id,
     record_output_schema,
 )
@@ -128,6 +130,7 @@ class CreateActivity(Action):
             group=ADVANCED,
             advanced=True,
         )
+        impersonate_user_id: str | None = impersonate_field()
 
         @model_validator(mode="after")
         def _roles_fit_the_type(self) -> CreateActivity.Inputs:
@@ -169,7 +172,7 @@ class CreateActivity(Action):
             body[f"regardingobjectid_{logical}_{kind}@odata.bind"] = "/" + entity_path(table.entity_set, inputs.regarding.id)
         if inputs.parties:
             body[f"{kind}_activity_parties"] = [await _party(metadata, index, party) for index, party in enumerate(inputs.parties)]
-        created = await ctx.client.create(ENTITY_SETS[kind], body)
+        created = await ctx.client.create(ENTITY_SETS[kind], body, headers=impersonation_headers(inputs.impersonate_user_id))
         return {
             "id": created["id"], "entityType": ENTITY_SETS[kind], "entityUrl": created["entityUrl"], "etag": None,
             "record": None, "activityId": created["id"], "activityType": kind,

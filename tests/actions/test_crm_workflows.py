@@ -191,3 +191,15 @@ async def test_bad_inputs_fail_before_any_request(offline_connection, key, input
         await invoke(key, inputs, offline_connection)
     assert caught.value.errors[0].pointer == pointer
     assert offline_connection.sent == []
+
+
+async def test_an_activity_can_be_created_as_another_user(run, api):
+    users = (await api.get("systemusers", params={"$select": "systemuserid,azureactivedirectoryobjectid"})).json()["value"]
+    me = (await api.get("WhoAmI")).json()["UserId"]
+    other = next((u for u in users if u["systemuserid"] != me and u.get("azureactivedirectoryobjectid")), None)
+    if other is None:
+        pytest.skip("the seed has no second user with an Entra object id")
+    out = await run("dynamics365.create_activity", {
+        "subject": "Created as someone else", "impersonateUserId": other["azureactivedirectoryobjectid"]})
+    task = await get(run, "tasks", out["id"], "_createdby_value")
+    assert task["_createdby_value"] == other["systemuserid"]
