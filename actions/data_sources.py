@@ -123,10 +123,17 @@ class Columns(DataSource):
             "read", title="Purpose",
             description="read: columns to select (lookups as _name_value); create / update: columns that can be written.",
         )
+        types: str | None = InputField(
+            None, title="Column types",
+            description="Only columns of these types, comma-separated (Picklist,Status); all types when empty.",
+            examples=["Picklist,MultiSelectPicklist,State,Status,Boolean"], pattern=r"^=?[A-Za-z, ]*$",
+        )
 
     async def fetch(self, ctx: Context, inputs: Inputs) -> list[dict[str, Any]]:
         flag = {"read": "IsValidForRead", "create": "IsValidForCreate", "update": "IsValidForUpdate"}[inputs.purpose]
-        select = "LogicalName,DisplayName,AttributeType,AttributeOf,IsValidForRead,IsValidForCreate,IsValidForUpdate"
+        select = ("LogicalName,DisplayName,AttributeType,AttributeTypeName,AttributeOf,"
+                  "IsValidForRead,IsValidForCreate,IsValidForUpdate")
+        wanted = {t.strip().lower() for t in (inputs.types or "").removeprefix("=").split(",") if t.strip()}
 
         async def read(name: str) -> dict[str, Any]:
             return await ctx.client.get_json(f"{table_path(name)}/Attributes", params={"$select": select})
@@ -136,10 +143,18 @@ class Columns(DataSource):
         for column in body.get("value", []):
             if not column.get(flag) or column.get("AttributeOf"):
                 continue
+            if wanted and _column_type(column).lower() not in wanted:
+                continue
             name, kind = column["LogicalName"], column.get("AttributeType") or ""
             value = f"_{name}_value" if inputs.purpose == "read" and kind in LOOKUP_TYPES else name
             choices.append(_choice(_named(label_text(column.get("DisplayName")), name), value, kind))
         return sorted(choices, key=lambda c: c["label"].lower())
+
+
+def _column_type(column: dict[str, Any]) -> str:
+    """The column's type as the actions name it: MultiSelectPicklist, not Dataverse's Virtual."""
+    type_name = (column.get("AttributeTypeName") or {}).get("Value") or ""
+    return type_name.removesuffix("Type") or column.get("AttributeType") or ""
 
 
 class ChoiceOptions(DataSource):

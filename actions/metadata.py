@@ -16,7 +16,15 @@ from typing import Any, Literal, TypeVar
 from pydantic import field_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import ADVANCED, COLUMNS, GUID_PATTERN, NAMESPACE, NAME_PATTERN, TABLE_DEFINITIONS
+from d365_components.actions._common import (
+    ADVANCED,
+    COLUMNS,
+    GUID_PATTERN,
+    NAME_PATTERN,
+    NAMESPACE,
+    TABLE_DEFINITIONS,
+    literal,
+)
 from d365_components.connections.odata import is_guid, quote
 from d365_components.errors import FieldError, InputValidationError, RecordNotFoundError
 
@@ -62,13 +70,15 @@ def table_field(**overrides: Any) -> Any:
     )
 
 
-def column_field(title: str = "Column", **overrides: Any) -> Any:
+def column_field(title: str = "Column", types: tuple[str, ...] = (), **overrides: Any) -> Any:
+    """A column of ``table``, picked from its columns (only those of ``types`` when given)."""
+    feed = {"table": "table", **({"types": literal(",".join(types))} if types else {})}
     return InputField(
         title=title,
         description=overrides.pop("description", "The column: its logical name (emailaddress1) or its MetadataId."),
         examples=overrides.pop("examples", ["emailaddress1"]),
         data_source=COLUMNS,
-        data_source_inputs={"table": "table"},
+        data_source_inputs=feed,
         pattern=NAME_OR_ID,
         **overrides,
     )
@@ -686,7 +696,7 @@ class GetChoiceOptions(Action):
 
     class Inputs(InputModel):
         table: str = table_field()
-        column: str = column_field(title="Choice column", examples=["industrycode"],
+        column: str = column_field(title="Choice column", types=CHOICE_TYPES, examples=["industrycode"],
                                    description="The choice column: its logical name (industrycode) or MetadataId.")
         language_code: int | None = InputField(
             None, title="Label language", description="Labels in this language (1033 = English); empty: the user's.",

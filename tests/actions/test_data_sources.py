@@ -70,3 +70,12 @@ async def test_unknown_table_is_named(connection):
     with pytest.raises(InputValidationError) as caught:
         await choices(connection, "records", table="nosuchtable")
     assert caught.value.errors[0].pointer == "/table"
+
+
+async def test_columns_of_some_types_only_feed_the_choice_column_picker(connection):
+    everything = await choices(connection, "columns", table="account")
+    picked = await choices(connection, "columns", table="=account", types="=Picklist,MultiSelectPicklist,State,Status,Boolean")
+    assert {"industrycode", "statecode", "statuscode"} <= {c["value"] for c in picked}
+    assert "name" not in {c["value"] for c in picked}
+    assert {c["description"] for c in picked} <= {"Picklist", "MultiSelectPicklist", "State", "Status", "Boolean"}
+    assert len(picked) < len(everything)
