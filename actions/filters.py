@@ -170,11 +170,13 @@ class FilterCondition(InputModel):
 
     column: str = InputField(title="Column", description="The column's logical name.", pattern=COLUMN.pattern, examples=["name"])
     operator: Literal[OPERATORS] = InputField(  # type: ignore[valid-type]
-        "eq", title="Operator", description="eq ne gt ge lt le, contains startswith endswith, in (a list), null, notnull."
+        "eq", title="Operator", description="eq ne gt ge lt le, contains startswith endswith, in (a list), null, notnull.",
+        widget="dropdown",
     )
     value: Any = InputField(None, title="Value", description="The value to compare with (a list for in; none for null/notnull).")
     type: Literal[TYPES] = InputField(  # type: ignore[valid-type]
-        "auto", title="Value type", description="How to write the value; auto guesses (GUIDs and ISO dates bare). Use string for text that only looks like a GUID or date."
+        "auto", title="Value type", description="How to write the value; auto guesses (GUIDs and ISO dates bare). Use string for text that only looks like a GUID or date.",
+        widget="dropdown",
     )
 
 

@@ -44,6 +44,15 @@ def _bad_names(values: list[str], pattern: re.Pattern[str], what: str, field: st
     ]
 
 
+class QueryCondition(FilterCondition):
+    """A filter condition whose column is picked from the queried table's columns."""
+
+    column: str = InputField(
+        title="Column", description="The column's logical name (lookups as _name_value).", examples=["name"],
+        pattern=NAME_PATTERN, data_source=COLUMNS, data_source_inputs={"table": "entityType", "purpose": "=read"},
+    )
+
+
 class QueryEntities(Action):
     """List rows of a table with OData $select, $filter, $orderby and $expand, a page at a time or all."""
 
@@ -58,7 +67,7 @@ class QueryEntities(Action):
             None, title="Filter", description="An OData $filter, e.g. revenue gt 1000 and statecode eq 0. Text typed by users belongs in Filter conditions.",
             examples=["revenue gt 1000 and statecode eq 0"], widget="code", language="odata",
         )
-        filter_conditions: list[FilterCondition] = conditions_field(
+        filter_conditions: list[QueryCondition] = conditions_field(
             default=[], title="Filter conditions",
             description="Conditions with safely quoted values, joined by and with Filter.",
         )
