@@ -215,6 +215,7 @@ class _Run:
             "known": known,
             "seen": seen,
             "windowNew": [],
+            "heldNew": [],
             "maxVersion": None,
             "modifiedHigh": None,
             "position": None,
@@ -233,7 +234,8 @@ class _Run:
         known = old.get("known") or {"createdOn": None, "ids": []}
         self.cursor = self._new_cursor(
             mode, emit_after, known=known, seen=old.get("seen") or json.loads(json.dumps(known)),
-            windowNew=list(old.get("windowNew") or []), maxVersion=version, modifiedHigh=high,
+            windowNew=list(old.get("windowNew") or []), heldNew=list(old.get("heldNew") or []),
+            maxVersion=version, modifiedHigh=high,
             position=old.get("position") if mode == "modifiedOn" and old.get("mode") == mode else None,
         )
         self.events.append({"kind": "resync", "table": self.table["logicalName"], "id": None, "row": None,
@@ -272,20 +274,28 @@ class _Run:
         self.cursor["windowNew"] = []
 
     def kind(self, row: dict[str, Any], known_ids: set[str] | None, window_new: set[str]) -> str:
-        """created: made after everything known when this window began, and not already reported in it."""
+        """created: made after everything known when this window began (or held back while new),
+        and not already reported in it."""
         row_id = row.get(self.table["primaryId"])
         if row_id in window_new:
             return "updated"
-        known = self.cursor["known"]
-        newest, created = _moment(known.get("createdOn")), _moment(row.get("createdon"))
-        if created is None and newest is not None:
-            return "updated"
-        if newest is None or created > newest or (
-                created == newest and known_ids is not None and row_id not in known_ids):
+        held_new = self.cursor.setdefault("heldNew", [])
+        if row_id in held_new or self.is_new(row, known_ids):
+            if row_id in held_new:
+                held_new.remove(row_id)
             window_new.add(row_id)
             self.cursor["windowNew"].append(row_id)
             return "created"
         return "updated"
+
+    def is_new(self, row: dict[str, Any], known_ids: set[str] | None) -> bool:
+        """Made after everything known when this window began."""
+        known = self.cursor["known"]
+        newest, created = _moment(known.get("createdOn")), _moment(row.get("createdon"))
+        if created is None:
+            return newest is None
+        return newest is None or created > newest or (
+            created == newest and known_ids is not None and row.get(self.table["primaryId"]) not in known_ids)
 
     def wanted_initially(self, row: dict[str, Any]) -> bool:
         rule = self.cursor["emitAfter"]
@@ -307,13 +317,18 @@ class _Run:
         held: set[str] = set()
         if self.inputs.filter_expression and candidates and self.cursor["mode"] == "changeTracking":
             candidates, held = await self.matching(candidates)
+        held_new = self.cursor.setdefault("heldNew", [])
         for row in rows:
-            if row.get(self.table["primaryId"]) not in held:  # a row held back stays new to the next run
+            row_id = row.get(self.table["primaryId"])
+            if row_id not in held:
                 self.see(row)
+            elif row_id not in window_new and row_id not in held_new and self.is_new(row, known_ids):
+                held_new.append(row_id)  # still new when the next run delivers it
         for row in candidates:
             kind = self.kind(row, known_ids, window_new)
             if kind in self.inputs.change_kinds:
                 self.emit(kind, row.get(self.table["primaryId"]), _plain(row))
+        self.cursor["heldNew"] = [i for i in held_new if i not in deleted]
         if "deleted" in self.inputs.change_kinds:
             for row_id in deleted:
                 self.emit("deleted", row_id, None)

@@ -3,6 +3,7 @@ landing between and during runs, deletes, small batches, filters, and expired de
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from typing import Any
@@ -318,8 +319,10 @@ async def test_a_row_changed_between_the_delta_and_the_filter_reread_is_delivere
     inputs = {"entityType": "tasks", "fieldNames": ["subject"], "filterExpression": "startswith(subject,'keep')"}
     cursor = (await poll(KEY, inputs, None, client_spec(client))).cursor
     await ledger.create("keep, first")
-    meddler = Meddler(client)
     [row_id] = ledger.live()
+    await asyncio.sleep(1.1)  # a later creation second, delivered in the same run: the held row is still new
+    await ledger.create("keep, second")
+    meddler = Meddler(client)
     meddler.queued.append(lambda: ledger.update(row_id, "keep, edited while the run reads"))
     await _drain(meddler, inputs, cursor, ledger)
     ledger.check(deletes_seen=True)
