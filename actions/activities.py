@@ -72,6 +72,7 @@ class Party(InputModel):
         title="Role",
         description="from, to, cc, bcc (email; phone call: from, to) or required, optional, organizer (appointment).",
         examples=["to"],
+        widget="dropdown",
     )
     table: str | None = entity_type_field(
         default=None, description="The party's table: contacts, accounts, leads, systemusers or queues (entity set or logical name).",

@@ -71,6 +71,7 @@ class BatchItem(InputModel):
             "create (a key, if given, must not exist yet), update (the row must exist), "
             "upsert (update or create by key) or delete."
         ),
+        widget="dropdown",
     )
     key: str | dict[str, str | int | float | bool] | None = InputField(
         None,

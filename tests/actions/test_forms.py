@@ -173,9 +173,8 @@ def test_shared_inputs_stand_in_the_same_place():
 
 def test_a_closed_list_of_values_is_a_dropdown():
     assert [
-        f"{key}/{name}" for key, action in sorted(ACTIONS.items()) if own(key)
-        for name, prop in action.input_schema()["properties"].items()
-        if "enum" in prop and prop.get("x-widget") != "dropdown"
+        f"{key}{pointer}" for key, pointer, prop, _, _ in every_field()
+        if own(key) and "enum" in prop and prop.get("x-widget") != "dropdown"
     ] == []
 
 
