@@ -10,7 +10,7 @@ model whose published JSON Schema is both the form and the validation rule, and 
 from __future__ import annotations
 
 import inspect
-import logging
+import logging  # noqa: F401 - Context.log's type
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 
 from d365_components.inputs import InputModel, publish_schema
+from d365_components.redaction import get_logger
 
 if TYPE_CHECKING:
     from d365_components.connections.client import WebApiClient
@@ -111,7 +112,7 @@ class Context:
 
     client: WebApiClient | None
     connection: Connection | None = None
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("d365_components.run"))
+    log: logging.Logger = field(default_factory=lambda: get_logger("d365_components.run"))
     #: ``progress(done, total)`` for long runs (bulk loads); the CLI draws a bar from it.
     progress: Callable[[int, int | None], None] | None = None
     #: state a host keeps for a deployed flow (webhook registrations, resume points...).
@@ -179,6 +180,9 @@ class DataSource(Definition):
         raise NotImplementedError
 
 
+_SENSITIVE = frozenset({"code", "authorization", "cookie", "x-functions-key", "api-key", "key"})
+
+
 @dataclass(frozen=True)
 class WebhookRequest:
     """An incoming HTTP request as a host hands it to a webhook trigger."""
@@ -187,6 +191,16 @@ class WebhookRequest:
     headers: dict[str, str]
     query: dict[str, str]
     body: bytes
+
+    def __repr__(self) -> str:
+        # the webhook key travels in ?code= (or a header): never show it
+        def masked(items: dict[str, str]) -> dict[str, str]:
+            return {k: "[REDACTED]" if k.lower() in _SENSITIVE else v for k, v in items.items()}
+
+        return (
+            f"WebhookRequest(method={self.method!r}, headers={masked(self.headers)!r}, "
+            f"query={masked(self.query)!r}, body=<{len(self.body)} bytes>)"
+        )
 
 
 @dataclass

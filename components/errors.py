@@ -59,10 +59,19 @@ class D365Error(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
+        self._message = message
+
+    @property
+    def message(self) -> str:
+        """The message, with secrets masked (hosts may show it as is)."""
+        return redact(self._message)
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._message = value
 
     def __str__(self) -> str:
-        return redact(self.message)
+        return self.message
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"

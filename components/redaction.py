@@ -1,8 +1,9 @@
-"""Keeps secrets out of every message, log line and repr.
+"""Keeps secrets out of every message, log line, traceback and repr.
 
-Connections register each secret they hold (client secret, tokens, webhook keys) with
-:func:`register_secret`; :func:`redact` replaces them wherever text leaves the library. Bearer
-tokens and JWT-shaped strings are masked even when nobody registered them.
+Connections register each secret they hold (client secret, refresh tokens, webhook keys) with
+:func:`register_secret` and may :func:`forget_secret` it when closed; :func:`redact` replaces them
+wherever text leaves the library. Bearer tokens, JWT-shaped strings and secret query/form
+parameters are masked even when nobody registered them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import re
 import threading
 
-__all__ = ["RedactingFilter", "get_logger", "redact", "register_secret"]
+__all__ = ["RedactingFilter", "forget_secret", "get_logger", "redact", "register_secret"]
 
 MASK = "[REDACTED]"
 _MIN_SECRET_LENGTH = 6
@@ -23,35 +24,60 @@ _SECRET_PARAMS = re.compile(
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None  # one alternation of every secret, longest first
+
+
+def _rebuild() -> None:
+    global _pattern
+    ordered = sorted(_secrets, key=len, reverse=True)
+    _pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so that :func:`redact` masks it from now on."""
     if value and len(value) >= _MIN_SECRET_LENGTH:
         with _lock:
-            _secrets.add(value)
+            if value not in _secrets:
+                _secrets.add(value)
+                _rebuild()
+
+
+def forget_secret(value: str | None) -> None:
+    """Stop tracking a secret that no longer exists (a rotated refresh token, a closed connection)."""
+    with _lock:
+        if value in _secrets:
+            _secrets.discard(value)
+            _rebuild()
 
 
 def redact(text: str) -> str:
     """Return ``text`` with every known secret, bearer token and JWT masked."""
     if not text:
         return text
-    for secret in sorted(_secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, MASK)
+    pattern = _pattern
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
     text = _JWT.sub(MASK, text)
     text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
     return _SECRET_PARAMS.sub(lambda m: m.group(1) + MASK, text)
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that redacts the rendered message of every record."""
+    """A logging filter that redacts the rendered message and any traceback of every record."""
+
+    _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 
