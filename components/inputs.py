@@ -258,7 +258,9 @@ def _message(error: jsonschema.ValidationError) -> tuple[str, str]:
         "maxItems": lambda: f"must have at most {value} items",
         "enum": lambda: "must be one of: " + ", ".join(json.dumps(v) for v in value),
         "const": lambda: f"must be {json.dumps(value)}",
-        "pattern": lambda: f"does not have the expected format ({schema.get('description') or value})",
+        "pattern": lambda: "must be a GUID such as 00000000-0000-0000-0000-000000000000"
+        if "[0-9a-fA-F]{8}-" in str(value)
+        else f"does not have the expected format ({schema.get('description') or value})",
         "format": lambda: {"uuid": "must be a GUID such as 00000000-0000-0000-0000-000000000000"}.get(
             value, f"must be a valid {value}"
         ),
@@ -266,6 +268,20 @@ def _message(error: jsonschema.ValidationError) -> tuple[str, str]:
     }
     phrase = phrases.get(kw)
     return pointer, phrase() if phrase else error.message
+
+
+def _malformed_json(schema: dict[str, Any], data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Text in a JSON-only field (object or list) that does not parse: say where it breaks."""
+    found = []
+    for name, value in data.items():
+        types = _types(schema.get("properties", {}).get(name, {}))
+        if isinstance(value, str) and types & {"object", "array"} and "string" not in types:
+            try:
+                json.loads(value)
+            except ValueError as exc:
+                where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
+                found.append((f"/{name}", f"is not valid JSON ({getattr(exc, 'msg', exc)}{where})"))
+    return found
 
 
 def validate_inputs(
@@ -282,7 +298,7 @@ def validate_inputs(
         raise InputValidationError([FieldError("", "inputs must be a JSON object")], subject=subject)
     data = coerce_form_values(schema, raw)
     validator = _VALIDATOR(schema, format_checker=_VALIDATOR.FORMAT_CHECKER)
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = dict(_malformed_json(schema, data))
     for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
         pointer, message = _message(error)
         errors.setdefault(pointer, message)
@@ -290,6 +306,8 @@ def validate_inputs(
         raise InputValidationError([FieldError(p, m) for p, m in errors.items()], subject=subject)
     try:
         return model.model_validate(data)
+    except InputValidationError as exc:  # a cross-field rule that names its fields
+        raise InputValidationError(exc.errors, subject=subject) from None
     except ValidationError as exc:
         # Cross-field rules (model validators) live in the model; report them the same way.
         fields = []

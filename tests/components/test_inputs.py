@@ -69,3 +69,10 @@ def test_secrets_never_appear_in_repr() -> None:
 def test_non_object_inputs_are_refused() -> None:
     with pytest.raises(InputValidationError, match="must be a JSON object"):
         validate_inputs(Echo.input_schema(), Echo.Inputs, ["not", "an", "object"])  # type: ignore[arg-type]
+
+
+def test_malformed_json_text_says_where_it_breaks() -> None:
+    with pytest.raises(InputValidationError) as info:
+        validate_inputs(Echo.input_schema(), Echo.Inputs, {"message": "x", "options": '{"a": 1,}'})
+    (error,) = info.value.errors
+    assert error.pointer == "/options" and error.message.startswith("is not valid JSON (") and "line 1 column" in error.message
