@@ -121,13 +121,19 @@ def run(key: str, input_: str, connection: str | None) -> None:
 
     inputs = _load_json(input_, "--input")
     spec = _load_json(connection, "--connection") if connection else None
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task(key, total=None, visible=False)
+    bar = Progress(console=err, transient=True)
+    task = bar.add_task(key, total=None)
 
-        def progress(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total, visible=True)
+    def progress(done: int, total: int | None) -> None:
+        if not bar.live.is_started:  # only long runs report progress: draw the bar then
+            bar.start()
+        bar.update(task, completed=done, total=total)
 
+    try:
         result = run_sync(invoke(key, inputs, spec, progress=progress))
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     _print_json(result)
 
 
