@@ -112,7 +112,7 @@ def describe(key: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("key")
 @click.option("--input", "input_", default="{}", metavar="JSON|@FILE", help="Inputs as JSON, or @file.")
-@click.option("--connection", metavar="JSON|@FILE", help='Connection: {"key": "...", "inputs": {...}}.')
+@click.option("--connection", metavar="@FILE|JSON", help='Connection: {"key": "...", "inputs": {...}}; prefer @file (inline JSON shows secrets in the process list).')
 def run(key: str, input_: str, connection: str | None) -> None:
     """Run the action KEY and print its JSON output."""
     from rich.progress import Progress
@@ -138,7 +138,7 @@ def run(key: str, input_: str, connection: str | None) -> None:
 
 
 @cli.command("test-connection")
-@click.option("--connection", required=True, metavar="JSON|@FILE", help='Connection: {"key": "...", "inputs": {...}}.')
+@click.option("--connection", required=True, metavar="@FILE|JSON", help='Connection: {"key": "...", "inputs": {...}}; prefer @file (inline JSON shows secrets in the process list).')
 def test_connection(connection: str) -> None:
     """Sign in and call WhoAmI: prints who you are, or what is wrong in plain words."""
     from d365_components.runtime import open_connection, run_sync
