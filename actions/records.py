@@ -153,12 +153,20 @@ def _merged(inputs: Any) -> tuple[dict[str, Any], dict[str, str]]:
     values: dict[str, Any] = {}
     pointers: dict[str, str] = {}
     for index, item in enumerate(inputs.field_values):
-        values[item.key] = item.value
+        values[item.key] = _wire_value(item.value)
         pointers[item.key] = f"/fieldValues/{index}/value"
     for column, value in (inputs.dynamic_values or {}).items():
-        values[column] = value
+        values[column] = _wire_value(value)
         pointers[column] = f"/dynamicValues/{column}"
     return values, pointers
+
+
+def _wire_value(value: Any) -> Any:
+    """A multi-select choice given as a list of numbers (as generated table forms send it) is
+    written the way Dataverse reads it: ``"1,2"``."""
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return ",".join(str(v) for v in value)
+    return value
 
 
 def _headers(inputs: Any, **extra: str) -> dict[str, str]:

@@ -361,3 +361,8 @@ async def test_lookup_by_read_name_and_by_navigation_property(run):
         {"entityType": "contacts", "dynamicValues": {"lastname": "N", "parentcustomerid_account": account["id"]}},
     )
     assert by_nav["record"]["_parentcustomerid_value"] == account["id"]
+
+
+async def test_multi_select_choices_may_be_given_as_a_list(run) -> None:
+    created = await run("dynamics365.create_entity", {"entityType": "accounts", "dynamicValues": {"name": "Multi", "new_channels": [100000000, 100000002]}})
+    assert created["record"]["new_channels"] == "100000000,100000002"
