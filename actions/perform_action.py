@@ -15,7 +15,14 @@ from typing import Any
 from pydantic import model_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import EXAMPLE_ORG, conflict, entity_id_field, entity_type_field
+from d365_components.actions._common import (
+    EXAMPLE_ORG,
+    conflict,
+    entity_id_field,
+    entity_type_field,
+    impersonate_field,
+    impersonation_headers,
+)
 from d365_components.actions._lookups import metadata_for
 from d365_components.connections.odata import RawLiteral
 
@@ -95,12 +102,15 @@ class PerformUnboundAction(Action):
             '{"@odata.type": "Microsoft.Dynamics.CRM.account", "accountid": "<guid>"}.',
             {"Status": 3, "OpportunityClose": {"subject": "Won", "opportunityid@odata.bind": "/opportunities(<guid>)"}},
         )
+        impersonate_user_id: str | None = impersonate_field()
 
     output_schema = _OUTPUT
     example = {"name": "new_MyCustomApi", "result": {"@odata.context": f"{EXAMPLE_ORG}/$metadata#Microsoft.Dynamics.CRM.new_MyCustomApiResponse", "Answer": 42}}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        result = await ctx.client.execute(inputs.action_name, inputs.parameters or {})
+        result = await ctx.client.execute(
+            inputs.action_name, inputs.parameters or {}, headers=impersonation_headers(inputs.impersonate_user_id)
+        )
         return {"name": inputs.action_name, "result": result}
 
 
@@ -122,13 +132,17 @@ class PerformBoundAction(Action):
             "The action's parameters as a JSON object (its request body).",
             {"CreateAccount": True, "CreateContact": True, "CreateOpportunity": True, "Status": 3},
         )
+        impersonate_user_id: str | None = impersonate_field()
 
     output_schema = _OUTPUT
     example = {"name": "AddToQueue", "result": {"@odata.context": f"{EXAMPLE_ORG}/$metadata#Microsoft.Dynamics.CRM.AddToQueueResponse", "QueueItemId": "5aae8258-4878-eb11-a812-000d3a8b3ec6"}}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         bound = await _bound_to(ctx, inputs.entity_type, inputs.entity_id)
-        result = await ctx.client.execute(inputs.action_name, inputs.parameters or {}, bound_to=bound)
+        result = await ctx.client.execute(
+            inputs.action_name, inputs.parameters or {}, bound_to=bound,
+            headers=impersonation_headers(inputs.impersonate_user_id),
+        )
         return {"name": inputs.action_name, "result": result}
 
 
@@ -153,6 +167,7 @@ class CallFunction(Action):
             examples=["systemusers"],
         )
         entity_id: str | None = _bound_id_field()
+        impersonate_user_id: str | None = impersonate_field()
 
         @model_validator(mode="after")
         def _id_needs_table(self) -> CallFunction.Inputs:
@@ -170,6 +185,7 @@ class CallFunction(Action):
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         bound = await _bound_to(ctx, inputs.entity_type, inputs.entity_id)
         result = await ctx.client.execute(
-            inputs.function_name, _function_parameters(inputs.parameters), bound_to=bound, function=True
+            inputs.function_name, _function_parameters(inputs.parameters), bound_to=bound, function=True,
+            headers=impersonation_headers(inputs.impersonate_user_id),
         )
         return {"name": inputs.function_name, "result": result}

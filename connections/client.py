@@ -585,11 +585,13 @@ class WebApiClient:
         *,
         bound_to: tuple[str, str | dict[str, Any] | None] | None = None,
         function: bool = False,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Call a Dataverse function (GET) or action (POST), unbound or bound to a row or a table.
 
         Returns the parsed JSON answer, or None for 204. Function parameters are sent as
-        parameter aliases; pass ``odata.RawLiteral`` for enum values.
+        parameter aliases; pass ``odata.RawLiteral`` for enum values. ``headers`` carry per-call
+        options such as impersonation (``CallerObjectId``).
         """
         _check_name(name, "name", dotted=True)
         if bound_to is not None:
@@ -607,9 +609,9 @@ class WebApiClient:
                 aliases.append(f"{param}=@p{index}")
                 query[f"@p{index}"] = _function_value(value)
             path = f"{path}({','.join(aliases)})"
-            response = await self.request("GET", path, params=query or None)
+            response = await self.request("GET", path, params=query or None, headers=headers)
         else:
-            response = await self.request("POST", path, json=parameters or {})
+            response = await self.request("POST", path, json=parameters or {}, headers=headers)
         if response.status_code == 204 or not response.content:
             return None
         return _json(response)

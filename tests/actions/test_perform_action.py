@@ -77,3 +77,12 @@ async def test_names_are_checked_before_any_request(offline_connection, key, inp
         await invoke(key, inputs, offline_connection)
     assert caught.value.errors[0].pointer == pointer
     assert offline_connection.sent == []
+
+
+async def test_functions_can_run_as_another_user(run) -> None:
+    from d365_components.emulator import defaults
+
+    me = await run("dynamics365.call_function", {"functionName": "WhoAmI"})
+    assert me["result"]["UserId"] == defaults.APP_USER_ID
+    them = await run("dynamics365.call_function", {"functionName": "WhoAmI", "impersonateUserId": defaults.USER_OBJECT_ID})
+    assert them["result"]["UserId"] == defaults.USER_ID
