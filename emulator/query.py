@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from calendar import monthrange
 from dataclasses import dataclass, field
@@ -180,7 +181,10 @@ def iso_datetime(text: str) -> str:
         raise bad_request(f"Cannot convert the literal '{text}' to the expected type 'Edm.DateTimeOffset'.") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except OverflowError:       # 9999-12-31T23:59:59-05:00 is past the last representable instant
+        raise bad_request(f"The date-time '{text}' is outside the supported range.") from None
 
 
 def coerce(col: Column, kind: str, value, op: str = "eq"):
@@ -201,15 +205,20 @@ def coerce(col: Column, kind: str, value, op: str = "eq"):
     elif t == "Boolean":
         ok = int(value) if kind == "bool" else _mismatch(col, kind, op)
     elif t in ("Integer", "BigInt", "Picklist", "State", "Status"):
-        if kind == "number" and float(value).is_integer():
+        if kind == "number" and _is_whole(value):
             ok = int(value)
         elif kind == "string" and re.fullmatch(r"-?\d+", str(value)):
             ok = int(value)
         else:
             _mismatch(col, kind, op)
+        bits = 63 if t == "BigInt" else 31
+        if not -(1 << bits) <= ok < (1 << bits):
+            # Wording UNCONFIRMED; Dataverse answers an out-of-range literal with a 400, not a 500.
+            raise bad_request(f"The value '{value}' is out of range for the property '{col.name}' "
+                              f"of type '{col.edm_type}'.")
     elif t in ("Decimal", "Double", "Money"):
         if kind == "number":
-            ok = value
+            ok = _sql_number(value)
         elif kind == "string":
             try:
                 ok = float(value)
@@ -218,6 +227,17 @@ def coerce(col: Column, kind: str, value, op: str = "eq"):
         else:
             _mismatch(col, kind, op)
     return ok
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) or (math.isfinite(value) and value.is_integer())
+
+
+def _sql_number(value):
+    """Ints beyond SQLite's 64-bit INTEGER bind as REAL (SQLite raises OverflowError otherwise)."""
+    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
+        return float(value)
+    return value
 
 
 def _mismatch(col: Column, kind: str, op: str):
@@ -303,7 +323,7 @@ class FilterCompiler:
                 f"WHERE {inner.alias}.{q(target.primary_id)} = {scope.alias}.{q(nav.column)})"), col
 
     def _param(self, value) -> str:
-        self.params.append(value)
+        self.params.append(_sql_number(value))
         return "?"
 
     def _compare(self, op, left, right, scope, vars) -> str:
@@ -390,7 +410,10 @@ class FilterCompiler:
         handler = getattr(self, "_crm_" + name, None)
         if handler is not None:
             return handler(expr, col, value, values)
-        date_range = self._date_function(name, value)
+        try:
+            date_range = self._date_function(name, value)
+        except (OverflowError, ValueError):     # NextXYears(99999): past year 9999 or before year 1
+            raise bad_request(f"The PropertyValue of '{name}' gives a date outside the supported range.") from None
         if date_range is not None:
             lo, hi = date_range
             parts = []

@@ -173,11 +173,28 @@ async def test_unsupported_and_malformed_queries_are_400_not_500(api, people):
         "accounts?$select=name&$skiptoken=garbage": "0x0",
         "accounts?$expand=nosuch": "0x0",
         "accounts?$expand=Account_Tasks($count=true)": "0x80060888",
+        # numbers and dates past what the columns (or Python's datetime) can hold
+        "accounts?$filter=numberofemployees eq 99999999999999999999": "0x0",
+        "accounts?$filter=numberofemployees gt -2147483649": "0x0",
+        "accounts?$filter=numberofemployees eq 1e300": "0x0",
+        "accounts?$filter=Microsoft.Dynamics.CRM.In(PropertyName='numberofemployees',PropertyValues=[1,99999999999999999999])": "0x0",
+        "accounts?$filter=Microsoft.Dynamics.CRM.NextXYears(PropertyName='lastonholdtime',PropertyValue=99999)": "0x0",
+        "accounts?$filter=Microsoft.Dynamics.CRM.LastXYears(PropertyName='lastonholdtime',PropertyValue=99999)": "0x0",
+        "accounts?$filter=Microsoft.Dynamics.CRM.OlderThanXYears(PropertyName='lastonholdtime',PropertyValue=99999)": "0x0",
+        "accounts?$filter=Microsoft.Dynamics.CRM.NextXMonths(PropertyName='lastonholdtime',PropertyValue=999999999999)": "0x0",
+        "accounts?$filter=Microsoft.Dynamics.CRM.LastXDays(PropertyName='lastonholdtime',PropertyValue=99999999999)": "0x0",
+        "accounts?$filter=Microsoft.Dynamics.CRM.NextXHours(PropertyName='lastonholdtime',PropertyValue=99999999999999999999999)": "0x0",
+        "accounts?$filter=Microsoft.Dynamics.CRM.OnOrBefore(PropertyName='lastonholdtime',PropertyValue='9999-12-31')": "0x0",
+        "accounts?$filter=lastonholdtime eq 9999-12-31T23:59:59-05:00": "0x0",
+        "accounts?$filter=lastonholdtime eq 0001-01-01T00:00:00%2B05:00": "0x0",
     }
     for url, code in cases.items():
         response = await api.get(url)
         assert response.status_code == 400, (url, response.text)
         assert error_of(response)[1] == code, (url, response.text)
+    wide = await api.get("accounts?$select=name&$filter=revenue lt 99999999999999999999999 and 99999999999999999999 eq 99999999999999999999"
+                         "&$top=99999999999999999999", headers={"Prefer": "odata.maxpagesize=99999999999999999999"})
+    assert wide.status_code == 200, wide.text
     unterminated = error_of(await api.get("accounts?$filter=lastname eq 'O'Bryan'"))[2]
     assert unterminated.startswith("There is an unterminated literal")
 
@@ -291,7 +308,12 @@ TOKENS = ["name", "revenue", "accountid", "_primarycontactid_value", "primarycon
           " eq ", " ne ", " gt ", " and ", " or ", "not ", "(", ")", "'a''b'", "'", "1", "-2.5", "null", "true",
           "2024-01-01", "00000000-0000-0000-0000-000000000001", "contains(", "startswith(", ",", "@p1",
           "Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['a'])", "Microsoft.Dynamics.CRM.Today(",
-          "[", "]", "/", "$", "%", "\\", "\"", "any", "all", ":", " "]
+          "[", "]", "/", "$", "%", "\\", "\"", "any", "all", ":", " ",
+          "numberofemployees", "lastonholdtime", "99999999999999999999", "-99999999999999999999", "1e300", "1e400",
+          "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00",
+          "Microsoft.Dynamics.CRM.NextXYears(PropertyName='lastonholdtime',PropertyValue=99999)",
+          "Microsoft.Dynamics.CRM.LastXDays(PropertyName='lastonholdtime',PropertyValue=", "99999999999)",
+          "Microsoft.Dynamics.CRM.Between(PropertyName='numberofemployees',PropertyValues=[0,"]
 
 
 def test_random_filters_never_cause_a_500(emulator):
