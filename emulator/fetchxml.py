@@ -118,11 +118,7 @@ def _rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[dict], bool]
 
 
 def _after(keys: list[SortKey], last: list, params: list) -> str:
-    """Rows after `last` in key order. All-ascending keys without NULLs become a row-value
-    comparison, which SQLite answers with an index seek; other shapes use the OR-expansion."""
-    if not any(k.descending for k in keys) and None not in last:
-        params.extend(last)
-        return f"(({', '.join(k.expr for k in keys)}) > ({', '.join('?' * len(keys))}))"
+    """Rows after `last` in key order (an index seek when every key ascends; see keyset_after)."""
     return keyset_after([(k.expr, k.descending) for k in keys], last, params)
 
 

@@ -694,7 +694,13 @@ def decode_token(token: str, width: int) -> list:
 
 
 def keyset_after(keys: list[tuple[str, bool]], last: list, params: list) -> str:
-    """SQL condition: rows strictly after `last` in ORDER BY keys (NULLs first ascending)."""
+    """SQL condition: rows strictly after `last` in ORDER BY keys (NULLs first ascending).
+
+    All-ascending keys with no NULL in `last` become a row-value comparison `(a, id) > (?, ?)`,
+    which SQLite answers with an index seek; the OR-expansion (any other shape) scans the index."""
+    if not any(desc for _, desc in keys) and None not in last:
+        params.extend(last)
+        return f"(({', '.join(expr for expr, _ in keys)}) > ({', '.join('?' * len(keys))}))"
     clauses = []
     for i, (expr, desc) in enumerate(keys):
         value = last[i]

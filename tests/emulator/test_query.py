@@ -331,3 +331,19 @@ def test_random_filters_never_cause_a_500(emulator):
         assert status in (200, 400), (option, text, body)
 
     check()
+
+
+def test_ascending_keyset_pages_seek_the_index(store):
+    """`(name, accountid) > (?, ?)` lets SQLite start at the last row; the OR form scans the index."""
+    from d365_components.emulator.query import keyset_after
+
+    params: list = []
+    after = keyset_after([("t0.name", False), ("t0.accountid", False)], ["Contoso", "00000000-0000-0000-0000-000000000001"], params)
+    assert after.startswith("((t0.name, t0.accountid) > (?, ?))") and len(params) == 2
+    plan = store.execute(f"EXPLAIN QUERY PLAN SELECT * FROM account AS t0 WHERE {after} "
+                         "ORDER BY t0.name, t0.accountid LIMIT 5001", params)
+    details = " ".join(row["detail"] for row in plan)
+    assert "SEARCH" in details and "ix_account_name_accountid" in details, details
+    mixed: list = []
+    assert " OR " in keyset_after([("t0.name", True), ("t0.accountid", False)], ["Contoso", "x"], mixed)
+    assert " OR " in keyset_after([("t0.name", False), ("t0.accountid", False)], [None, "x"], [])
