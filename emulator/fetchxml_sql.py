@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 
 from d365_components.emulator.errors import INVALID_ARGUMENT, DataverseError, bad_request
 from d365_components.emulator.fetchxml_parse import Attribute, Condition, Entity, Fetch, Filter, invalid
-from d365_components.emulator.query import FilterCompiler, QueryUser, iso_datetime
+from d365_components.emulator.query import FilterCompiler, QueryUser, iso_datetime, like_pattern
 from d365_components.emulator.schema import Column, ManyToMany, Schema, Table
 from d365_components.emulator.store import q
 
@@ -468,7 +468,7 @@ class Planner:
         if op == "not-null":
             return f"({e} IS NOT NULL)"
         if op in ("like", "not-like"):
-            return f"({e} {'NOT ' if op == 'not-like' else ''}LIKE {param(one())})"
+            return f"({e} {'NOT ' if op == 'not-like' else ''}LIKE {param(like_pattern(one()))} ESCAPE '\\')"
         patterns = {"begins-with": "{}%", "not-begin-with": "{}%", "ends-with": "%{}", "not-end-with": "%{}"}
         if op in patterns:
             escaped = re.sub(r"([\\%_])", r"\\\1", one())

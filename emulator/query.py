@@ -240,6 +240,31 @@ def _sql_number(value):
     return value
 
 
+_LIKE_PART = re.compile(r"\[(\[|[^\]]*)\]|\\|[^\[\\]+|\[")
+
+
+def like_pattern(text: str) -> str:
+    """A SQL Server LIKE pattern -> the same pattern for SQLite `LIKE ? ESCAPE '\\'`.
+
+    Dataverse runs contains/startswith/endswith as SQL Server LIKE, where `[%]`, `[_]` and `[[]`
+    stand for the character itself (that's how clients escape user text); `%` and `_` outside
+    brackets stay wildcards. SQLite has no brackets, so bracketed characters become escaped
+    literals. Character ranges (`[a-c]`) have no SQLite LIKE equivalent: 501, not a wrong answer."""
+    out = []
+    for m in _LIKE_PART.finditer(text):
+        part = m.group(0)
+        if m.group(1) is not None:
+            if len(m.group(1)) != 1:
+                raise not_supported(f"The character class '{part}' in a LIKE pattern is not supported by the emulator.")
+            part = m.group(1)
+            out.append("\\" + part if part in "%_\\" else part)
+        elif part == "\\":
+            out.append("\\\\")
+        else:
+            out.append(part)
+    return "".join(out)
+
+
 def _mismatch(col: Column, kind: str, op: str):
     raise bad_request("A binary operator with incompatible types was detected. Found operand types "
                       f"'{col.edm_type}' and '{EDM_OF_KIND.get(kind, kind)}' for operator kind '{OP_NAMES.get(op, op)}'.")
@@ -366,7 +391,7 @@ class FilterCompiler:
         if col.edm_type != "Edm.String":
             raise bad_request(f"No function signature for the function with name '{name}' matches the specified arguments. "
                               f"The function signatures considered are: {name}(Edm.String Nullable=true, Edm.String Nullable=true).")
-        return f"({expr} LIKE {self._param(patterns[name].format(args[1][2]))})"
+        return f"({expr} LIKE {self._param(patterns[name].format(like_pattern(args[1][2])))} ESCAPE '\\')"
 
     def _lambda(self, node, scope, vars) -> str:
         _, names, op, var, expr = node
@@ -490,7 +515,7 @@ class FilterCompiler:
     def _like(self, expr, value, pattern, negate=False):
         if value is None or value[1] != "string":
             raise bad_request("The PropertyValue parameter must be a string.")
-        cond = f"{expr} LIKE {self._param(pattern.format(value[2]))}"
+        cond = f"{expr} LIKE {self._param(pattern.format(like_pattern(value[2])))} ESCAPE '\\'"
         return f"(NOT COALESCE({cond}, 0))" if negate else f"({cond})"
 
     def _crm_Like(self, expr, col, value, values):

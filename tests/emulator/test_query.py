@@ -347,3 +347,21 @@ def test_ascending_keyset_pages_seek_the_index(store):
     mixed: list = []
     assert " OR " in keyset_after([("t0.name", True), ("t0.accountid", False)], ["Contoso", "x"], mixed)
     assert " OR " in keyset_after([("t0.name", False), ("t0.accountid", False)], [None, "x"], [])
+
+
+async def test_like_functions_read_brackets_as_sql_server_does(api, store, unique):
+    """`[%]`, `[_]` and `[[]` are literal characters (how clients escape user text); bare % and _ are wildcards."""
+    marker = "L" + unique
+    for name in ("50%", "500", "5_0", "a[b]", "O'Neil 50%", "back\\slash"):
+        store.insert("account", {"name": f"{marker} {name}"}, user=defaults.APP_USER_ID)
+    assert await names(api, marker, "contains(name,'50[%]')") == ["50%", "O'Neil 50%"]
+    assert await names(api, marker, "contains(name,'50%')") == ["50%", "500", "O'Neil 50%"]
+    assert await names(api, marker, "endswith(name,'5[_]0')") == ["5_0"]
+    assert await names(api, marker, "endswith(name,'5_0')") == ["500", "5_0"]
+    assert await names(api, marker, "contains(name,'a[[]b]')") == ["a[b]"]
+    assert await names(api, marker, "contains(name,'k\\s')") == ["back\\slash"]
+    assert await names(api, marker, "startswith(name,'" + marker + " O''Neil 50[%]')") == ["O'Neil 50%"]
+    crm = "Microsoft.Dynamics.CRM.Like(PropertyName='name',PropertyValue='%2550[%25]')"   # %25: the URL's own escape for %
+    assert await names(api, marker, crm) == ["50%", "O'Neil 50%"]
+    ranged = error_of(await api.get(f"accounts?$filter=contains(name,'[a-c]')"))
+    assert ranged[:2] == (400, "0x80060888") and "[a-c]" in ranged[2]
