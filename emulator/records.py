@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from d365_components.emulator.context import Ctx, Reply
 from d365_components.emulator.errors import (
-    DataverseError, INVALID_STATE_STATUS, OPTION_OUT_OF_RANGE, QUERY_NOT_SUPPORTED, VALIDATION,
+    DataverseError, INVALID_ARGUMENT, INVALID_STATE_STATUS, OPTION_OUT_OF_RANGE, QUERY_NOT_SUPPORTED, VALIDATION,
     already_exists, bad_request, duplicate_key, key_not_found, method_not_allowed, not_supported,
     record_not_found, segment_not_found, unknown_body_property, version_mismatch,
 )
@@ -520,6 +520,15 @@ def _cannot_convert(value, edm: str) -> DataverseError:
                        f"to the expected type '{edm}'.")
 
 
+# States an update may not set: Dataverse closes these rows only through their messages, which
+# also write the close activity (opportunityclose, incidentresolution).
+STATES_BY_MESSAGE = {
+    ("opportunity", 1): ("Won", "WinOpportunity"),
+    ("opportunity", 2): ("Lost", "LoseOpportunity"),
+    ("incident", 1): ("Resolved", "CloseIncident"),
+}
+
+
 def convert_body(ctx: Ctx, table: Table, body: dict, *, creating: bool) -> tuple[dict, list]:
     """A request body -> (column values, operations to run once the row exists)."""
     values: dict = {}
@@ -563,6 +572,12 @@ def convert_body(ctx: Ctx, table: Table, body: dict, *, creating: bool) -> tuple
         if not col.writable or (col.is_primary_id and not creating):
             continue
         values[col.name] = to_storage(table, col, value)
+    if not creating and (table.logical_name, values.get("statecode")) in STATES_BY_MESSAGE:
+        label, message = STATES_BY_MESSAGE[table.logical_name, values["statecode"]]
+        # Wording as Dataverse's SetState/Update refusal is commonly quoted; the code is UNCONFIRMED.
+        raise bad_request(f"This message can not be used to set the state of {table.logical_name} to {label}. "
+                          f"In order to set state of {table.logical_name} to {label}, use the {message}Request "
+                          f"message instead (the Web API's {message} action).", INVALID_ARGUMENT)
     if "statecode" in values and "statuscode" in values and values["statuscode"] is not None:
         state_of = {o.value: o.state for o in table.columns["statuscode"].option_set.options}
         if state_of.get(values["statuscode"]) != values["statecode"]:

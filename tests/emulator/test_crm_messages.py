@@ -222,3 +222,21 @@ async def test_calculate_rollup_field_counts_open_deals(api, unique):
     assert plain.status_code == 200 and plain.json()["name"] == unique
     unknown = await api.get("CalculateRollupField(Target=@p1,FieldName=@p2)", params={**target, "@p2": "'nope'"})
     assert error_of(unknown)[0] == 400
+
+
+# ---- states only a message may set ----------------------------------------------------------------
+
+async def test_patch_cannot_win_lose_or_resolve(api, unique):
+    """Won, Lost and Resolved come only from WinOpportunity, LoseOpportunity and CloseIncident."""
+    opportunity_id = await create(api, "opportunities", {"name": unique})
+    incident_id = await create(api, "incidents", {"title": unique})
+    for url, body, message in ((f"opportunities({opportunity_id})", {"statecode": 1, "statuscode": 3}, "WinOpportunity"),
+                               (f"opportunities({opportunity_id})", {"statecode": 2}, "LoseOpportunity"),
+                               (f"incidents({incident_id})", {"statecode": 1, "statuscode": 5}, "CloseIncident")):
+        status, code, text = error_of(await api.patch(url, json=body))
+        assert (status, code) == (400, "0x80040203") and message in text, text
+    assert (await api.get(f"opportunities({opportunity_id})")).json()["statecode"] == 0
+    cancelled = await api.patch(f"incidents({incident_id})", json={"statecode": 2, "statuscode": 6})
+    assert cancelled.status_code == 204, cancelled.text
+    renamed = await api.patch(f"opportunities({opportunity_id})", json={"name": f"{unique} renamed", "statecode": 0})
+    assert renamed.status_code == 204, renamed.text
