@@ -37,18 +37,20 @@ TARGET_RPS = 2000
 SERVER = r"""
 import json, sys
 from d365_components.emulator.server import Emulator
-try:                                   # the data plane alone: no service-protection limits (6,000/5 min)
+extra = {}
+if sys.argv[3] == "plane":             # the data plane alone: no service-protection limits (6,000/5 min)
     from d365_components.emulator.extensions import EmulatorFeatures
     extra = {"features": EmulatorFeatures(limits=None, change_tracking=False, webhooks=False)}
-except ImportError:
-    extra = {}
+elif sys.argv[3] == "default":         # Dataverse's limits, far above what a benchmark sends
+    from d365_components.emulator.extensions import EmulatorFeatures
+    from d365_components.emulator.protection import Limits
+    extra = {"features": EmulatorFeatures(limits=Limits(requests=10**9))}
 emulator = Emulator(db=sys.argv[1], seed=None if sys.argv[1] != ":memory:" else "demo", cert_dir=sys.argv[2], **extra).start()
 print(json.dumps({"org_url": emulator.org_url, "api_url": emulator.api_url, "token_url": emulator.token_url,
                   "ca_bundle": emulator.ca_bundle, "pid": __import__("os").getpid()}), flush=True)
 sys.stdin.read()
 emulator.stop()
 """
-
 
 def build_database(path: Path, rows: int) -> float:
     """A store file with `rows` accounts; returns seconds taken."""
@@ -192,8 +194,9 @@ def token_for(info: dict) -> str:
         "client_secret": defaults.CLIENT_SECRET, "scope": info["org_url"] + "/.default"}).json()["access_token"]
 
 
-def start_server(db: str, cert_dir: str) -> tuple[subprocess.Popen, dict]:
-    server = subprocess.Popen([sys.executable, "-c", SERVER, db, cert_dir], stdin=subprocess.PIPE,
+def start_server(db: str, cert_dir: str, features: str = "plane") -> tuple[subprocess.Popen, dict]:
+    """`features`: "plane" (data plane only) or "default" (protection, change tracking, webhooks)."""
+    server = subprocess.Popen([sys.executable, "-c", SERVER, db, cert_dir, features], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     return server, json.loads(server.stdout.readline())
 
@@ -261,15 +264,63 @@ def in_process(n: int) -> tuple[float, float]:
     return get_rate, n / (time.perf_counter() - started)
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the server process so far: per-request cost that a busy
+    neighbour on the machine barely disturbs (unlike requests/s)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def simple_rates(certs: str, features: str, requests: int, processes: int) -> list[tuple[float, float]]:
+    """[(req/s, server CPU µs per request)] for GET by id and POST create on an in-memory
+    emulator, http.client x `processes` over HTTPS."""
+    server, info = start_server(":memory:", certs, features)
+    try:
+        token = token_for(info)
+        ids = httpx.get(info["api_url"] + "/accounts?$select=accountid&$top=1", verify=info["ca_bundle"],
+                        headers={"Authorization": f"Bearer {token}"}).json()["value"]
+        path = f"/api/data/v9.2/accounts({ids[0]['accountid']})?$select=name,numberofemployees"
+        out = []
+        for method, url, body in (("GET", path, None), ("POST", "/api/data/v9.2/accounts", b'{"name":"Bench","revenue":1}')):
+            cpu = server_cpu_seconds(info["pid"])
+            rate = light_rps(info, token, method, url, body, requests, processes)
+            out.append((rate, (server_cpu_seconds(info["pid"]) - cpu) / requests * 1e6))
+        return out
+    finally:
+        stop_server(server)
+
+
+def features_overhead(certs: str, requests: int, processes: int, repeats: int) -> None:
+    """The default emulator against the data plane alone, best of `repeats` runs each (interleaved,
+    so a busy neighbour hurts both alike). Server CPU per request (which includes TLS) is the
+    steadier measure; requests/s moves with whatever else the machine runs."""
+    best = {"plane": [(0.0, 1e9)] * 2, "default": [(0.0, 1e9)] * 2}
+    for _ in range(repeats):
+        for features in best:
+            runs = simple_rates(certs, features, requests, processes)
+            best[features] = [(max(b[0], r[0]), min(b[1], r[1])) for b, r in zip(best[features], runs)]
+    print(f"in-memory emulator, http.client x{processes} processes over HTTPS, best of {repeats}:")
+    for label, index in (("GET by id", 0), ("POST create", 1)):
+        (plane, plane_cpu), (default, default_cpu) = best["plane"][index], best["default"][index]
+        print(f"  {label:<11}  data plane only {plane:,.0f}/s ({plane_cpu:,.0f} µs CPU/request), default features "
+              f"{default:,.0f}/s ({default_cpu:,.0f} µs)  overhead {default_cpu / plane_cpu - 1:+.0%} CPU, "
+              f"{plane / default - 1:+.0%} rate; {default / TARGET_RPS:.2f}x the {TARGET_RPS:,}/s target")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--processes", type=int, default=2, help="light-client processes")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per setting in the overhead comparison")
+    parser.add_argument("--overhead-only", action="store_true", help="only compare default features with the data plane")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="emulator-bench-") as tmp:
         certs = str(Path(tmp) / "certs")
+        features_overhead(certs, args.requests, args.processes, args.repeats)
+        if args.overhead_only:
+            return
         server, info = start_server(":memory:", certs)
         try:
             token = token_for(info)
@@ -281,7 +332,7 @@ def main() -> None:
                                     args.requests, args.processes)
         finally:
             stop_server(server)
-        print(f"default emulator (in-memory store), http.client x{args.processes} processes over HTTPS:")
+        print(f"data-plane emulator (in-memory store), http.client x{args.processes} processes over HTTPS:")
         print(f"  GET by id:   {memory_get:,.0f} req/s  ({memory_get / TARGET_RPS:.2f}x the {TARGET_RPS:,}/s target)")
         print(f"  POST create: {memory_post:,.0f} req/s  ({memory_post / TARGET_RPS:.2f}x the target)")
         db = Path(tmp) / "org.sqlite"

@@ -127,6 +127,8 @@ class ChangeTracking:
         table = self.state.schema.by_set.get(m.group(2)) if m else None
         if table is None:
             return await self.app(scope, receive, send)
+        if b"token" not in scope.get("query_string", b"") and not _asks_to_track(scope):
+            return await self.app(scope, receive, send)       # the usual query: no need to parse it
         headers = _headers(scope)
         raw_query = scope.get("query_string", b"").decode("latin-1")
         query = dict(parse_qsl(raw_query, keep_blank_values=True))
@@ -268,6 +270,10 @@ def _link(api: str, entity_set: str, options: dict, extra: dict) -> str:
     parts = [f"{k}={quote(v, safe=_SAFE)}" for k, v in options.items()]
     parts += [f"{k}={quote(v, safe='')}" for k, v in extra.items()]
     return f"{api}/{entity_set}" + ("?" + "&".join(parts) if parts else "")
+
+
+def _asks_to_track(scope) -> bool:
+    return any(k == b"prefer" and b"track-changes" in v.lower() for k, v in scope.get("headers", ()))
 
 
 def _headers(scope) -> dict[str, str]:

@@ -192,17 +192,29 @@ def _seconds(wait: float) -> int:
     return max(1, math.ceil(wait))
 
 
+_USER_KEYS: dict[bytes, str] = {}      # Authorization header -> user key; a client reuses its token
+
+
 def user_key(scope) -> str:
     """The token's `oid` (else `appid`/`sub`), read without verifying: the app verifies it."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            parts = value.decode("latin-1").split(" ", 1)
-            if len(parts) == 2 and parts[0].lower() == "bearer":
-                claims = _unverified_claims(parts[1].strip())
-                for claim in ("oid", "appid", "azp", "sub"):
-                    if claims.get(claim):
-                        return str(claims[claim])
-            break
+            key = _USER_KEYS.get(value)
+            if key is None:
+                if len(_USER_KEYS) >= 10_000:
+                    _USER_KEYS.clear()
+                key = _USER_KEYS[value] = _user_key_of(value)
+            return key
+    return "anonymous"
+
+
+def _user_key_of(authorization: bytes) -> str:
+    parts = authorization.decode("latin-1").split(" ", 1)
+    if len(parts) == 2 and parts[0].lower() == "bearer":
+        claims = _unverified_claims(parts[1].strip())
+        for claim in ("oid", "appid", "azp", "sub"):
+            if claims.get(claim):
+                return str(claims[claim])
     return "anonymous"
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import json
 import logging
 import ssl
@@ -69,15 +70,29 @@ ORDER BY coalesce(s.stage, 40), coalesce(s.rank, 1)
 
 @dataclass
 class _Request:
-    """What one Web API request collects: its writes (to undo) and its synchronous deliveries."""
+    """What one Web API request collects: its writes (to undo) and its synchronous deliveries.
+    Who sent it and its ids are worked out only when a step needs them (most writes have none)."""
 
-    oid: str
-    correlation_id: str
-    request_id: str
+    scope: dict
     writes: list[tuple] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     holding: bool = False          # the response waits for synchronous deliveries
     undoing: bool = False
+
+    @functools.cached_property
+    def oid(self) -> str:
+        return user_key(self.scope)
+
+    @functools.cached_property
+    def request_id(self) -> str:
+        return str(uuid.uuid4())
+
+    @functools.cached_property
+    def correlation_id(self) -> str:
+        for name, value in self.scope.get("headers", ()):
+            if name.lower() == b"x-ms-correlation-request-id" and value:
+                return value.decode("latin-1")
+        return str(uuid.uuid4())
 
 
 _current: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("d365_webhook_request", default=None)
@@ -343,9 +358,7 @@ class Webhooks:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] == "GET" or not scope["path"].startswith("/api/data/"):
             return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        request = _Request(oid=user_key(scope), request_id=str(uuid.uuid4()),
-                           correlation_id=headers.get("x-ms-correlation-request-id") or str(uuid.uuid4()))
+        request = _Request(scope)
         token = _current.set(request)
         try:
             if not self.has_sync_steps():
