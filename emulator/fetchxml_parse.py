@@ -134,6 +134,9 @@ def _bool(el: Element, name: str) -> bool:
     raise invalid(f"The '{name}' attribute of '{el.tag}' has an invalid value '{value}': expected true or false.")
 
 
+INT32_MAX = 2**31 - 1
+
+
 def _int(el: Element, name: str, low: int = 1) -> int | None:
     value = el.get(name)
     if value is None:
@@ -142,9 +145,9 @@ def _int(el: Element, name: str, low: int = 1) -> int | None:
         n = int(value)
     except ValueError:
         n = None
-    if n is None or n < low:
+    if n is None or not low <= n <= INT32_MAX:     # Dataverse reads these as Int32
         raise invalid(f"The '{name}' attribute of '{el.tag}' has an invalid value '{value}': "
-                      f"expected a whole number of at least {low}.")
+                      f"expected a whole number from {low} to {INT32_MAX}.")
     return n
 
 

@@ -612,6 +612,10 @@ REFUSED = [
     ('<fetch><entity name="account"><attribute name="name"/><bogus/></entity></fetch>', "0x80040203", "'bogus'"),
     ('<fetch top="5" count="5"><entity name="account"/></fetch>', "0x80040203", "top"),
     ('<fetch count="zero"><entity name="account"/></fetch>', "0x80040203", "count"),
+    ('<fetch page="99999999999999999999" count="5"><entity name="account"/></fetch>', "0x80040203", "page"),
+    ('<fetch count="2147483648"><entity name="account"/></fetch>', "0x80040203", "count"),
+    ('<fetch><entity name="account"><filter><condition attribute="name" operator="like" value="[a-c]%"/></filter>'
+     '</entity></fetch>', "0x80060888", "[a-c]"),
     ('<fetch><entity name="account"><link-entity name="contact" from="nope" to="primarycontactid"/></entity></fetch>',
      "0x80041103", "'contact' entity"),
     ('<fetch><entity name="account"><filter><condition entityname="zz" attribute="name" operator="null"/></filter>'
@@ -636,7 +640,8 @@ ATTRS = ["name", "numberofemployees", "revenue", "creditonhold", "industrycode",
 OPS = ["eq", "ne", "lt", "ge", "like", "begins-with", "in", "not-in", "null", "between", "on", "on-or-after",
        "last-x-days", "next-x-years", "today", "this-year", "eq-userid", "contain-values", "under", "bogus"]
 VALUES = ["1", "-5", "abc", "2024-01-01", "1/2/2024", "{00000000-0000-4000-8000-0000000000a2}", "true", "", "1.5",
-          "1e400", "99999999999999999999", "%", "'", "&amp;", "2024-13-45", "&lt;cookie/&gt;"]
+          "1e400", "99999999999999999999", "%", "'", "&amp;", "2024-13-45", "&lt;cookie/&gt;", "[%]", "[a-c]",
+          "9999-12-31T23:59:59-05:00", "99999"]
 value = st.sampled_from(VALUES)
 condition = st.builds(
     lambda a, o, v, vs: (f'<condition attribute="{a}" operator="{o}"' + (f' value="{v}"' if v is not None else "")
@@ -649,7 +654,7 @@ attribute = st.builds(
     st.sampled_from([None, "a", "b"]))
 fetch_attrs = st.dictionaries(
     st.sampled_from(["top", "count", "page", "distinct", "aggregate", "useraworderby", "paging-cookie"]),
-    st.sampled_from(["1", "2", "0", "5001", "true", "x", '&lt;cookie page="1"&gt;&lt;accountid last="{0}"/&gt;&lt;/cookie&gt;']),
+    st.sampled_from(["1", "2", "0", "5001", "true", "x", "99999999999999999999", '&lt;cookie page="1"&gt;&lt;accountid last="{0}"/&gt;&lt;/cookie&gt;']),
     max_size=3)
 link = st.builds(
     lambda name, frm, to, kind, body: (f'<link-entity name="{name}" from="{frm}" to="{to}" link-type="{kind}" alias="l">'
