@@ -12,6 +12,23 @@
    peak memory before/after: keyset paging must not load the table);
 4. sends a `$batch` of 1,000 creates in one change set;
 5. for reference, the same GET/POST through `app.state.dispatch` in-process (no HTTP, no TLS).
+
+It starts with the cost of the default features (service protection, change tracking, webhooks)
+over the data plane alone (`--overhead-only` stops there). Recorded on the 2-core build machine
+while other test runs shared it (best of 3; server CPU per request is the steadier figure):
+
+    before (protection decoded the token per request, webhooks made ids per write, change
+    tracking parsed every collection GET):
+      GET by id    data plane 388 µs CPU/request, default 447 µs (+15%)
+      POST create  data plane 412 µs CPU/request, default 603 µs (+46%), 1,063/s
+    after:
+      GET by id    data plane 332 µs, default 295 µs (within noise), 2,974/s
+      POST create  data plane 345 µs, default 380 µs (+10%), 2,329/s
+    the ASGI stack alone (no HTTP/TLS): default over data plane +86 -> +15 µs on GET,
+    +196 -> +40 µs on POST (the change-tracking log row of a POST stays: it is behaviour).
+
+Keyset paging of 1,000,000 accounts ordered by name: 8 ms a page from the middle with
+`(name, id) > (?, ?)`, 52 ms with the OR-expansion it replaced (200 pages: ~2 s against ~10 s).
 """
 
 from __future__ import annotations
