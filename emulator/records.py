@@ -10,6 +10,7 @@ Semantics follow reference/dataverse-web-api.md §2 and §3: 204 + OData-EntityI
 
 from __future__ import annotations
 
+import math
 import re
 from urllib.parse import unquote
 
@@ -472,14 +473,20 @@ def to_storage(table: Table, col: Column, value):
                               f"'{table.logical_name}' is outside the valid range.", VALIDATION)
         return value
     if t in ("Decimal", "Double", "Money"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            if isinstance(value, str):
-                try:
-                    return float(value)
-                except ValueError:
-                    pass
+        number = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if number is None or not math.isfinite(number):       # NaN/Infinity are not JSON numbers
             raise _cannot_convert(value, edm)
-        return float(value)
+        if (col.min_value is not None and number < col.min_value) or (col.max_value is not None and number > col.max_value):
+            raise bad_request(f"A validation error occurred.  The value {value} of '{col.name}' on record of type "
+                              f"'{table.logical_name}' is outside the valid range.", VALIDATION)
+        return number
     if t == "Boolean":
         if not isinstance(value, bool):
             raise _cannot_convert(value, edm)

@@ -116,6 +116,9 @@ async def test_validation_errors(api):
         ({"_primarycontactid_value": "5b4ced1c-88e1-ee11-904c-6045bd05e9d4"}, 400, "0x0",
          "CRM do not support direct update of Entity Reference properties, Use Navigation properties instead."),
         ({"statecode": 0, "statuscode": 2}, 400, "0x80048408", None),
+        ({"numberofemployees": 99999999999999999999}, 400, "0x80044331", None),
+        ({"revenue": 99999999999999999999999}, 400, "0x80044331", None),
+        ({"revenue": "1e400"}, 400, "0x0", "Cannot convert the literal '1e400' to the expected type 'Edm.Decimal'."),
     ]
     for body, status, code, message in cases:
         got = error_of(await api.post("accounts", json=body))
@@ -123,6 +126,8 @@ async def test_validation_errors(api):
         if message:
             assert got[2] == message
     assert "Accepted Values: 1,2" in error_of(await api.post("accounts", json={"accountcategorycode": 99}))[2]
+    infinite = await api.post("accounts", content=b'{"revenue": Infinity}', headers={"Content-Type": "application/json"})
+    assert error_of(infinite)[:2] == (400, "0x0")
 
 
 async def test_bad_json_and_bad_keys_are_400(api):
