@@ -677,3 +677,20 @@ def test_any_fetchxml_is_answered_with_200_or_400(store, xml, annotations):
     status, _, body = execute_fetch(store, "accounts", xml, annotations=annotations)
     assert status in (200, 400), body
     assert ("value" in body) if status == 200 else body["error"]["message"]
+
+
+async def test_like_reads_sql_server_brackets(fetch, store):
+    """`[%]` is a literal percent sign, a bare % a wildcard, as in SQL Server's LIKE."""
+    marker = "K" + uuid.uuid4().hex[:8]
+    for name in ("50%", "500"):
+        store.insert("account", {"name": f"{marker} {name}"}, user=defaults.APP_USER_ID)
+
+    async def like(pattern: str) -> list[str]:
+        status, body = await fetch("accounts", f'<fetch><entity name="account"><attribute name="name"/><order attribute="name"/>'
+                                               f'<filter><condition attribute="name" operator="like" value="{marker} {pattern}"/>'
+                                               "</filter></entity></fetch>")
+        assert status == 200, body
+        return names(body)
+
+    assert await like("50[%]") == ["50%"]
+    assert await like("50%") == ["50%", "500"]
