@@ -16,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
+from d365_components.emulator import defaults
 from d365_components.emulator.extensions import EmulatorFeatures, install
 from d365_components.emulator.server import Emulator
 from d365_components.triggers.payload import parse_event
@@ -269,3 +270,16 @@ async def test_async_steps_do_not_hold_the_response_and_time_out(emulator, clien
     jobs = client.get(f"asyncoperations?$filter=_owningextensionid_value eq {step_id}&$select=statuscode,message").json()["value"]
     assert [j["statuscode"] for j in jobs] == [31]
     assert "did not answer within 0.3 seconds" in jobs[0]["message"]
+
+
+async def test_each_request_has_its_own_request_id_and_keeps_the_callers_correlation_id(emulator, client, receiver):
+    path, _ = register(client, receiver, message="Create", table="opportunity")
+    correlation = str(uuid.uuid4())
+    created_id(client.post("opportunities", json={"name": "One"}, headers={"x-ms-correlation-request-id": correlation}))
+    created_id(client.post("opportunities", json={"name": "Two"}))
+    await emulator.app.state.webhooks.drain()
+    first, second = sorted((call["json"] for call in receiver.for_path(path)),
+                           key=lambda c: pairs(pairs(c["InputParameters"])["Target"]["Attributes"])["name"])
+    assert first["CorrelationId"] == correlation and uuid.UUID(second["CorrelationId"]) and second["CorrelationId"] != correlation
+    assert uuid.UUID(first["RequestId"]) and first["RequestId"] != second["RequestId"]
+    assert first["InitiatingUserAzureActiveDirectoryObjectId"] == defaults.APP_USER_OBJECT_ID
