@@ -205,6 +205,7 @@ class BuildFilterExpression(Action):
     """Build an OData filter from conditions, quoting every value so user text cannot change its meaning."""
 
     key = "dynamics365.build_filter_expression"
+    needs_connection = False  # pure text work: runs in a form preview, offline
     label = "Build Filter Expression"
     group = "Queries"
 

@@ -114,13 +114,17 @@ def describe(key: str, as_json: bool) -> None:
 @click.option("--input", "input_", default="{}", metavar="JSON|@FILE", help="Inputs as JSON, or @file.")
 @click.option("--connection", metavar="@FILE|JSON", help='Connection: {"key": "...", "inputs": {...}}; prefer @file (inline JSON shows secrets in the process list).')
 def run(key: str, input_: str, connection: str | None) -> None:
-    """Run the action KEY and print its JSON output."""
+    """Run the action KEY (or fill the data source KEY) and print its JSON output."""
     from rich.progress import Progress
 
-    from d365_components.runtime import invoke, run_sync
+    from d365_components.registry import get_registry
+    from d365_components.runtime import fetch_choices, invoke, run_sync
 
     inputs = _load_json(input_, "--input")
     spec = _load_json(connection, "--connection") if connection else None
+    if key in get_registry().data_sources:
+        _print_json(run_sync(fetch_choices(key, inputs, spec)))
+        return
     bar = Progress(console=err, transient=True)
     task = bar.add_task(key, total=None)
 
@@ -172,7 +176,8 @@ def poll(key: str, input_: str, connection: str, cursor_file: Path | None) -> No
         click.echo(json.dumps(event, ensure_ascii=False, default=str))
     if cursor_file is not None:
         cursor_file.write_text(json.dumps(result.cursor), encoding="utf-8")
-    err.print(f"{len(result.events)} events" + (f"; cursor saved to {cursor_file}" if cursor_file else ""))
+    count = len(result.events)
+    err.print(f"{count} event{'' if count == 1 else 's'}" + (f"; cursor saved to {cursor_file}" if cursor_file else ""))
 
 
 @cli.command()
@@ -206,9 +211,17 @@ def manifest(check: bool, components: tuple[str, ...], directory: Path | None) -
 @click.option("--faults", default=None, metavar="SPEC", help="Fault injection, e.g. '429=0.1,503=0.05,latency=20ms,seed=7'.")
 def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> None:
     """Run the embedded Dataverse emulator (HTTPS Web API and token endpoint) until Ctrl-C."""
+    from d365_components.emulator.faults import Faults
     from d365_components.emulator.server import run_standalone
 
-    run_standalone(host=host, port=port, db=db, seed=None if seed == "none" else seed, faults=faults)
+    try:
+        spec = Faults.parse(faults) if faults else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--faults") from None
+    try:
+        run_standalone(host=host, port=port, db=db, seed=None if seed == "none" else seed, faults=spec)
+    except OSError as exc:  # the port is taken, the address is not local, the db cannot be opened
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
 @cli.command("serve-trigger")

@@ -72,6 +72,8 @@ class Definition:
     deprecated: ClassVar[str | None] = None
     #: a section heading among the component's definitions (Records, Queries, Metadata...).
     group: ClassVar[str] = ""
+    #: False for definitions that work without Dataverse (e.g. building a filter expression).
+    needs_connection: ClassVar[bool] = True
 
     @classmethod
     def component_key(cls) -> str:

@@ -7,6 +7,7 @@ want isolation build their own with :func:`build_registry`.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import threading
@@ -66,8 +67,12 @@ class Registry:
             return table[key]
         except KeyError:
             close = [k for k in table if k.split(".")[-1] == key.split(".")[-1]]
+            close = close or difflib.get_close_matches(key, list(table), n=1, cutoff=0.8)
             suggestion = f" Did you mean {close[0]}?" if close else ""
             what = (kind or "definition").rstrip("s").replace("_", " ")
+            elsewhere = next((k for k in _KINDS if k != kind and key in getattr(self, k)), None) if kind else None
+            if elsewhere:
+                suggestion = f" It is a {elsewhere.rstrip('s').replace('_', ' ')}."
             raise UnknownKeyError(f"No {what} has the key '{key}'.{suggestion}") from None
 
     def component(self, key: str) -> Component:

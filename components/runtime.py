@@ -27,7 +27,7 @@ from d365_components.definitions import (
     WebhookResponse,
     WebhookTrigger,
 )
-from d365_components.errors import D365Error, FieldError, InputValidationError, WebhookRejected
+from d365_components.errors import ConnectionConfigError, D365Error, FieldError, InputValidationError, WebhookRejected
 from d365_components.inputs import validate_inputs
 from d365_components.redaction import get_logger
 from d365_components.registry import Registry, get_registry
@@ -115,6 +115,14 @@ async def _with_context(
             await conn.aclose()
 
 
+def _require_connection(key: str, ctx: Context) -> None:
+    if ctx.connection is None:
+        raise ConnectionConfigError(
+            f"{key} needs a connection to Dynamics 365 (CLI: --connection @file; see `d365 describe "
+            "dynamics365.oauth2_client_credentials`)."
+        )
+
+
 async def invoke(
     key: str,
     inputs: dict[str, Any] | None = None,
@@ -131,6 +139,8 @@ async def invoke(
     definition = (registry or get_registry()).get(key, "actions")
 
     async def call(action: Action, ctx: Context, typed: Any) -> Any:
+        if action.needs_connection:
+            _require_connection(key, ctx)
         log.debug("invoke %s", key)
         return to_json(await action.perform(ctx, typed))
 
@@ -144,6 +154,8 @@ async def fetch_choices(
     definition = (registry or get_registry()).get(key, "data_sources")
 
     async def call(source: DataSource, ctx: Context, typed: Any) -> Any:
+        if source.needs_connection:
+            _require_connection(key, ctx)
         return to_json(await source.fetch(ctx, typed))
 
     return await _with_context(definition, inputs, connection, registry, call)

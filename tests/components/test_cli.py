@@ -98,3 +98,22 @@ def test_an_importable_module_is_not_a_plugin_without_an_entry_point() -> None:
 def test_plugins_can_be_switched_off(plugin_on_path) -> None:
     result = d365("describe", "acme.echo", env={**plugin_on_path, "D365_COMPONENTS_LOAD_PLUGINS": "0"})
     assert result.returncode == 1 and "No definition has the key" in result.stderr
+
+
+def test_runs_without_a_connection_say_so(capsys) -> None:
+    for key in ("dynamics365.query_entities", "dynamics365.tables"):
+        with pytest.raises(SystemExit):
+            main(["run", key, "--input", '{"entityType": "accounts"}' if "query" in key else "{}"])
+        assert "needs a connection" in capsys.readouterr().err
+    main(["run", "dynamics365.build_filter_expression", "--input",
+          '{"conditions": [{"column": "name", "operator": "eq", "value": "O\'Brien"}]}'])
+    assert json.loads(capsys.readouterr().out) == {"filterExpression": "name eq 'O''Brien'"}
+
+
+def test_emulator_arguments_fail_in_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["emulator", "--faults", "bogus=1"])
+    assert info.value.code == 2 and "unknown entry 'bogus'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["describe", "dynamics365.create_entty"])
+    assert "Did you mean dynamics365.create_entity?" in capsys.readouterr().err

@@ -14,6 +14,7 @@ class Echo(Action):
 
     key = "acme.echo"
     label = "Echo"
+    needs_connection = False
 
     class Inputs(InputModel):
         message: str = InputField(title="Message", description="Text to echo.", min_length=1, examples=["hi"])
@@ -39,6 +40,7 @@ class Colors(DataSource):
 
     key = "acme.colors"
     label = "Colors"
+    needs_connection = False
 
     async def fetch(self, ctx: Context, inputs: Any) -> list[dict[str, Any]]:
         return [{"label": "Red", "value": "red"}]
