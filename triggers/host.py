@@ -158,29 +158,27 @@ def serve(
     With ``deploy`` the webhook is registered in Dataverse (at ``public_url``, or
     ``http://host:port/``) once the server listens, and removed again on Ctrl-C.
     """
+    import socket
+
     import uvicorn
 
+    # Bind first: with port 0 the real port must be known before Dataverse is told where to call.
+    listener = socket.create_server((host, port), reuse_port=False)
+    port = listener.getsockname()[1]
     url = public_url or f"http://{host}:{port}/"
     app = create_trigger_app([HostedTrigger("/", key, inputs, connection, _print_event)])
     state: dict[str, Any] = {}
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app_: Starlette):
-        async with inner(app_):
-            if deploy:
-                state.update(await deploy_webhook(key, inputs, url, connection))
-                print(f"Registered in Dataverse as '{state.get('name')}', calling {url}", file=sys.stderr, flush=True)
-            try:
-                yield
-            finally:
-                if deploy and state:
-                    await asyncio.shield(remove_webhook(key, inputs, state, connection))
-                    print("Registration removed.", file=sys.stderr, flush=True)
-
-    app.router.lifespan_context = lifespan
-    print(f"Listening on http://{host}:{port}/ for {key} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown (which removed the hook)
-        pass
+        if deploy:  # a refusal (bad table, no rights) surfaces here as one error, before serving
+            state = asyncio.run(deploy_webhook(key, inputs, url, connection))
+            print(f"Registered in Dataverse as '{state.get('name')}', calling {url}", file=sys.stderr, flush=True)
+        print(f"Listening on http://{host}:{port}/ for {key} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        try:
+            uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")).run(sockets=[listener])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+            pass
+    finally:
+        listener.close()
+        if deploy and state:
+            asyncio.run(remove_webhook(key, inputs, state, connection))
+            print("Registration removed.", file=sys.stderr, flush=True)

@@ -7,7 +7,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,12 +22,6 @@ SERVE = (
     "from d365_components.triggers.host import serve\n"
     "serve('dynamics365.webhook', json.loads(sys.argv[1]), json.loads(sys.argv[2]), port=int(sys.argv[3]), deploy=True)\n"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _lines(stream, into: queue.Queue) -> None:
@@ -50,7 +43,7 @@ def _next_line(lines: queue.Queue, contains: str, timeout: float = 20) -> str:
 
 async def test_serve_deploys_prints_events_and_removes_on_ctrl_c(trigger_emulator, connection):
     inputs = {"entityType": "lead", "webhookKey": uuid.uuid4().hex, "messages": ["Create"]}
-    port = _free_port()
+    port = 0  # the real port is only known once bound: it must be the one registered
     child = subprocess.Popen(
         [sys.executable, "-c", SERVE, json.dumps(inputs), json.dumps(connection), str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -61,7 +54,9 @@ async def test_serve_deploys_prints_events_and_removes_on_ctrl_c(trigger_emulato
     conn = open_connection(connection)
     client = conn.open_client()
     try:
-        assert "Registered in Dataverse" in _next_line(err, "Registered")
+        registered = _next_line(err, "Registered")
+        port = int(registered.rsplit(":", 1)[1].strip("/"))
+        assert port != 0 and f"http://127.0.0.1:{port}/" in _next_line(err, "Listening")
         made = await client.create("leads", {"subject": "From serve", "lastname": "Serve"})
         await trigger_emulator.app.state.webhooks.drain()
         event = json.loads(_next_line(out, made["id"]))
@@ -77,3 +72,13 @@ async def test_serve_deploys_prints_events_and_removes_on_ctrl_c(trigger_emulato
             child.kill()
             child.wait(10)
         await conn.aclose()
+
+
+def test_a_refused_deploy_is_one_error_and_nothing_is_served(trigger_emulator, connection):
+    result = subprocess.run(
+        [sys.executable, "-c", "from d365_components.cli import main; main()", "serve-trigger", "dynamics365.webhook",
+         "--input", '{"entityType": "nosuchtable"}', "--connection", json.dumps(connection), "--deploy", "--port", "0"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("d365: error:") and "nosuchtable" in result.stderr
