@@ -192,7 +192,8 @@ def run_standalone(
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with emulator:
-            connection_file = write_connection_file(emulator, user_cache_dir() / "connection.json")
+            # one file per port: two emulators side by side never point at each other's org
+            connection_file = write_connection_file(emulator, user_cache_dir() / f"connection-{emulator.port}.json")
             print(describe(emulator), flush=True)
             print(f"  d365 run dynamics365.get_current_user --connection @{connection_file}", flush=True)
             while emulator.running:
@@ -202,6 +203,8 @@ def run_standalone(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        stale = user_cache_dir() / f"connection-{emulator.port}.json"
+        stale.unlink(missing_ok=True)
     print("Emulator stopped.", flush=True)
 
 
