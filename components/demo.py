@@ -117,7 +117,7 @@ async def _sales_day(out: Console, emulator: Any) -> None:
                 "recordsPerPage": 5,
                 "includeCount": True,
             },
-            lambda r: f"{len(r['value'])} rows on page 1 of {r.get('count')}",
+            lambda r: f"first {len(r['value'])} of {r['count']} matching rows",
         )
         day.table("Top Contoso leads", queried["value"], ["fullname", "companyname", "estimatedamount"])
 

@@ -275,7 +275,8 @@ def _malformed_json(schema: dict[str, Any], data: dict[str, Any]) -> list[tuple[
     found = []
     for name, value in data.items():
         types = _types(schema.get("properties", {}).get(name, {}))
-        if isinstance(value, str) and types & {"object", "array"} and "string" not in types:
+        looks_like_json = isinstance(value, str) and value.lstrip()[:1] in ("{", "[")
+        if looks_like_json and types & {"object", "array"} and "string" not in types:
             try:
                 json.loads(value)
             except ValueError as exc:

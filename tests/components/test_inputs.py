@@ -76,3 +76,9 @@ def test_malformed_json_text_says_where_it_breaks() -> None:
         validate_inputs(Echo.input_schema(), Echo.Inputs, {"message": "x", "options": '{"a": 1,}'})
     (error,) = info.value.errors
     assert error.pointer == "/options" and error.message.startswith("is not valid JSON (") and "line 1 column" in error.message
+
+
+def test_plain_text_for_a_json_field_is_a_type_error_not_a_json_error() -> None:
+    with pytest.raises(InputValidationError) as info:
+        validate_inputs(Echo.input_schema(), Echo.Inputs, {"message": "x", "options": "name"})
+    assert [(e.pointer, e.message) for e in info.value.errors] == [("/options", "must be an object")]
