@@ -713,9 +713,16 @@ def decode_token(token: str, width: int) -> list:
         values = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, TypeError):
         raise bad_request("The $skiptoken value is not valid.") from None
-    if not isinstance(values, list) or len(values) != width:
+    if not isinstance(values, list) or len(values) != width or not all(map(_sql_scalar, values)):
         raise bad_request("The $skiptoken value is not valid.")
     return values
+
+
+def _sql_scalar(value) -> bool:
+    """A value SQLite can bind: tokens are opaque, but a hand-made one must not become a 500."""
+    if isinstance(value, int):
+        return -(1 << 63) <= value < (1 << 63)
+    return value is None or isinstance(value, (str, float))
 
 
 def keyset_after(keys: list[tuple[str, bool]], last: list, params: list) -> str:

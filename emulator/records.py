@@ -93,7 +93,7 @@ def parse_key(ctx: Ctx, table: Table, key: str) -> dict[str, object]:
         if isinstance(value, Alias):
             value = parse_literal(ctx.query.get(value, "null"))
         col = table.column_for_json(name)
-        if col is None:
+        if col is None or (isinstance(value, int) and not -(1 << 63) <= value < (1 << 63)):
             raise _bad_key(table)
         values[col.name] = str(value).lower() if col.is_lookup or col.type == "Uniqueidentifier" else value
     if set(values) == {table.primary_id}:

@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from d365_components.emulator import defaults
+from d365_components.emulator.query import encode_token
 
 ROWS = 12_000
 
@@ -187,6 +188,11 @@ async def test_unsupported_and_malformed_queries_are_400_not_500(api, people):
         "accounts?$filter=Microsoft.Dynamics.CRM.OnOrBefore(PropertyName='lastonholdtime',PropertyValue='9999-12-31')": "0x0",
         "accounts?$filter=lastonholdtime eq 9999-12-31T23:59:59-05:00": "0x0",
         "accounts?$filter=lastonholdtime eq 0001-01-01T00:00:00%2B05:00": "0x0",
+        # hand-made skip tokens and keys SQLite could not bind
+        "accounts?$skiptoken=" + encode_token([{"a": 1}]): "0x0",
+        "accounts?$orderby=name desc&$skiptoken=" + encode_token([[1], "a"]): "0x0",
+        "accounts?$orderby=numberofemployees&$skiptoken=" + encode_token([99999999999999999999, "a"]): "0x0",
+        "accounts(accountnumber=99999999999999999999)": "0x0",
     }
     for url, code in cases.items():
         response = await api.get(url)
