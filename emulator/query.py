@@ -249,7 +249,7 @@ def like_pattern(text: str) -> str:
     Dataverse runs contains/startswith/endswith as SQL Server LIKE, where `[%]`, `[_]` and `[[]`
     stand for the character itself (that's how clients escape user text); `%` and `_` outside
     brackets stay wildcards. SQLite has no brackets, so bracketed characters become escaped
-    literals. Character ranges (`[a-c]`) have no SQLite LIKE equivalent: 501, not a wrong answer."""
+    literals. Character ranges (`[a-c]`) have no SQLite LIKE equivalent: a 400 saying so, not a wrong answer."""
     out = []
     for m in _LIKE_PART.finditer(text):
         part = m.group(0)
