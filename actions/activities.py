@@ -55,6 +55,7 @@ def _activity_type() -> Any:
         description="task, phonecall, email or appointment.",
         examples=["phonecall"],
         widget="dropdown",
+        enum_labels={"task": "Task", "phonecall": "Phone call", "email": "Email", "appointment": "Appointment"},
     )
 
 
@@ -73,6 +74,8 @@ class Party(InputModel):
         description="from, to, cc, bcc (email; phone call: from, to) or required, optional, organizer (appointment).",
         examples=["to"],
         widget="dropdown",
+        enum_labels={"from": "From", "to": "To", "cc": "Cc", "bcc": "Bcc", "required": "Required attendee",
+                     "optional": "Optional attendee", "organizer": "Organizer"},
     )
     table: str | None = entity_type_field(
         default=None, description="The party's table: contacts, accounts, leads, systemusers or queues (entity set or logical name).",

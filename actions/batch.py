@@ -72,6 +72,7 @@ class BatchItem(InputModel):
             "upsert (update or create by key) or delete."
         ),
         widget="dropdown",
+        enum_labels={"create": "Create", "update": "Update", "upsert": "Upsert", "delete": "Delete"},
     )
     key: str | dict[str, str | int | float | bool] | None = InputField(
         None,

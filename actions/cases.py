@@ -63,7 +63,7 @@ class ResolveCase(Action):
         )
         status: Literal[5, 1000] = InputField(
             5, title="Status reason", description="The Resolved status reason: 5 = Problem Solved, 1000 = Information Provided.",
-            examples=[5], widget="dropdown",
+            examples=[5], widget="dropdown", enum_labels={5: "Problem Solved", 1000: "Information Provided"},
         )
 
     output_schema = _OUTPUT

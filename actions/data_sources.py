@@ -122,6 +122,7 @@ class Columns(DataSource):
         purpose: Literal["read", "create", "update"] = InputField(
             "read", title="Purpose",
             description="read: columns to select (lookups as _name_value); create / update: columns that can be written.",
+            enum_labels={"read": "Read", "create": "Create", "update": "Update"},
         )
         types: str | None = InputField(
             None, title="Column types",

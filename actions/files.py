@@ -86,6 +86,7 @@ def _encoding_field() -> Any:
     return InputField(
         "base64", title="Content encoding",
         description="base64: Content is base64 (binary files). text: Content is text, stored as UTF-8.",
+        enum_labels={"base64": "Base64 (binary)", "text": "Text (UTF-8)"},
     )
 
 

@@ -29,6 +29,15 @@ COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
 FUNCTIONS = ("contains", "startswith", "endswith")
 OPERATORS = (*COMPARISONS, *FUNCTIONS, "in", "null", "notnull")
 TYPES = ("auto", "string", "number", "boolean", "guid", "date", "datetime")
+OPERATOR_LABELS = {
+    "eq": "equals", "ne": "does not equal", "gt": "greater than", "ge": "greater than or equal to",
+    "lt": "less than", "le": "less than or equal to", "contains": "contains", "startswith": "starts with",
+    "endswith": "ends with", "in": "is one of", "null": "is empty", "notnull": "is not empty",
+}
+TYPE_LABELS = {
+    "auto": "Automatic", "string": "Text", "number": "Number", "boolean": "Yes/No", "guid": "GUID",
+    "date": "Date", "datetime": "Date and time",
+}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})$")
 _WILDCARDS = re.compile(r"([%_\[])")
@@ -171,12 +180,12 @@ class FilterCondition(InputModel):
     column: str = InputField(title="Column", description="The column's logical name.", pattern=COLUMN.pattern, examples=["name"])
     operator: Literal[OPERATORS] = InputField(  # type: ignore[valid-type]
         "eq", title="Operator", description="eq ne gt ge lt le, contains startswith endswith, in (a list), null, notnull.",
-        widget="dropdown",
+        widget="dropdown", enum_labels=OPERATOR_LABELS,
     )
     value: Any = InputField(None, title="Value", description="The value to compare with (a list for in; none for null/notnull).")
     type: Literal[TYPES] = InputField(  # type: ignore[valid-type]
         "auto", title="Value type", description="How to write the value; auto guesses (GUIDs and ISO dates bare). Use string for text that only looks like a GUID or date.",
-        widget="dropdown",
+        widget="dropdown", enum_labels=TYPE_LABELS,
     )
 
 
@@ -212,7 +221,8 @@ class BuildFilterExpression(Action):
     class Inputs(InputModel):
         conditions: list[FilterCondition] = conditions_field(min_length=1)
         join: Literal["and", "or"] = InputField(
-            "and", title="Join", description="Match all conditions (and) or any (or).", widget="dropdown"
+            "and", title="Join", description="Match all conditions (and) or any (or).", widget="dropdown",
+            enum_labels={"and": "All conditions (and)", "or": "Any condition (or)"},
         )
 
     output_schema = {

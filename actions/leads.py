@@ -53,6 +53,7 @@ class QualifyLead(Action):
             title="Opportunity customer table",
             description="Whether Opportunity customer is an account or a contact.",
             widget="dropdown",
+            enum_labels={"accounts": "Account", "contacts": "Contact"},
             group=ADVANCED,
             advanced=True,
         )
@@ -163,6 +164,7 @@ class DisqualifyLead(Action):
             description="The status reason: 4 = Lost, 5 = Cannot Contact, 6 = No Longer Interested, 7 = Canceled.",
             examples=[6],
             widget="dropdown",
+            enum_labels={4: "Lost", 5: "Cannot Contact", 6: "No Longer Interested", 7: "Canceled"},
         )
 
     output_schema = {

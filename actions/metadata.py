@@ -39,6 +39,13 @@ ATTRIBUTE_TYPES = (
     "MultiSelectPicklist", "State", "Status", "DateTime", "Lookup", "UniqueIdentifier", "EntityName",
     "Image", "File",
 )
+ATTRIBUTE_TYPE_LABELS = {
+    "String": "Text", "Memo": "Multiline text", "Integer": "Whole number", "BigInt": "Big integer",
+    "Decimal": "Decimal number", "Double": "Floating point number", "Money": "Currency", "Boolean": "Yes/No",
+    "Picklist": "Choice", "MultiSelectPicklist": "Choices", "State": "Status", "Status": "Status reason",
+    "DateTime": "Date and time", "Lookup": "Lookup", "UniqueIdentifier": "Unique identifier",
+    "EntityName": "Table name", "Image": "Image", "File": "File",
+}
 #: a column type, or None (the enum lists null so an empty default validates against the schema)
 OptionalAttributeType = Literal[(*ATTRIBUTE_TYPES, None)]  # type: ignore[valid-type]
 CHOICE_TYPES = ("Picklist", "MultiSelectPicklist", "State", "Status", "Boolean")
@@ -92,7 +99,8 @@ def field_names_field() -> Any:
 
 
 def attribute_type_field(description: str) -> Any:
-    return InputField(None, title="Column type", description=description, examples=["Picklist"], widget="dropdown")
+    return InputField(None, title="Column type", description=description, examples=["Picklist"], widget="dropdown",
+                      enum_labels={**ATTRIBUTE_TYPE_LABELS, None: "Any type"})
 
 
 def body_field(description: str) -> Any:
@@ -427,6 +435,9 @@ class GetEntityMetadata(Action):
         expand_property_names: list[Literal[ENTITY_NAVIGATIONS]] = InputField(  # type: ignore[valid-type]
             [], title="Expand", description="Related definitions to include: Attributes, Keys or relationships.",
             examples=[["Attributes", "Keys"]], widget="list",
+            enum_labels={"Attributes": "Columns", "Keys": "Alternate keys", "OneToManyRelationships": "One-to-many relationships",
+                         "ManyToOneRelationships": "Many-to-one relationships",
+                         "ManyToManyRelationships": "Many-to-many relationships"},
         )
 
     output_schema = DEFINITION_OUTPUT

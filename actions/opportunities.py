@@ -116,7 +116,8 @@ class LoseOpportunity(Action):
     class Inputs(_CloseInputs):
         subject: str = _subject("Lost")
         status: Literal[4, 5] = InputField(
-            4, title="Status reason", description="The Lost status reason: 4 = Canceled, 5 = Out-Sold.", examples=[5], widget="dropdown"
+            4, title="Status reason", description="The Lost status reason: 4 = Canceled, 5 = Out-Sold.", examples=[5], widget="dropdown",
+            enum_labels={4: "Canceled", 5: "Out-Sold"},
         )
 
     output_schema = _OUTPUT

@@ -82,7 +82,8 @@ class RawRequest(Action):
             min_length=1,
         )
         method: Literal["GET", "POST", "PATCH", "PUT", "DELETE"] = InputField(
-            "GET", title="Method", description="The HTTP method.", examples=["GET", "POST"], widget="dropdown"
+            "GET", title="Method", description="The HTTP method.", examples=["GET", "POST"], widget="dropdown",
+            enum_labels={"GET": "GET", "POST": "POST", "PATCH": "PATCH", "PUT": "PUT", "DELETE": "DELETE"},
         )
         data: dict[str, Any] | list[Any] | str | None = InputField(
             None,
@@ -122,6 +123,7 @@ class RawRequest(Action):
             title="Response type",
             description="How to return the body: parsed JSON (text if it is not JSON), text, or binary as base64.",
             widget="dropdown",
+            enum_labels={"json": "JSON", "text": "Text", "binary": "Binary (base64)"},
         )
         timeout: int | None = InputField(
             None,

@@ -362,6 +362,7 @@ class UpsertEntity(Action):
                 "updateOnly: fail if it does not (If-Match: *)."
             ),
             widget="dropdown",
+            enum_labels={"upsert": "Update or create", "createOnly": "Create only", "updateOnly": "Update only"},
         )
         return_representation: bool = _return_representation(True)
         field_names: list[str] = field_names_field("Columns of the returned row (all when empty).")

@@ -271,6 +271,7 @@ class _FormInputs(InputModel):
         "create", title="Operation",
         description="create: columns valid on create, required ones marked. update: columns valid on update, "
                     "all optional, null clears.",
+        enum_labels={"create": "Create", "update": "Update"},
     )
     refresh: bool = InputField(
         False, title="Refresh schema",

@@ -58,6 +58,7 @@ def InputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
     placeholder: str | None = None,
     group: str | None = None,
     advanced: bool = False,
+    enum_labels: dict[Any, str] | None = None,
     alias: str | None = None,
     **constraints: Any,
 ) -> Any:
@@ -69,6 +70,9 @@ def InputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
         data_source: key of the data source that fills its dropdown (``dynamics365.tables``).
         data_source_inputs: which other inputs feed the data source (``{"table": "entityType"}``).
         group: a section heading in the form; advanced: collapsed by default.
+        enum_labels: a label per choice (``{4: "Lost"}``), in the order of the choices. Published as
+            ``x-enum-labels`` (a list parallel to ``enum``, as generated table forms do) with a
+            dropdown widget, on the list's ``items`` when the field is a list of choices.
     """
     hints = {
         "x-widget": widget,
@@ -80,15 +84,36 @@ def InputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
         "x-advanced": advanced or None,
     }
     extra = {k: v for k, v in hints.items() if v is not None}
+    if enum_labels is not None:
+        extra.setdefault("x-widget", "dropdown")
     return Field(
         default,
         title=title,
         description=description,
         examples=examples,
         alias=alias,
-        json_schema_extra=extra or None,
+        json_schema_extra=_with_enum_labels(extra, enum_labels) if enum_labels else extra or None,
         **constraints,
     )
+
+
+def _with_enum_labels(extra: dict[str, Any], labels: dict[Any, str]) -> Any:
+    """A schema hook that adds the hints and puts ``x-enum-labels`` beside the choices."""
+
+    def add(schema: dict[str, Any]) -> None:
+        schema.update(extra)
+        target = schema["items"] if schema.get("type") == "array" else schema
+        choices = target.get("enum")
+        if choices is not None and set(map(_key, choices)) != set(map(_key, labels)):
+            raise ValueError(f"enum_labels {list(labels)} do not match the choices {choices}")
+        target["x-enum-labels"] = [labels[c] for c in choices] if choices is not None else list(labels.values())
+        target.setdefault("x-widget", "dropdown")
+
+    return add
+
+
+def _key(value: Any) -> Any:
+    return getattr(value, "value", value)
 
 
 def publish_schema(model: type[BaseModel], *, title: str | None = None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ __all__ = [
     "Cloud",
     "CloudInfo",
     "OrgUrls",
+    "CLOUD_LABELS",
     "cloud_of_host",
     "identity_hosts",
     "normalize_org_url",
@@ -39,6 +40,15 @@ class Cloud(str, Enum):
     dod = "dod"
     china = "china"
 
+
+#: how a form names each cloud.
+CLOUD_LABELS = {
+    Cloud.public: "Commercial (public)",
+    Cloud.gcc: "US Government (GCC)",
+    Cloud.gcchigh: "US Government (GCC High)",
+    Cloud.dod: "US Government (DoD)",
+    Cloud.china: "China (21Vianet)",
+}
 
 @dataclass(frozen=True)
 class CloudInfo:

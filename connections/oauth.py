@@ -32,7 +32,7 @@ import msal
 from pydantic import SecretStr
 
 from d365_components.connections.client import WebApiClient
-from d365_components.connections.clouds import CLOUDS, Cloud, OrgUrls, identity_hosts, normalize_org_url
+from d365_components.connections.clouds import CLOUD_LABELS, CLOUDS, Cloud, OrgUrls, identity_hosts, normalize_org_url
 from d365_components.connections.errors_map import aad_error
 from d365_components.connections.odata import RawLiteral
 from d365_components.connections.retry import RetryPolicy
@@ -99,6 +99,7 @@ class _Site(InputModel):
         Cloud.public,
         title="Cloud",
         description="Microsoft cloud of the environment: public, gcc, gcchigh, dod or china. Picks the sign-in host.",
+        enum_labels=CLOUD_LABELS,
     )
 
 
@@ -187,6 +188,8 @@ class _Advanced(InputModel):
             "What to hide in error messages and logs besides secrets: 'secrets' (nothing more), 'org' "
             "(the environment host) or 'identifiers' (the host and every GUID)."
         ),
+        enum_labels={Redaction.secrets: "Secrets only", Redaction.org: "Secrets and environment host",
+                     Redaction.identifiers: "Secrets, host and GUIDs"},
         advanced=True,
     )
 

@@ -116,6 +116,7 @@ class ChangedRows(PollingTrigger):
             description="Which changes start the flow (default: all). Deletes need change tracking on the table.",
             min_length=1,
             widget="list",
+            enum_labels={"created": "Created", "updated": "Updated", "deleted": "Deleted"},
         )
         start_date: datetime | None = InputField(
             None,

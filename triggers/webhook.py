@@ -63,6 +63,7 @@ class DataverseWebhook(WebhookTrigger):
             examples=[["Create", "Update"]],
             min_length=1,
             widget="list",
+            enum_labels={"Create": "Created", "Update": "Updated", "Delete": "Deleted"},
         )
         webhook_key: SecretStr | None = InputField(
             None,

@@ -82,3 +82,29 @@ def test_plain_text_for_a_json_field_is_a_type_error_not_a_json_error() -> None:
     with pytest.raises(InputValidationError) as info:
         validate_inputs(Echo.input_schema(), Echo.Inputs, {"message": "x", "options": "name"})
     assert [(e.pointer, e.message) for e in info.value.errors] == [("/options", "must be an object")]
+
+
+def test_enum_labels_follow_the_choices_and_ask_for_a_dropdown() -> None:
+    from typing import Literal
+
+    from d365_components.inputs import InputField, InputModel, publish_schema
+
+    class Inputs(InputModel):
+        status: Literal[4, 5] = InputField(4, title="Status", description="Why.", enum_labels={5: "Out-Sold", 4: "Canceled"})
+        kinds: list[Literal["a", "b"]] = InputField([], title="Kinds", description="Which.", enum_labels={"a": "A", "b": "B"})
+
+    props = publish_schema(Inputs)["properties"]
+    assert props["status"]["x-enum-labels"] == ["Canceled", "Out-Sold"] and props["status"]["x-widget"] == "dropdown"
+    assert props["kinds"]["items"]["x-enum-labels"] == ["A", "B"] and props["kinds"]["items"]["x-widget"] == "dropdown"
+
+
+def test_enum_labels_must_name_every_choice() -> None:
+    from typing import Literal
+
+    from d365_components.inputs import InputField, InputModel, publish_schema
+
+    class Inputs(InputModel):
+        status: Literal[4, 5] = InputField(4, title="Status", description="Why.", enum_labels={4: "Canceled"})
+
+    with pytest.raises(ValueError, match="do not match the choices"):
+        publish_schema(Inputs)

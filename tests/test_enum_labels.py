@@ -1,0 +1,41 @@
+"""Every choice a form shows has a label: each published ``enum`` carries ``x-enum-labels`` (one
+label per choice, in the same order, as generated table forms do) and a dropdown widget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from d365_components.registry import get_registry
+
+
+def enums(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(pointer, schema) of every enum, at any depth; ``if`` branches are conditions, not fields."""
+    if isinstance(node, dict):
+        if "enum" in node:
+            yield path, node
+        for key, value in node.items():
+            if key != "if":
+                yield from enums(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from enums(value, f"{path}/{index}")
+
+
+DEFINITIONS = sorted(get_registry().all().items())
+
+
+@pytest.mark.parametrize(("key", "definition"), DEFINITIONS, ids=[key for key, _ in DEFINITIONS])
+def test_every_enum_has_labels_and_a_dropdown(key: str, definition: Any) -> None:
+    for pointer, schema in enums(definition.input_schema()):
+        labels = schema.get("x-enum-labels")
+        assert isinstance(labels, list) and len(labels) == len(schema["enum"]), f"{key}{pointer}: labels {labels}"
+        assert all(isinstance(label, str) and label for label in labels), f"{key}{pointer}: empty label"
+        assert schema.get("x-widget") == "dropdown", f"{key}{pointer}: no dropdown widget"
+
+
+def test_the_walk_finds_nested_and_list_item_enums() -> None:
+    found = {pointer for key, d in DEFINITIONS for pointer, _ in enums(d.input_schema())}
+    assert "/properties/messages/items" in found and "/properties/filterConditions/items/properties/operator" in found
