@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
@@ -68,6 +68,8 @@ class RowReference(InputModel):
 
 class Party(InputModel):
     """One sender, recipient or attendee: a row (table + id) or, for email, a bare address."""
+
+    model_config = ConfigDict(title="Party")
 
     role: Literal["from", "to", "cc", "bcc", "required", "optional", "organizer"] = InputField(
         title="Role",

@@ -43,6 +43,7 @@ class BatchItem(InputModel):
     """One write inside the batch."""
 
     model_config = ConfigDict(
+        title="Write",
         json_schema_extra={
             # Published so a form and the validator agree: these actions address an existing row.
             "allOf": [

@@ -3,6 +3,9 @@
 Each returns ``[{"label", "value"}]`` read live through the connection. A ``table`` input takes
 either an entity set name (``accounts``, what record actions hold) or a logical name
 (``account``, what metadata actions hold), so one dropdown can feed the other.
+
+A form wires a fixed value into a data source input as ``=value`` in ``x-data-source-inputs``
+(``{"table": "=leads"}``); the ``table`` inputs accept and ignore that leading ``=``.
 """
 
 from __future__ import annotations
@@ -21,8 +24,7 @@ RECORD_LIMIT = 50
 
 
 def table_input(description: str = (
-    "The table: its entity set name (accounts) or logical name (account). A leading = (=leads, "
-    "a fixed value from a form's x-data-source-inputs) is ignored."
+    "The table to list from: its entity set name (accounts) or logical name (account)."
 )) -> Any:
     return InputField(title="Table", description=description, examples=["accounts"], pattern=NAME_OR_ID.replace("^", "^=?", 1))
 

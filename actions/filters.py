@@ -18,6 +18,8 @@ import datetime as dt
 import re
 from typing import Any, Literal
 
+from pydantic import ConfigDict
+
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.connections.odata import RawLiteral, is_guid, quote
 from d365_components.errors import FieldError, InputValidationError
@@ -177,12 +179,18 @@ def _temporal(value: Any, kind: str) -> str:
 class FilterCondition(InputModel):
     """One condition of a filter."""
 
+    model_config = ConfigDict(title="Condition")
+
     column: str = InputField(title="Column", description="The column's logical name.", pattern=COLUMN.pattern, examples=["name"])
     operator: Literal[OPERATORS] = InputField(  # type: ignore[valid-type]
         "eq", title="Operator", description="eq ne gt ge lt le, contains startswith endswith, in (a list), null, notnull.",
         widget="dropdown", enum_labels=OPERATOR_LABELS,
     )
-    value: Any = InputField(None, title="Value", description="The value to compare with (a list for in; none for null/notnull).")
+    value: Any = InputField(
+        None, title="Value",
+        description="The value to compare with: text, a number, true/false or a date (a list for in; none for null/notnull).",
+        examples=["Contoso", 1000, ["A-1", "A-2"]], widget="any",
+    )
     type: Literal[TYPES] = InputField(  # type: ignore[valid-type]
         "auto", title="Value type", description="How to write the value; auto guesses (GUIDs and ISO dates bare). Use string for text that only looks like a GUID or date.",
         widget="dropdown", enum_labels=TYPE_LABELS,

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import field_validator, model_validator
+from pydantic import ConfigDict, field_validator, model_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import conflict
@@ -35,6 +35,8 @@ HIDDEN_HEADERS = frozenset({"set-cookie", "authorization", "proxy-authorization"
 
 class KeyValue(InputModel):
     """One name/value pair of a key/value list."""
+
+    model_config = ConfigDict(title="Name and value")
 
     key: str = InputField(title="Name", description="The name (a header, query parameter or form field).", examples=["Prefer"], min_length=1)
     value: str = InputField("", title="Value", description="The value (text).", examples=["odata.maxpagesize=10"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
@@ -52,13 +52,19 @@ _KEY_COLUMN = re.compile(NAME_PATTERN)
 class FieldValue(InputModel):
     """One column value of a key/value list."""
 
+    model_config = ConfigDict(title="Column value")
+
     key: str = InputField(
         title="Column", description="The column's logical name (name, revenue, parentcustomerid).", examples=["name"],
         min_length=1, data_source=COLUMNS, data_source_inputs={"table": "entityType", "purpose": literal("create")},
     )
     value: Any = InputField(
-        None, title="Value", description="The value: text, number, true/false, null, or a lookup reference.",
-        examples=["Contoso"],
+        None, title="Value",
+        description=(
+            "The value: text, a number, true/false, null (clears it), or a lookup reference object "
+            '{"table": "accounts", "id": "<guid>"}.'
+        ),
+        examples=["Contoso", 1000, True], widget="any",
     )
 
 

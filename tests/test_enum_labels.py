@@ -39,3 +39,15 @@ def test_every_enum_has_labels_and_a_dropdown(key: str, definition: Any) -> None
 def test_the_walk_finds_nested_and_list_item_enums() -> None:
     found = {pointer for key, d in DEFINITIONS for pointer, _ in enums(d.input_schema())}
     assert "/properties/messages/items" in found and "/properties/filterConditions/items/properties/operator" in found
+
+
+def test_list_items_have_human_titles_and_free_values_a_widget() -> None:
+    registry = get_registry()
+    items = {
+        key: registry.all()[key].input_schema()["properties"][name]["items"]
+        for key, name in [("dynamics365.create_entity", "fieldValues"), ("dynamics365.query_entities", "filterConditions")]
+    }
+    assert items["dynamics365.create_entity"]["title"] == "Column value"
+    assert items["dynamics365.query_entities"]["title"] == "Condition"
+    for item in items.values():
+        assert item["properties"]["value"]["x-widget"] == "any" and item["properties"]["value"]["description"]

@@ -91,7 +91,7 @@ class ChangedRows(PollingTrigger):
             pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         )
         field_names: list[str] | None = InputField(
-            None,
+            [],
             title="Columns",
             description="Columns each event's row carries. Empty: all columns (bigger events).",
             examples=[["name", "telephone1"]],
