@@ -65,7 +65,8 @@ def InputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
     """A form field: title and description are required; UI hints become ``x-`` keywords.
 
     Args:
-        widget: how to render it (``textarea``, ``code``, ``keyvalue``, ``list``, ``dropdown``).
+        widget: how to render it (``textarea``, ``code``, ``keyvalue``, ``list``, ``dropdown``,
+            ``any`` for a free value of any JSON type).
         language: the code editor's language for ``widget="code"`` (``json``, ``xml``, ``odata``).
         data_source: key of the data source that fills its dropdown (``dynamics365.tables``).
         data_source_inputs: which other inputs feed the data source (``{"table": "entityType"}``).
