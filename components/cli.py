@@ -148,12 +148,13 @@ def test_connection(connection: str) -> None:
     from d365_components.runtime import open_connection, run_sync
 
     conn = open_connection(_load_json(connection, "--connection"))
+    assert conn is not None  # a config dict always opens a connection
 
     async def check() -> dict[str, Any]:
         try:
-            return await conn.test()  # type: ignore[union-attr]
+            return await conn.test()
         finally:
-            await conn.aclose()  # type: ignore[union-attr]
+            await conn.aclose()
 
     _print_json(run_sync(check()))
 

@@ -19,7 +19,7 @@ _MIN_SECRET_LENGTH = 6
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 _SECRET_PARAMS = re.compile(
-    r"(?i)((?:client_secret|refresh_token|access_token|code|password|code_verifier)=)[^&\s\"']+"
+    r"(?i)((?<![A-Za-z0-9_])(?:client_secret|refresh_token|access_token|code|password|code_verifier)=)[^&\s\"']+"
 )
 
 _lock = threading.Lock()
