@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import model_validator
 
-from d365_components import Action, Context, InputField, InputModel
+from d365_components import Action, Context, InputField
 from d365_components.actions._common import (
     EXAMPLE_ID,
     NAME_PATTERN,

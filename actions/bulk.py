@@ -25,11 +25,11 @@ from d365_components.actions._common import (
     COLUMNS,
     ERROR_SCHEMA,
     NAME_PATTERN,
+    NAMESPACE,
     entity_type_field,
     error_json,
     literal,
     plain_id,
-    NAMESPACE,
 )
 from d365_components.actions._lookups import TableInfo, metadata_for
 from d365_components.connections.batch import BatchOperation
@@ -249,7 +249,7 @@ class _Run:
         self.size = inputs.chunk_size
         self.count = (len(self.rows) + self.size - 1) // self.size
         self.results: dict[int, dict[str, Any]] = {}
-        self.done: set[int] = {i for i in range(min(inputs.resume_from, self.count))}
+        self.done: set[int] = set(range(min(inputs.resume_from, self.count)))
         self.done |= {i for i in inputs.skip_chunks if 0 <= i < self.count}
         self.method = message
         self.use_message = table.logical_name is not None and self._memo() not in _WITHOUT_MESSAGE

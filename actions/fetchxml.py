@@ -18,7 +18,13 @@ from defusedxml import ElementTree as SafeElementTree
 from pydantic import field_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import ADVANCED, NAME_PATTERN, entity_type_field, impersonate_field, impersonation_headers
+from d365_components.actions._common import (
+    ADVANCED,
+    NAME_PATTERN,
+    entity_type_field,
+    impersonate_field,
+    impersonation_headers,
+)
 from d365_components.actions._lookups import metadata_for
 from d365_components.connections.paging import MAX_PAGE_SIZE
 from d365_components.errors import FieldError, InputValidationError

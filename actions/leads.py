@@ -12,7 +12,15 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import ADVANCED, EXAMPLE_ID, NAMESPACE, conflict, entity_id_field, plain_id, record_id_field
+from d365_components.actions._common import (
+    ADVANCED,
+    EXAMPLE_ID,
+    NAMESPACE,
+    conflict,
+    entity_id_field,
+    plain_id,
+    record_id_field,
+)
 
 __all__ = ["DisqualifyLead", "QualifyLead"]
 

@@ -8,7 +8,7 @@ with ``truncated``, so a flow never pulls a whole table into memory by accident.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import field_validator, model_validator
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import EXAMPLE_ID, NAMESPACE, entity_id_field, entity_type_field, plain_id, record_id_field
+from d365_components.actions._common import (
+    EXAMPLE_ID,
+    NAMESPACE,
+    entity_id_field,
+    entity_type_field,
+    plain_id,
+    record_id_field,
+)
 from d365_components.actions._lookups import metadata_for
 
 __all__ = ["AddToQueue", "PickFromQueue"]

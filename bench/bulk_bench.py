@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from client_bench import bulk_insert  # noqa: E402 - the bench folder is not a package
+from client_bench import bulk_insert
 
 
 def serve(pipe: Any, query_rows: int) -> None:
@@ -146,7 +146,7 @@ def peer(inputs: dict, pipe: Any, rows: int, ours: float) -> None:
                       "record": {k: v for k, v in r.items() if k != "accountnumber"}} for r in data[start : start + 100]]
             client.records.upsert("account", items)
         elapsed = time.perf_counter() - started
-    except Exception as exc:  # noqa: BLE001 - a peer that cannot run here is reported, not fatal
+    except Exception as exc:
         print(f"2. Microsoft's SDK: could not run against the emulator: {type(exc).__name__}: {exc}")
         return
     pipe.send(("count", "account", "accountnumber LIKE ?", "S-%"))

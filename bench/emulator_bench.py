@@ -278,7 +278,7 @@ def in_process(n: int) -> tuple[float, float]:
         dispatch("GET", url, {}, b"", caller=caller)
     get_rate = n / (time.perf_counter() - started)
     started = time.perf_counter()
-    for i in range(n):
+    for _i in range(n):
         dispatch("POST", "/api/data/v9.2/accounts", json_type, b'{"name":"in process","revenue":1}', caller=caller)
     return get_rate, n / (time.perf_counter() - started)
 
@@ -317,7 +317,7 @@ def features_overhead(certs: str, requests: int, processes: int, repeats: int) -
     for _ in range(repeats):
         for features in best:
             runs = simple_rates(certs, features, requests, processes)
-            best[features] = [(max(b[0], r[0]), min(b[1], r[1])) for b, r in zip(best[features], runs)]
+            best[features] = [(max(b[0], r[0]), min(b[1], r[1])) for b, r in zip(best[features], runs, strict=False)]
     print(f"in-memory emulator, http.client x{processes} processes over HTTPS, best of {repeats}:")
     for label, index in (("GET by id", 0), ("POST create", 1)):
         (plane, plane_cpu), (default, default_cpu) = best["plane"][index], best["default"][index]

@@ -6,7 +6,7 @@ The public API for hosts and plugin authors is re-exported here; see README.md.
 
 __version__ = "0.1.0"
 
-from d365_components.definitions import (  # noqa: E402 - __version__ first: dynamics365 reads it
+from d365_components.definitions import (
     Action,
     Component,
     Connection,
@@ -19,8 +19,8 @@ from d365_components.definitions import (  # noqa: E402 - __version__ first: dyn
     WebhookResponse,
     WebhookTrigger,
 )
-from d365_components.hookspecs import hookimpl  # noqa: E402
-from d365_components.inputs import InputField, InputModel  # noqa: E402
+from d365_components.hookspecs import hookimpl
+from d365_components.inputs import InputField, InputModel
 
 __all__ = [
     "Action",

@@ -10,7 +10,7 @@ model whose published JSON Schema is both the form and the validation rule, and 
 from __future__ import annotations
 
 import inspect
-import logging  # noqa: F401 - Context.log's type
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache

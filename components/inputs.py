@@ -45,7 +45,7 @@ class InputModel(BaseModel):
     )
 
 
-def InputField(  # noqa: N802 - reads like pydantic's Field, which it wraps
+def InputField(
     default: Any = PydanticUndefined,
     *,
     title: str,

@@ -27,7 +27,13 @@ from d365_components.definitions import (
     WebhookResponse,
     WebhookTrigger,
 )
-from d365_components.errors import ConnectionConfigError, D365Error, FieldError, InputValidationError, WebhookRejected
+from d365_components.errors import (
+    ConnectionConfigError,
+    D365Error,
+    FieldError,
+    InputValidationError,
+    WebhookRejected,
+)
 from d365_components.inputs import validate_inputs
 from d365_components.redaction import get_logger
 from d365_components.registry import Registry, get_registry

@@ -64,7 +64,7 @@ def _request_part(op: BatchOperation, api_url: str, content_id: str | None) -> s
     if content_id is not None:
         lines.append(f"Content-ID: {content_id}")
     lines += ["", f"{method} {target} HTTP/1.1"]
-    headers = {k: v for k, v in (op.headers or {}).items()}
+    headers = dict((op.headers or {}).items())
     body = op.body
     if body is not None and not isinstance(body, bytes | str):
         body = json.dumps(body, separators=(",", ":"), ensure_ascii=False)

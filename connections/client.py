@@ -39,7 +39,8 @@ from d365_components.connections.batch import (
 )
 from d365_components.connections.clouds import OrgUrls
 from d365_components.connections.errors_map import dataverse_error, parse_retry_after
-from d365_components.connections.headers import ODATA_HEADERS, control_headers, prefer as prefer_header
+from d365_components.connections.headers import ODATA_HEADERS, control_headers
+from d365_components.connections.headers import prefer as prefer_header
 from d365_components.connections.odata import GUID, entity_path, is_guid, quote
 from d365_components.connections.paging import (
     MORE_RECORDS,

@@ -32,7 +32,14 @@ import msal
 from pydantic import SecretStr
 
 from d365_components.connections.client import WebApiClient
-from d365_components.connections.clouds import CLOUD_LABELS, CLOUDS, Cloud, OrgUrls, identity_hosts, normalize_org_url
+from d365_components.connections.clouds import (
+    CLOUD_LABELS,
+    CLOUDS,
+    Cloud,
+    OrgUrls,
+    identity_hosts,
+    normalize_org_url,
+)
 from d365_components.connections.errors_map import aad_error
 from d365_components.connections.odata import RawLiteral
 from d365_components.connections.retry import RetryPolicy

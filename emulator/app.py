@@ -27,7 +27,12 @@ from starlette.routing import Route
 from d365_components.emulator import defaults, messages
 from d365_components.emulator.context import JSON_TYPE, Ctx, Reply
 from d365_components.emulator.errors import (
-    NOT_A_MEMBER, DataverseError, bad_request, method_not_allowed, segment_not_found, unexpected,
+    NOT_A_MEMBER,
+    DataverseError,
+    bad_request,
+    method_not_allowed,
+    segment_not_found,
+    unexpected,
 )
 from d365_components.emulator.identity import InvalidToken
 from d365_components.emulator.literals import split_path, split_segment
@@ -90,7 +95,7 @@ class _EmulatorApp(Starlette):
     Starlette's middleware and router cost about a tenth of a request's time over HTTPS.
     Everything else ($batch, identity, unknown paths, HEAD/OPTIONS) takes the usual way."""
 
-    web_api: "_WebApi"
+    web_api: _WebApi
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] in _WEB_API_METHODS and not scope.get("root_path"):

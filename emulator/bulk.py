@@ -15,7 +15,11 @@ from d365_components.emulator.context import Ctx, Reply
 from d365_components.emulator.errors import NOT_SUPPORTED, DataverseError, bad_request
 from d365_components.emulator.messages import Bound, register_action
 from d365_components.emulator.records import (
-    convert_body, create_row, lookup_key, not_found, parse_key,
+    convert_body,
+    create_row,
+    lookup_key,
+    not_found,
+    parse_key,
 )
 from d365_components.emulator.schema import Table
 from d365_components.emulator.seed import standard_schema

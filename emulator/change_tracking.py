@@ -24,8 +24,8 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from d365_components.emulator.errors import QUERY_NOT_SUPPORTED, error_body

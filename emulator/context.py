@@ -24,14 +24,14 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> "Reply":
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Reply:
         h = {"Content-Type": JSON_TYPE}
         if headers:
             h.update(headers)
         return cls(status, json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(), h)
 
     @classmethod
-    def empty(cls, status: int = 204, headers: dict[str, str] | None = None) -> "Reply":
+    def empty(cls, status: int = 204, headers: dict[str, str] | None = None) -> Reply:
         return cls(status, b"", headers or {})
 
 

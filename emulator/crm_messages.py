@@ -27,7 +27,12 @@ from typing import Any
 
 from d365_components.emulator.context import Ctx, Reply
 from d365_components.emulator.errors import (
-    INVALID_ARGUMENT, INVALID_OPERATION, INVALID_STATE_STATUS, DataverseError, bad_request, record_not_found,
+    INVALID_ARGUMENT,
+    INVALID_OPERATION,
+    INVALID_STATE_STATUS,
+    DataverseError,
+    bad_request,
+    record_not_found,
 )
 from d365_components.emulator.literals import GUID_RE
 from d365_components.emulator.messages import NAMESPACE, Bound, register_action, register_function

@@ -38,7 +38,13 @@ from d365_components.emulator.context import Ctx, Reply
 from d365_components.emulator.errors import DataverseError, bad_request
 from d365_components.emulator.fetchxml_parse import MAX_PAGE, Fetch, invalid, parse_fetch, parse_xml
 from d365_components.emulator.fetchxml_sql import (
-    AGGREGATE_LIMIT, OPTION_LABEL, Plan, SortKey, option_labels, plan, typed,
+    AGGREGATE_LIMIT,
+    OPTION_LABEL,
+    Plan,
+    SortKey,
+    option_labels,
+    plan,
+    typed,
 )
 from d365_components.emulator.query import QueryUser, keyset_after
 from d365_components.emulator.records import FORMATTED, _annotate
@@ -51,7 +57,7 @@ TOTAL_EXCEEDED = "Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"
 ATTRIBUTE_NAME = "OData.Community.Display.V1.AttributeName"
 AGGREGATE_LIMIT_EXCEEDED = "0x8004E023"
 _GUID_TYPES = frozenset({"Uniqueidentifier", "Lookup", "Customer", "Owner"})
-_prepared: "weakref.WeakSet" = weakref.WeakSet()   # stores whose connection has our SQL functions
+_prepared: weakref.WeakSet = weakref.WeakSet()   # stores whose connection has our SQL functions
 
 
 def handle(ctx: Ctx, table: Table) -> Reply:
@@ -213,7 +219,7 @@ def _cookie_keys(fetch: Fetch, p: Plan) -> list | None:
     if cookie.tag != "cookie" or cookie.get("page") != str(fetch.page - 1) or len(elements) != len(p.keys):
         return None
     values = []
-    for el, key in zip(elements, p.keys):
+    for el, key in zip(elements, p.keys, strict=False):
         if el.tag != key.name or key.column is None:
             return None
         text = el.get("last")

@@ -48,7 +48,7 @@ class Condition:
 @dataclass
 class Filter:
     type: str = "and"
-    items: list["Condition | Filter | Entity"] = field(default_factory=list)   # Entity: a filtering link
+    items: list[Condition | Filter | Entity] = field(default_factory=list)   # Entity: a filtering link
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Entity:
     all_attributes: bool = False
     filters: list[Filter] = field(default_factory=list)
     orders: list[Order] = field(default_factory=list)
-    links: list["Entity"] = field(default_factory=list)
+    links: list[Entity] = field(default_factory=list)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from d365_components.emulator.errors import INVALID_ARGUMENT, DataverseError, bad_request
 from d365_components.emulator.fetchxml_parse import Attribute, Condition, Entity, Fetch, Filter, invalid
@@ -83,7 +83,7 @@ class Output:
     attribute_name: str | None = None  # for @OData.Community.Display.V1.AttributeName (aliased columns)
     type_label: str | None = None     # label of a multi-target lookup's target-table column
     kind: str = "column"              # column, aggregate, dategroup
-    scope: "Scope | None" = None      # the entity it was selected from
+    scope: Scope | None = None      # the entity it was selected from
 
 
 @dataclass
@@ -548,7 +548,7 @@ def balanced(parts: list[str], op: str, width: int = 8) -> str:
 
 
 def _fmt(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def typed(col: Column, text: str, where: str = ""):

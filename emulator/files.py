@@ -40,7 +40,12 @@ import uuid
 
 from d365_components.emulator.context import Ctx, Reply
 from d365_components.emulator.errors import (
-    INVALID_ARGUMENT, OBJECT_DOES_NOT_EXIST, DataverseError, bad_request, method_not_allowed, segment_not_found,
+    INVALID_ARGUMENT,
+    OBJECT_DOES_NOT_EXIST,
+    DataverseError,
+    bad_request,
+    method_not_allowed,
+    segment_not_found,
 )
 from d365_components.emulator.messages import Bound, register_action
 from d365_components.emulator.schema import Column, Table
@@ -355,7 +360,7 @@ def _target(ctx: Ctx, params: dict, message: str) -> tuple[Table, dict, Column]:
     logical = str(target.get("@odata.type", "")).lstrip("#").rsplit(".", 1)[-1]
     table = ctx.schema.tables.get(logical)
     if table is None or not target.get(table.primary_id):
-        raise bad_request(f"Target needs '@odata.type' (Microsoft.Dynamics.CRM.<table>) and the row's id.",
+        raise bad_request("Target needs '@odata.type' (Microsoft.Dynamics.CRM.<table>) and the row's id.",
                           INVALID_ARGUMENT)
     row = ctx.store.get(table.logical_name, str(target[table.primary_id]).lower())
     if row is None:

@@ -18,7 +18,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -518,7 +518,7 @@ class IdentityProvider:
     def _error_response(self, exc: OAuthError, request: Request) -> JSONResponse:
         trace_id = str(uuid.uuid4())
         correlation_id = request.headers.get("client-request-id") or str(uuid.uuid4())
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         return JSONResponse(
             {
                 "error": exc.error,

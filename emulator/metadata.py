@@ -16,13 +16,24 @@ from xml.sax.saxutils import quoteattr
 
 from d365_components.emulator.context import Ctx, Reply
 from d365_components.emulator.errors import (
-    INVALID_ARGUMENT, OBJECT_DOES_NOT_EXIST, DataverseError, bad_request, method_not_allowed, not_supported,
+    INVALID_ARGUMENT,
+    OBJECT_DOES_NOT_EXIST,
+    DataverseError,
+    bad_request,
+    method_not_allowed,
+    not_supported,
     segment_not_found,
 )
 from d365_components.emulator.literals import parse_args, split_segment
 from d365_components.emulator.query import parse_expand, parse_filter
 from d365_components.emulator.schema import (
-    Column, ManyToMany, OneToMany, Option, OptionSet, Table, stable_id,
+    Column,
+    ManyToMany,
+    OneToMany,
+    Option,
+    OptionSet,
+    Table,
+    stable_id,
 )
 
 NS = "Microsoft.Dynamics.CRM."

@@ -20,8 +20,8 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 from d365_components.emulator.errors import error_body
 

@@ -19,7 +19,7 @@ import math
 import re
 from calendar import monthrange
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from lark import Lark, Transformer, v_args
@@ -180,9 +180,9 @@ def iso_datetime(text: str) -> str:
     except ValueError:
         raise bad_request(f"Cannot convert the literal '{text}' to the expected type 'Edm.DateTimeOffset'.") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     try:
-        return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except OverflowError:       # 9999-12-31T23:59:59-05:00 is past the last representable instant
         raise bad_request(f"The date-time '{text}' is outside the supported range.") from None
 
@@ -292,7 +292,7 @@ class FilterCompiler:
     def __init__(self, schema: Schema, user: QueryUser | None = None, now: datetime | None = None):
         self.schema = schema
         self.user = user
-        self.now = now or datetime.now(timezone.utc).replace(microsecond=0)
+        self.now = now or datetime.now(UTC).replace(microsecond=0)
         self.params: list = []
         self._aliases = 0
 
@@ -532,7 +532,7 @@ class FilterCompiler:
 
     def _date_function(self, name, value):
         now = self.now
-        today = datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
+        today = datetime(now.year, now.month, now.day, tzinfo=UTC)
         day = timedelta(days=1)
         n = None
         if value is not None:
@@ -559,7 +559,7 @@ class FilterCompiler:
         if name in ("On", "OnOrAfter", "OnOrBefore"):
             if value is None or value[1] not in ("datetime", "string"):
                 raise bad_request(f"The function '{name}' requires a date PropertyValue.")
-            d = datetime.fromisoformat(iso_datetime(str(value[2]))[:10]).replace(tzinfo=timezone.utc)
+            d = datetime.fromisoformat(iso_datetime(str(value[2]))[:10]).replace(tzinfo=UTC)
             return {"On": (d, d + day), "OnOrAfter": (d, None), "OnOrBefore": (None, d + day)}[name]
         m = re.fullmatch(r"(Last|Next|OlderThan)X(Minutes|Hours|Days|Weeks|Months|Years)", name)
         if m is None:
@@ -604,7 +604,7 @@ def _add_months(t: datetime, k: int) -> datetime:
 
 
 def _fmt(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def compile_filter(schema: Schema, table: Table, text: str, *, alias: str = "t0", user: QueryUser | None = None,
@@ -660,7 +660,7 @@ class Expand:
     filter: str | None = None
     orderby: str | None = None
     top: int | None = None
-    expand: list["Expand"] = field(default_factory=list)
+    expand: list[Expand] = field(default_factory=list)
 
 
 EXPAND_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$expand"}

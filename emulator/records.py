@@ -16,14 +16,45 @@ from urllib.parse import unquote
 
 from d365_components.emulator.context import Ctx, Reply
 from d365_components.emulator.errors import (
-    DataverseError, INVALID_ARGUMENT, INVALID_STATE_STATUS, OPTION_OUT_OF_RANGE, QUERY_NOT_SUPPORTED, VALIDATION,
-    already_exists, bad_request, duplicate_key, key_not_found, method_not_allowed, not_supported,
-    record_not_found, segment_not_found, unknown_body_property, version_mismatch,
+    INVALID_ARGUMENT,
+    INVALID_STATE_STATUS,
+    OPTION_OUT_OF_RANGE,
+    QUERY_NOT_SUPPORTED,
+    VALIDATION,
+    DataverseError,
+    already_exists,
+    bad_request,
+    duplicate_key,
+    key_not_found,
+    method_not_allowed,
+    not_supported,
+    record_not_found,
+    segment_not_found,
+    unknown_body_property,
+    version_mismatch,
 )
-from d365_components.emulator.literals import GUID_RE, Alias, Guid, parse_args, parse_literal, split_path, split_segment
+from d365_components.emulator.literals import (
+    GUID_RE,
+    Alias,
+    Guid,
+    parse_args,
+    parse_literal,
+    split_path,
+    split_segment,
+)
 from d365_components.emulator.query import (
-    Expand, QueryUser, compile_filter, decode_token, encode_token, iso_datetime, keyset_after,
-    parse_expand, parse_orderby, parse_select, parse_top, substitute_aliases,
+    Expand,
+    QueryUser,
+    compile_filter,
+    decode_token,
+    encode_token,
+    iso_datetime,
+    keyset_after,
+    parse_expand,
+    parse_orderby,
+    parse_select,
+    parse_top,
+    substitute_aliases,
 )
 from d365_components.emulator.schema import Column, Table
 from d365_components.emulator.store import q
@@ -161,7 +192,7 @@ def _plan(ctx: Ctx, table: Table, cols: list[Column] | None) -> list[tuple]:
     cache = ctx.store.plans
     plan = cache.get(key)
     if plan is None:
-        chosen = cols if cols is not None else [c for c in table.columns.values()]
+        chosen = cols if cols is not None else list(table.columns.values())
         if cols is not None:
             if table.columns[table.primary_id] not in chosen:
                 chosen = chosen + [table.columns[table.primary_id]]

@@ -12,7 +12,7 @@ the finished text, which is exactly WCF's rule). A payload over the size limit l
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from d365_components.emulator.schema import Column, Table
 
@@ -29,7 +29,7 @@ def wcf_date(value: str | datetime, offset: str = "") -> str:
     """`2026-11-22T07:00:00Z` -> `/Date(1795417200000)/` (escaped to `\\/` by `dumps`)."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return f"/Date({int(moment.timestamp() * 1000)}{offset})/"
 
 

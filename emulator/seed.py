@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from d365_components.emulator import defaults
 from d365_components.emulator.schema import (
-    AlternateKey, Column, ManyToMany, OneToMany, Option, OptionSet, Schema, Table,
+    AlternateKey,
+    Column,
+    ManyToMany,
+    OneToMany,
+    Option,
+    OptionSet,
+    Schema,
+    Table,
 )
 
 USD_ID = "00000000-0000-4000-8000-0000000000c1"

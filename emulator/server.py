@@ -8,11 +8,10 @@ is bound before the app is built, so the org URL (the token audience) is known u
 from __future__ import annotations
 
 import dataclasses
-
 import functools
+import importlib.util
 import json
 import os
-import importlib.util
 import signal
 import socket
 import ssl

@@ -38,9 +38,10 @@ import logging
 import re
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from d365_components.emulator import defaults
 from d365_components.emulator.errors import duplicate_entity_key, duplicate_key
@@ -56,7 +57,7 @@ ACTIVITY_TABLES = frozenset({"task", "phonecall", "email", "appointment"})
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def q(name: str) -> str:
@@ -65,7 +66,7 @@ def q(name: str) -> str:
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict:
-    return dict(zip([d[0] for d in cursor.description], row))
+    return dict(zip([d[0] for d in cursor.description], row, strict=False))
 
 
 class Store:
@@ -171,7 +172,7 @@ class Store:
     # ---- transactions and events -----------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator["Store"]:
+    def transaction(self) -> Iterator[Store]:
         """One atomic unit (a SQLite SAVEPOINT; nests). Rolled back if an exception escapes;
         listeners fire once the outermost transaction commits."""
         with self.lock:
@@ -372,14 +373,14 @@ class Store:
                 self.conn.execute(f"INSERT INTO {q(intersect)} ({q(id_columns[0])}, {q(id_columns[1])}) VALUES (?, ?)", ids)
             except sqlite3.IntegrityError:
                 return False
-            self._emit("Associate", intersect, None, dict(zip(id_columns, ids)))
+            self._emit("Associate", intersect, None, dict(zip(id_columns, ids, strict=False)))
         return True
 
     def disassociate(self, intersect: str, id_columns: tuple[str, str], ids: tuple[str, str]) -> bool:
         with self.lock:
             cur = self.conn.execute(f"DELETE FROM {q(intersect)} WHERE {q(id_columns[0])} = ? AND {q(id_columns[1])} = ?", ids)
             if cur.rowcount:
-                self._emit("Disassociate", intersect, dict(zip(id_columns, ids)), None)
+                self._emit("Disassociate", intersect, dict(zip(id_columns, ids, strict=False)), None)
             return bool(cur.rowcount)
 
     def _integrity(self, t: Table, exc: sqlite3.IntegrityError) -> Exception:

@@ -36,7 +36,7 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -211,7 +211,7 @@ class Webhooks:
             stage=step["stage"] or 40, step_id=step["id"], images=step["images"], user=user, initiating_user=user,
             organization_id=org["id"], organization_name=org["name"], correlation_id=correlation_id,
             operation_id=operation_id, request_id=request.request_id if request else None,
-            created_on=datetime.now(timezone.utc))
+            created_on=datetime.now(UTC))
         payload = remote_context.dumps(context)
         trimmed = len(payload) > self.max_payload
         if trimmed:
@@ -308,7 +308,7 @@ class Webhooks:
     def _record_job(self, d: Delivery, outcome: Outcome) -> None:
         if outcome.ok and d.step["asyncautodelete"]:
             return
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         values = {
             "asyncoperationid": d.operation_id, "name": d.step["name"] or f"{d.message} of {d.table}",
             "operationtype": 1, "owningextensionid": d.step["id"], "correlationid": d.correlation_id,

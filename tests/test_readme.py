@@ -25,7 +25,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_plugin_example_registers_and_publishes() -> None:
     source = next(block for block in _blocks("python") if "hookimpl" in block)
     module = types.ModuleType("acme_d365_plugin")
-    exec(compile(source, "README.md", "exec"), module.__dict__)  # noqa: S102 - our own README
+    exec(compile(source, "README.md", "exec"), module.__dict__)
     pm = make_plugin_manager(entry_points=False)
     pm.register(module)
     registry = build_registry(pm)
@@ -35,5 +35,5 @@ def test_plugin_example_registers_and_publishes() -> None:
 def test_testing_kit_example_runs(run_action) -> None:
     source = next(block for block in _blocks("python") if "def test_new_accounts_are_found" in block)
     namespace: dict = {}
-    exec(compile(source, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(source, "README.md", "exec"), namespace)
     namespace["test_new_accounts_are_found"](run_action)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import jsonschema
 import pytest
+from d365_test_acme import Echo
 
 from d365_components.errors import InputValidationError
 from d365_components.inputs import coerce_form_values, validate_inputs
-
-from d365_test_acme import Echo
 
 
 def test_published_schema_is_2020_12_with_titles_hints_and_order() -> None:

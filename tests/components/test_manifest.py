@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 
+import d365_test_acme
 import jsonschema
 
-import d365_test_acme
-from d365_components.manifest import MANIFEST_SCHEMA, build_manifest, default_directory, manifest_files, stale_files
+from d365_components.manifest import (
+    MANIFEST_SCHEMA,
+    build_manifest,
+    default_directory,
+    manifest_files,
+    stale_files,
+)
 from d365_components.registry import build_registry, get_registry, make_plugin_manager
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import d365_test_acme as sample_plugin
 import pluggy
 import pytest
 
 from d365_components import Action, InputField, InputModel, hookimpl
 from d365_components.errors import DefinitionError, DuplicateKeyError, UnknownKeyError
 from d365_components.registry import build_registry, make_plugin_manager
-
-import d365_test_acme as sample_plugin
 
 
 def registry_with(*plugins: Any):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import d365_test_acme
 import pytest
 
-import d365_test_acme
 from d365_components.errors import InputValidationError, UnknownKeyError
 from d365_components.registry import build_registry, make_plugin_manager
 from d365_components.runtime import fetch_choices, invoke, invoke_sync, open_connection

@@ -94,7 +94,7 @@ class FaultProxy:
                     continue
                 if action[:3].isdigit():  # <status> or <status>:<dataverse code>
                     status, _, code = action.partition(":")
-                    body = '{"error":{"code":"%s","message":"Injected failure for %s."}}' % (code or "0x0", target)
+                    body = '{{"error":{{"code":"{}","message":"Injected failure for {}."}}}}'.format(code or "0x0", target)
                     await self._answer(writer, int(status), {"Content-Type": "application/json"}, body.encode())
                     continue
                 await self._forward(writer, method, target, headers, body)

@@ -85,7 +85,7 @@ async def test_fetchxml_paging_against_the_emulator(fresh_emulator):
     )
     try:
         pages = [p async for p in client.fetchxml_pages("contacts", fetch, page_size=10)]
-    except Exception as exc:  # noqa: BLE001 - the emulator's FetchXML may not have landed yet
+    except Exception as exc:
         await connection.aclose()
         pytest.skip(f"the emulator does not serve FetchXML yet: {exc}")
     await connection.aclose()

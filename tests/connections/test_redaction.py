@@ -12,7 +12,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from d365_components.connections.oauth import AuthCodeConnection, CertificateConnection, ClientCredentialsConnection
+from d365_components.connections.oauth import (
+    AuthCodeConnection,
+    CertificateConnection,
+    ClientCredentialsConnection,
+)
 from d365_components.connections.tokens import Token
 from d365_components.errors import D365Error
 

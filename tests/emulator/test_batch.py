@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+
 @dataclass
 class Req:
     method: str

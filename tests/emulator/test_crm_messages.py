@@ -3,8 +3,10 @@ PickFromQueue, ReleaseToQueue and CalculateRollupField change state and link row
 
 from __future__ import annotations
 
-from d365_components.emulator import crm_messages  # noqa: F401  (registers the messages)
-from d365_components.emulator import defaults
+from d365_components.emulator import (
+    crm_messages,  # noqa: F401  (registers the messages)
+    defaults,
+)
 from d365_components.emulator.seed import USD_ID
 
 NS = "Microsoft.Dynamics.CRM."

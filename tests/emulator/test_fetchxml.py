@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote
 from xml.etree import ElementTree
 
@@ -53,7 +53,7 @@ def names(body: dict, key: str = "name") -> list[str]:
 def accounts(store):
     """Five accounts tagged with a marker in `description`; dates relative to today (UTC)."""
     marker = "F" + uuid.uuid4().hex[:8]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     rows = {
         "r0": dict(numberofemployees=10, address1_city="Redmond", lastonholdtime=today, owner=defaults.APP_USER_ID),
@@ -426,7 +426,7 @@ async def test_aggregates_with_groupby(fetch, linked, accounts):
                '<order alias="people" descending="true"/></entity></fetch>')
     status, body = await fetch("accounts", grouped, annotations="*")
     assert status == 200, body
-    this_year = datetime.now(timezone.utc).year
+    this_year = datetime.now(UTC).year
     got = [(r["owner"], r["year"], r["n"], r.get("people")) for r in body["value"]]
     expected = {}
     for _, v in accounts[1].items():
@@ -526,7 +526,7 @@ async def test_paging_cookie_returns_12000_rows_exactly_once(fetch, many_leads):
     rating = {1: "Hot", 2: "Warm", 3: "Cold"}            # choices sort by label: Warm, Hot, Cold descending
     keys = [(rating[r["leadqualitycode"]], r["lastname"], r["leadid"]) for r in rows]
     assert [k[0] for k in keys] == sorted((k[0] for k in keys), reverse=True)
-    assert all(a[1:] < b[1:] for a, b in zip(keys, keys[1:]) if a[0] == b[0])
+    assert all(a[1:] < b[1:] for a, b in zip(keys, keys[1:], strict=False) if a[0] == b[0])
 
 
 @pytest.mark.parametrize("orders", [

@@ -117,7 +117,7 @@ async def test_block_messages_round_trip(api, account):
     token = r.json()["FileContinuationToken"]
     parts = [b"a,b\n", b"1,2\n", b"3,4\n"]
     ids = [base64.b64encode(f"block-{i:04d}".encode()).decode() for i in range(len(parts))]
-    for block_id, part in zip(ids, parts):
+    for block_id, part in zip(ids, parts, strict=False):
         r = await api.post("UploadBlock", json={"BlockId": block_id, "BlockData": base64.b64encode(part).decode(),
                                                 "FileContinuationToken": token})
         assert r.status_code == 204, r.text

@@ -232,7 +232,9 @@ async def test_create_a_table_then_use_it(api, unique):
 
 def test_random_metadata_bodies_never_cause_a_500(emulator):
     import json as _json
-    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     dispatch = emulator.app.state.dispatch
     caller = {"oid": "00000000-0000-4000-8000-0000000000a3"}

@@ -4,7 +4,7 @@ $count, aliases, keyset paging through 12,000 rows, and errors that must never b
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -222,7 +222,7 @@ def many_tasks(store):
     user = defaults.APP_USER_ID
     with store.transaction():
         ids = [store.insert("task", {"subject": f"{marker}-{i:05d}", "prioritycode": i % 3,
-                                     "scheduledstart": (datetime(2024, 1, 1, tzinfo=timezone.utc)
+                                     "scheduledstart": (datetime(2024, 1, 1, tzinfo=UTC)
                                                         + timedelta(minutes=i % 50)).strftime("%Y-%m-%dT%H:%M:%SZ")},
                                    user=user)["activityid"] for i in range(ROWS)]
     return marker, set(ids)
@@ -324,7 +324,9 @@ TOKENS = ["name", "revenue", "accountid", "_primarycontactid_value", "primarycon
 
 def test_random_filters_never_cause_a_500(emulator):
     from urllib.parse import quote as q
-    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     dispatch = emulator.app.state.dispatch
     caller = {"oid": defaults.APP_USER_OBJECT_ID, "appid": defaults.CLIENT_ID}
@@ -369,5 +371,5 @@ async def test_like_functions_read_brackets_as_sql_server_does(api, store, uniqu
     assert await names(api, marker, "startswith(name,'" + marker + " O''Neil 50[%]')") == ["O'Neil 50%"]
     crm = "Microsoft.Dynamics.CRM.Like(PropertyName='name',PropertyValue='%2550[%25]')"   # %25: the URL's own escape for %
     assert await names(api, marker, crm) == ["50%", "O'Neil 50%"]
-    ranged = error_of(await api.get(f"accounts?$filter=contains(name,'[a-c]')"))
+    ranged = error_of(await api.get("accounts?$filter=contains(name,'[a-c]')"))
     assert ranged[:2] == (400, "0x80060888") and "[a-c]" in ranged[2]

@@ -480,7 +480,9 @@ async def test_paths_outside_the_web_api_answer_in_dataverse_shape(api, emulator
 
 def test_random_bodies_never_cause_a_500(emulator):
     import json as _json
-    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     dispatch = emulator.app.state.dispatch
     caller = {"oid": defaults.APP_USER_OBJECT_ID, "appid": defaults.CLIENT_ID}
@@ -504,7 +506,9 @@ def test_random_bodies_never_cause_a_500(emulator):
 
 def test_random_urls_never_cause_a_500(emulator):
     from urllib.parse import quote as q
-    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     dispatch = emulator.app.state.dispatch
     caller = {"oid": defaults.APP_USER_OBJECT_ID, "appid": defaults.CLIENT_ID}

@@ -108,7 +108,7 @@ def test_run_standalone_prints_how_to_connect_and_stops_on_ctrl_c(tmp_path):
             lines.append(line)
             if line.strip().startswith("curl"):
                 break
-        details = dict(l.strip().split(":", 1) for l in lines if ":" in l and l.startswith("  ") and "curl" not in l)
+        details = dict(ln.strip().split(":", 1) for ln in lines if ":" in ln and ln.startswith("  ") and "curl" not in ln)
         details = {k.strip(): v.strip().split()[0] for k, v in details.items()}
         assert details["CA bundle"].startswith(str(tmp_path))
         token = httpx.post(details["Token URL"], verify=ssl.create_default_context(cafile=details["CA bundle"]), data={

@@ -147,7 +147,7 @@ async def test_update_with_images_filtering_and_webhook_key(emulator, client, re
     assert uuid.UUID(headers["x-ms-correlation-request-id"])
     assert "x-ms-dynamics-msg-size-exceeded" not in headers
     assert headers["content-type"].startswith("application/json")
-    assert b'"\\/Date(' in call["raw"] and f'Entity:http:\\/\\/schemas.microsoft.com'.encode() in call["raw"]
+    assert b'"\\/Date(' in call["raw"] and b'Entity:http:\\/\\/schemas.microsoft.com' in call["raw"]
 
     context = call["json"]
     assert list(context) == sorted(context)                         # WCF writes members alphabetically

@@ -209,7 +209,7 @@ async def test_start_date_backfills_and_kinds_filter(client):
 
 async def test_filter_expression_applies_in_both_modes(client):
     tracked = await _tracking_served(client)
-    for entity_set, pk in (("annotations", "annotationid"), ("tasks", "activityid")):
+    for entity_set, _pk in (("annotations", "annotationid"), ("tasks", "activityid")):
         if entity_set == "tasks" and not tracked:
             continue
         inputs = {"entityType": entity_set, "fieldNames": ["subject"], "filterExpression": "startswith(subject,'keep')"}
