@@ -4,8 +4,6 @@ integration platforms, with an embedded Dataverse emulator.
 The public API for hosts and plugin authors is re-exported here; see README.md.
 """
 
-__version__ = "0.1.0"
-
 from d365_components.definitions import (
     Action,
     Component,
@@ -21,6 +19,7 @@ from d365_components.definitions import (
 )
 from d365_components.hookspecs import hookimpl
 from d365_components.inputs import InputField, InputModel
+from d365_components.version import __version__
 
 __all__ = [
     "Action",

@@ -11,10 +11,10 @@ import importlib
 import pkgutil
 from types import ModuleType
 
-from d365_components import __version__
 from d365_components.definitions import Action, Component, Connection, DataSource, Trigger
 from d365_components.hookspecs import Register, hookimpl
 from d365_components.registry import definitions_in
+from d365_components.version import __version__
 
 COMPONENT = Component(
     key="dynamics365",

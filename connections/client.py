@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from d365_components import __version__
 from d365_components.connections.batch import (
     MAX_OPERATIONS,
     BatchOperation,
@@ -54,6 +53,7 @@ from d365_components.connections.paging import (
 from d365_components.connections.retry import Limiter, RetryPolicy, is_safe_to_resend
 from d365_components.errors import ConnectionConfigError, D365Error, DataverseError, TransientError
 from d365_components.redaction import get_logger
+from d365_components.version import __version__
 
 __all__ = ["BatchOperation", "BatchResult", "Page", "WebApiClient"]
 
