@@ -30,22 +30,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from d365_components.conventions import COLUMNS, GUID_PATTERN, NAME_PATTERN, RECORDS, RELATIONSHIPS, TABLES
 from d365_components.errors import FieldError, InputValidationError
 from d365_components.inputs import InputField
 from d365_components.redaction import redact
 
-GUID_PATTERN = r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$"
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+__all__ = [
+    "ADVANCED",
+    "COLUMNS",  # re-exported from d365_components.conventions, like the two patterns
+    "ERROR_SCHEMA",
+    "EXAMPLE_ID",
+    "EXAMPLE_ORG",
+    "FORMATTED",
+    "GROUPS",
+    "GUID_PATTERN",
+    "NAMESPACE",
+    "NAME_PATTERN",
+    "alternate_key_field",
+    "conflict",
+    "data_source_inputs",
+    "entity_id_field",
+    "entity_type_field",
+    "error_json",
+    "expand_field",
+    "field_names_field",
+    "formatted_values_field",
+    "impersonate_field",
+    "impersonation_headers",
+    "literal",
+    "plain_id",
+    "record_id_field",
+    "record_output_schema",
+]
+
 EXAMPLE_ID = "7eb682f1-ca75-e511-80d4-00155d2a68d1"
 EXAMPLE_ORG = "https://contoso.crm.dynamics.com/api/data/v9.2"
-
-#: data source keys (defined in actions/data_sources.py) used as dropdown hints
-TABLES = "dynamics365.tables"                  # value: entity set name
-TABLE_DEFINITIONS = "dynamics365.table_definitions"  # value: logical name
-COLUMNS = "dynamics365.columns"
-CHOICE_OPTIONS = "dynamics365.choice_options"
-RELATIONSHIPS = "dynamics365.relationships"
-RECORDS = "dynamics365.records"
 
 #: the action groups a designer's palette shows, in this order
 GROUPS = ("Records", "Queries", "Batch", "Files", "Activities", "Sales", "Service", "Metadata", "Other")

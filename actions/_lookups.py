@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from d365_components.connections.odata import entity_path, is_guid
+from d365_components.conventions import NAME
 from d365_components.errors import DataverseError, FieldError, InputValidationError
 
 __all__ = ["MAX_AGE", "Metadata", "Relationship", "TableInfo", "bind_values", "metadata_for"]
 
 MAX_AGE = 600.0
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _BIND_TEXT = re.compile(r"^/?([A-Za-z_][A-Za-z0-9_]*)\((.+)\)$")
 
 
@@ -127,7 +127,7 @@ class Metadata:
         """
         tables = await self.tables()
         if tables is None:
-            if not _NAME.match(name):
+            if not NAME.match(name):
                 raise InputValidationError([FieldError(pointer, f"'{name}' is not a table name")])
             return TableInfo(entity_set=name)
         for exact in (lambda t: t.entity_set == name, lambda t: t.logical_name == name):

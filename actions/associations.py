@@ -16,8 +16,6 @@ from pydantic import model_validator
 from d365_components import Action, Context, InputField
 from d365_components.actions._common import (
     EXAMPLE_ID,
-    NAME_PATTERN,
-    RELATIONSHIPS,
     alternate_key_field,
     conflict,
     entity_id_field,
@@ -27,8 +25,9 @@ from d365_components.actions._common import (
     plain_id,
 )
 from d365_components.actions._lookups import Relationship, TableInfo, metadata_for
-from d365_components.actions.records import _KEY_COLUMN, _Addressed
+from d365_components.actions.records import _Addressed
 from d365_components.connections.odata import entity_path
+from d365_components.conventions import NAME, NAME_PATTERN, RELATIONSHIPS
 from d365_components.errors import DataverseError, FieldError, InputValidationError
 
 __all__ = ["AssociateEntities", "DisassociateEntities"]
@@ -76,7 +75,7 @@ class _LinkInputs(_Addressed):
         if self.related_entity_id is not None and self.related_alternate_key is not None:
             raise conflict("give relatedEntityId or relatedAlternateKey, not both", "relatedEntityId", "relatedAlternateKey")
         for column in self.related_alternate_key or {}:
-            if not _KEY_COLUMN.match(column):
+            if not NAME.match(column):
                 raise conflict(f"'{column}' is not a column name", "relatedAlternateKey")
         return self
 

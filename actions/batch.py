@@ -8,7 +8,6 @@ stops at the first failure and the rest report ``notRun``.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import ConfigDict, field_validator, model_validator
@@ -17,9 +16,6 @@ from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
     ERROR_SCHEMA,
     EXAMPLE_ID,
-    GUID_PATTERN,
-    NAME_PATTERN,
-    TABLES,
     conflict,
     error_json,
     impersonate_field,
@@ -28,8 +24,8 @@ from d365_components.actions._common import (
 )
 from d365_components.connections.batch import MAX_OPERATIONS, BatchOperation, BatchResult
 from d365_components.connections.odata import entity_path, is_guid
+from d365_components.conventions import GUID, NAME, NAME_PATTERN, TABLES
 
-_SET_NAME = NAME_PATTERN
 _NEEDS_KEY = ("update", "upsert", "delete")
 _NEEDS_DATA = ("create", "update", "upsert")
 
@@ -63,7 +59,7 @@ class BatchItem(InputModel):
         title="Table",
         description="The entity set name of the table (accounts, contacts).",
         examples=["accounts"],
-        pattern=_SET_NAME,
+        pattern=NAME_PATTERN,
         data_source=TABLES,
     )
     action: Literal["create", "update", "upsert", "delete"] = InputField(
@@ -116,12 +112,12 @@ class BatchItem(InputModel):
                 raise ValueError(f"is required for {action}: the row's GUID or an alternate key object")
             return None
         if isinstance(key, str):
-            if not re.match(GUID_PATTERN, key.strip()):
+            if not GUID.match(key.strip()):
                 raise ValueError("must be a GUID or an alternate key object such as {\"accountnumber\": \"A-100\"}")
             return plain_id(key)
         if not key:
             raise ValueError("an alternate key object needs at least one column")
-        bad = [name for name in key if not re.match(_SET_NAME, name)]
+        bad = [name for name in key if not NAME.match(name)]
         if bad:
             raise ValueError(f"'{bad[0]}' is not a column name")
         return key

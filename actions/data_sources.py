@@ -15,8 +15,17 @@ from typing import Any, Literal
 from pydantic import field_validator
 
 from d365_components import Context, DataSource, InputField, InputModel
-from d365_components.actions.metadata import NAME_OR_ID, choice_options, label_text, on_table, table_path
+from d365_components.actions.metadata import choice_options, label_text, on_table, table_path
 from d365_components.connections.odata import is_guid, quote
+from d365_components.conventions import (
+    CHOICE_OPTIONS,
+    COLUMNS,
+    NAME_OR_GUID_PATTERN,
+    RECORDS,
+    RELATIONSHIPS,
+    TABLE_DEFINITIONS,
+    TABLES,
+)
 from d365_components.errors import FieldError, InputValidationError
 
 LOOKUP_TYPES = {"Lookup", "Customer", "Owner"}
@@ -26,7 +35,7 @@ RECORD_LIMIT = 50
 def table_input(description: str = (
     "The table to list from: its entity set name (accounts) or logical name (account)."
 )) -> Any:
-    return InputField(title="Table", description=description, examples=["accounts"], pattern=NAME_OR_ID.replace("^", "^=?", 1))
+    return InputField(title="Table", description=description, examples=["accounts"], pattern=NAME_OR_GUID_PATTERN.replace("^", "^=?", 1))
 
 
 class _TableInputs(InputModel):
@@ -101,7 +110,7 @@ class _TableChoices(DataSource):
 class Tables(_TableChoices):
     """Tables to pick for record actions: label "Display Name (logicalname)", value the entity set name."""
 
-    key = "dynamics365.tables"
+    key = TABLES
     label = "Tables"
     value_of = "EntitySetName"
 
@@ -109,7 +118,7 @@ class Tables(_TableChoices):
 class TableDefinitions(_TableChoices):
     """Tables to pick for metadata actions: label "Display Name (logicalname)", value the logical name."""
 
-    key = "dynamics365.table_definitions"
+    key = TABLE_DEFINITIONS
     label = "Table Definitions"
     value_of = "LogicalName"
 
@@ -117,7 +126,7 @@ class TableDefinitions(_TableChoices):
 class Columns(DataSource):
     """A table's columns valid for one use: read ($select names), create or update."""
 
-    key = "dynamics365.columns"
+    key = COLUMNS
     label = "Columns"
 
     class Inputs(_TableInputs):
@@ -163,12 +172,12 @@ def _column_type(column: dict[str, Any]) -> str:
 class ChoiceOptions(DataSource):
     """The options of a choice column: label the option's label, value its number."""
 
-    key = "dynamics365.choice_options"
+    key = CHOICE_OPTIONS
     label = "Choice Options"
 
     class Inputs(_TableInputs):
         column: str = InputField(title="Choice column", description="The choice column's logical name.",
-                                 examples=["industrycode"], pattern=NAME_OR_ID)
+                                 examples=["industrycode"], pattern=NAME_OR_GUID_PATTERN)
 
     async def fetch(self, ctx: Context, inputs: Inputs) -> list[dict[str, Any]]:
         found = await choice_options(ctx, inputs.table, inputs.column)
@@ -178,7 +187,7 @@ class ChoiceOptions(DataSource):
 class Relationships(DataSource):
     """A table's navigation properties (for $expand, binds and associate), labelled with the related table."""
 
-    key = "dynamics365.relationships"
+    key = RELATIONSHIPS
     label = "Relationships"
 
     class Inputs(_TableInputs):
@@ -219,7 +228,7 @@ class Relationships(DataSource):
 class Records(DataSource):
     """Rows of a table to pick from, searched by primary name: label the name, value the row's GUID."""
 
-    key = "dynamics365.records"
+    key = RECORDS
     label = "Records"
 
     class Inputs(_TableInputs):

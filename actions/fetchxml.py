@@ -20,18 +20,17 @@ from pydantic import field_validator
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
     ADVANCED,
-    NAME_PATTERN,
     entity_type_field,
     impersonate_field,
     impersonation_headers,
 )
 from d365_components.actions._lookups import metadata_for
 from d365_components.connections.paging import MAX_PAGE_SIZE
+from d365_components.conventions import NAME
 from d365_components.errors import FieldError, InputValidationError
 
 __all__ = ["RunFetchXmlQuery", "check_fetchxml"]
 
-_NAME = re.compile(NAME_PATTERN)
 _COOKIE_PAGE = re.compile(r"""<cookie\b[^>]*\bpage\s*=\s*["'](\d+)["']""")
 
 
@@ -49,7 +48,7 @@ def check_fetchxml(text: str) -> ElementTree.Element:
     if len(entities) != 1:
         raise ValueError("must contain exactly one <entity name='...'> inside <fetch>")
     name = entities[0].get("name") or ""
-    if not _NAME.match(name):
+    if not NAME.match(name):
         raise ValueError("<entity> needs a name attribute with the table's logical name, e.g. <entity name='account'>")
     return root
 

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import COLUMNS, GUID_PATTERN, TABLES, entity_id_field, entity_type_field
+from d365_components.actions._common import entity_id_field, entity_type_field
 from d365_components.actions._lookups import TableInfo, bind_values, metadata_for
 from d365_components.connections.odata import entity_path, quote
+from d365_components.conventions import COLUMNS, GUID_PATTERN, NAME_PATTERN, TABLES
 from d365_components.errors import DataverseError, FieldError, InputValidationError
 
 __all__ = ["AddNoteAttachment", "DeleteFile", "DownloadFile", "GetNoteAttachments", "UploadFile"]
@@ -109,7 +110,7 @@ def _column_field() -> Any:
         examples=["new_contract"],
         data_source=COLUMNS,
         data_source_inputs={"table": "entityType"},
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        pattern=NAME_PATTERN,
     )
 
 

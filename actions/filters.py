@@ -22,11 +22,11 @@ from pydantic import ConfigDict
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.connections.odata import RawLiteral, is_guid, quote
+from d365_components.conventions import NAME, NAME_PATTERN
 from d365_components.errors import FieldError, InputValidationError
 
 __all__ = ["OPERATORS", "BuildFilterExpression", "FilterCondition", "FilterError", "build_filter"]
 
-COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 COMPARISONS = ("eq", "ne", "gt", "ge", "lt", "le")
 FUNCTIONS = ("contains", "startswith", "endswith")
 OPERATORS = (*COMPARISONS, *FUNCTIONS, "in", "null", "notnull")
@@ -98,7 +98,7 @@ def _condition(condition: dict[str, Any], where: str) -> str:
     if extra:
         raise FilterError(where, f"unknown keys {sorted(extra)} (a condition has column, operator, value, type)")
     column = condition.get("column")
-    if not isinstance(column, str) or not COLUMN.match(column):
+    if not isinstance(column, str) or not NAME.match(column):
         raise FilterError(f"{where}/column", f"{column!r} is not a column name (letters, digits and _)")
     operator = condition.get("operator", "eq")
     if operator not in OPERATORS:
@@ -181,7 +181,7 @@ class FilterCondition(InputModel):
 
     model_config = ConfigDict(title="Condition")
 
-    column: str = InputField(title="Column", description="The column's logical name.", pattern=COLUMN.pattern, examples=["name"])
+    column: str = InputField(title="Column", description="The column's logical name.", pattern=NAME_PATTERN, examples=["name"])
     operator: Literal[OPERATORS] = InputField(  # type: ignore[valid-type]
         "eq", title="Operator", description="eq ne gt ge lt le, contains startswith endswith, in (a list), null, notnull.",
         widget="dropdown", enum_labels=OPERATOR_LABELS,

@@ -16,22 +16,13 @@ from typing import Any, Literal, TypeVar
 from pydantic import field_validator
 
 from d365_components import Action, Context, InputField, InputModel
-from d365_components.actions._common import (
-    ADVANCED,
-    COLUMNS,
-    GUID_PATTERN,
-    NAME_PATTERN,
-    NAMESPACE,
-    TABLE_DEFINITIONS,
-    literal,
-)
+from d365_components.actions._common import ADVANCED, NAMESPACE, literal
 from d365_components.connections.odata import is_guid, quote
+from d365_components.conventions import COLUMNS, NAME, NAME_OR_GUID_PATTERN, TABLE_DEFINITIONS
 from d365_components.errors import FieldError, InputValidationError, RecordNotFoundError
 
 T = TypeVar("T")
 NS = NAMESPACE  # the short name other modules import
-_GUID = GUID_PATTERN[1:-1]
-NAME_OR_ID = rf"^(?:[A-Za-z_][A-Za-z0-9_]*|{_GUID})$"
 
 #: the concrete AttributeMetadata classes a path can be cast to (the abstract Enum type cannot)
 ATTRIBUTE_TYPES = (
@@ -72,7 +63,7 @@ def table_field(**overrides: Any) -> Any:
         ),
         examples=["account"],
         data_source=TABLE_DEFINITIONS,
-        pattern=NAME_OR_ID,
+        pattern=NAME_OR_GUID_PATTERN,
         **overrides,
     )
 
@@ -86,7 +77,7 @@ def column_field(title: str = "Column", types: tuple[str, ...] = (), **overrides
         examples=overrides.pop("examples", ["emailaddress1"]),
         data_source=COLUMNS,
         data_source_inputs=feed,
-        pattern=NAME_OR_ID,
+        pattern=NAME_OR_GUID_PATTERN,
         **overrides,
     )
 
@@ -407,7 +398,7 @@ class GetEntitiesMetadata(Action):
         @classmethod
         def _names(cls, names: list[str]) -> list[str]:
             for index, name in enumerate(names):
-                if not re.match(NAME_PATTERN, name):
+                if not NAME.match(name):
                     raise InputValidationError([FieldError(f"/tables/{index}", f"'{name}' is not a table's logical name")])
             return names
 

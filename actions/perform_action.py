@@ -25,10 +25,10 @@ from d365_components.actions._common import (
 )
 from d365_components.actions._lookups import metadata_for
 from d365_components.connections.odata import RawLiteral
+from d365_components.conventions import DOTTED_NAME_PATTERN
 
 __all__ = ["CallFunction", "PerformBoundAction", "PerformUnboundAction"]
 
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*$"
 _ENUM_LITERAL = re.compile(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*'[^']*'$")
 
 
@@ -40,7 +40,7 @@ def _name_field(what: str, examples: list[str]) -> Any:
             "prefix). Letters, digits, _ and . only."
         ),
         examples=examples,
-        pattern=NAME_PATTERN,
+        pattern=DOTTED_NAME_PATTERN,
         min_length=1,
     )
 

@@ -14,9 +14,7 @@ from pydantic import field_validator, model_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
-    COLUMNS,
     FORMATTED,
-    NAME_PATTERN,
     entity_type_field,
     expand_field,
     field_names_field,
@@ -27,12 +25,12 @@ from d365_components.actions._common import (
 from d365_components.actions._lookups import metadata_for
 from d365_components.actions.filters import FilterCondition, conditions_field, filter_from_inputs
 from d365_components.connections.paging import MAX_PAGE_SIZE
+from d365_components.conventions import COLUMNS, NAME, NAME_PATTERN
 from d365_components.errors import FieldError, InputValidationError
 
 __all__ = ["QueryEntities"]
 
-_COLUMN = re.compile(NAME_PATTERN)
-_ORDER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*(\s+(asc|desc))?$", re.IGNORECASE)
+_ORDER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*(\s+(asc|desc))?\Z", re.IGNORECASE)
 
 
 def _bad_names(values: list[str], pattern: re.Pattern[str], what: str, field: str) -> list[FieldError]:
@@ -101,7 +99,7 @@ class QueryEntities(Action):
 
         @model_validator(mode="after")
         def _names(self) -> QueryEntities.Inputs:
-            bad = _bad_names(self.field_names, _COLUMN, "a column name", "fieldNames") + _bad_names(
+            bad = _bad_names(self.field_names, NAME, "a column name", "fieldNames") + _bad_names(
                 self.order_by_field_names, _ORDER, 'a column optionally followed by "asc" or "desc"', "orderByFieldNames"
             )
             if bad:

@@ -17,11 +17,9 @@ from pydantic import ConfigDict, model_validator
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
     ADVANCED,
-    COLUMNS,
     EXAMPLE_ID,
     EXAMPLE_ORG,
     FORMATTED,
-    NAME_PATTERN,
     alternate_key_field,
     conflict,
     entity_id_field,
@@ -38,12 +36,12 @@ from d365_components.actions._common import (
 from d365_components.actions._lookups import TableInfo, bind_values, metadata_for
 from d365_components.connections.headers import control_headers
 from d365_components.connections.odata import GUID, entity_path
+from d365_components.conventions import COLUMNS, NAME
 from d365_components.errors import FieldError, InputValidationError
 
 __all__ = ["CreateEntity", "DeleteEntity", "GetEntity", "UpdateEntity", "UpsertEntity"]
 
 _ENTITY_ID = re.compile(r"\(([^()]*)\)\s*$")
-_KEY_COLUMN = re.compile(NAME_PATTERN)
 
 
 # -- inputs shared by the record actions ------------------------------------------------------
@@ -146,7 +144,7 @@ class _Addressed(InputModel):
                 "entityId", "alternateKey",
             )
         for column in self.alternate_key or {}:
-            if not _KEY_COLUMN.match(column):
+            if not NAME.match(column):
                 raise conflict(f"'{column}' is not a column name", "alternateKey")
         return self
 

@@ -28,12 +28,12 @@ from typing import Any, Literal
 from d365_components import Action, Context, DataSource, InputField, InputModel
 from d365_components.actions._lookups import metadata_for
 from d365_components.actions.metadata import NS, label_text, on_table, table_field, table_path
+from d365_components.conventions import GUID_PATTERN
 
 __all__ = ["GetTableForm", "TableForm", "build_form", "table_form"]
 
 MAX_AGE = 600.0
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-GUID_PATTERN = r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$"
 LOOKUP_TYPES = frozenset({"Lookup", "Customer", "Owner"})
 #: cast -> type-specific properties read for it (and whether its options are expanded)
 TYPED_READS: dict[str, tuple[str, bool]] = {

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from d365_components.connections.client import WebApiClient
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
     "Action",
     "Component",
     "Connection",
@@ -181,6 +182,10 @@ class DataSource(Definition):
     async def fetch(self, ctx: Context, inputs: Any) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+
+#: the largest webhook body a host reads unless the trigger's inputs set ``maxBodyBytes``.
+#: Dataverse cuts payloads at 256 KB; a few MB leaves room for other senders and test tools.
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
 
 _SENSITIVE = frozenset({"code", "authorization", "cookie", "x-functions-key", "api-key", "key"})
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from enum import Enum
 
-__all__ = ["RedactingFilter", "forget_secret", "get_logger", "redact", "register_secret"]
+__all__ = ["Redaction", "RedactingFilter", "forget_secret", "get_logger", "redact", "register_secret"]
 
 MASK = "[REDACTED]"
 _MIN_SECRET_LENGTH = 6
@@ -21,6 +22,19 @@ _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 _SECRET_PARAMS = re.compile(
     r"(?i)((?<![A-Za-z0-9_])(?:client_secret|refresh_token|access_token|code|password|code_verifier)=)[^&\s\"']+"
 )
+
+
+
+class Redaction(str, Enum):
+    """What a connection masks in messages besides secrets (which are always masked)."""
+
+    #: secrets only
+    secrets = "secrets"
+    #: secrets and the environment's host
+    org = "org"
+    #: secrets, the host and every GUID
+    identifiers = "identifiers"
+
 
 _lock = threading.Lock()
 _secrets: set[str] = set()

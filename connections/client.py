@@ -52,14 +52,13 @@ from d365_components.connections.paging import (
 )
 from d365_components.connections.retry import Limiter, RetryPolicy, is_safe_to_resend
 from d365_components.errors import ConnectionConfigError, D365Error, DataverseError, TransientError
-from d365_components.redaction import get_logger
+from d365_components.redaction import Redaction, get_logger
 from d365_components.version import __version__
 
 __all__ = ["BatchOperation", "BatchResult", "Page", "WebApiClient"]
 
 log = get_logger("d365_components.connections.client")
 
-Redaction = Literal["secrets", "org", "identifiers"]
 _GUID_ANYWHERE = re.compile(r"\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?")
 _QUERY_SAFE = "$'(),*/:@=;!~-._"
 _MAX_URL = 32_000  # Dataverse refuses GET URLs over 32 KB; longer FetchXML goes through $batch
@@ -105,7 +104,7 @@ class WebApiClient:
         retry: RetryPolicy | None = None,
         max_concurrency: int = 52,
         caller_object_id: str | None = None,
-        redaction: Redaction = "secrets",
+        redaction: Redaction = Redaction.secrets,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.org_url = org.org_url

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import re
 import warnings
-from enum import Enum
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -50,6 +49,7 @@ from d365_components.connections.tokens import (
     MsalTokenSource,
     make_ssl_context,
 )
+from d365_components.conventions import GUID_PATTERN
 from d365_components.definitions import Connection
 from d365_components.errors import (
     AuthenticationError,
@@ -59,7 +59,7 @@ from d365_components.errors import (
     TransientError,
 )
 from d365_components.inputs import InputField, InputModel, validate_inputs
-from d365_components.redaction import get_logger, register_secret
+from d365_components.redaction import Redaction, get_logger, register_secret
 
 __all__ = [
     "AuthCodeConnection",
@@ -72,7 +72,6 @@ __all__ = [
 
 log = get_logger("d365_components.connections.oauth")
 
-_GUID_PATTERN = r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$"
 _TENANT_PATTERN = (
     r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+"
@@ -80,14 +79,6 @@ _TENANT_PATTERN = (
 )
 _TOKEN_PATH = re.compile(r"/oauth2(?:/v2\.0)?/token/?$", re.IGNORECASE)
 _AUTHORIZE_PATH = re.compile(r"/oauth2(?:/v2\.0)?/authorize/?$", re.IGNORECASE)
-
-
-class Redaction(str, Enum):
-    """What to mask in messages besides secrets (which are always masked)."""
-
-    secrets = "secrets"
-    org = "org"
-    identifiers = "identifiers"
 
 
 class _Site(InputModel):
@@ -116,7 +107,7 @@ class _App(InputModel):
     client_id: str = InputField(
         title="Client ID",
         description="Application (client) ID of the app registration in Microsoft Entra ID.",
-        pattern=_GUID_PATTERN,
+        pattern=GUID_PATTERN,
         examples=["11111111-2222-3333-4444-555555555555"],
     )
 
@@ -185,7 +176,7 @@ class _Advanced(InputModel):
         None,
         title="Impersonate user (object ID)",
         description="Entra object ID of a user to act as on every request (CallerObjectId); needs the Delegate role.",
-        pattern=_GUID_PATTERN,
+        pattern=GUID_PATTERN,
         advanced=True,
     )
     redaction: Redaction = InputField(
@@ -352,7 +343,7 @@ class DynamicsConnection(Connection):
                 retry=self.retry_policy(),
                 max_concurrency=self.inputs.max_concurrency,
                 caller_object_id=self.inputs.caller_object_id,
-                redaction=self.inputs.redaction.value,
+                redaction=self.inputs.redaction,
                 transport=transport,
             )
         return self._client

@@ -8,17 +8,15 @@ primary key GUID or an alternate key given as a dict.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import uuid
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote as url_quote
 
+from d365_components.conventions import DOTTED_NAME, GUID, NAME
+
 __all__ = ["GUID", "RawLiteral", "entity_path", "format_key", "is_guid", "quote"]
 
-GUID = re.compile(r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ENTITY_SET = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 # Characters kept as-is inside key segments and literals; everything else is percent-encoded.
 _SAFE = "-_.~!$&*+,;=:@'()"
 
@@ -82,7 +80,7 @@ def format_key(key: Any) -> str:
             raise ValueError("an alternate key needs at least one column")
         parts = []
         for name, value in key.items():
-            if not isinstance(name, str) or not _NAME.match(name):
+            if not isinstance(name, str) or not NAME.match(name):
                 raise ValueError(f"'{name}' is not a column name")
             parts.append(f"{name}={url_quote(quote(value), safe=_SAFE)}")
         return "(" + ",".join(parts) + ")"
@@ -98,6 +96,6 @@ def format_key(key: Any) -> str:
 
 def entity_path(entity_set: str, key: Any) -> str:
     """``accounts(…)``: the path of one row relative to the Web API root."""
-    if not isinstance(entity_set, str) or not _ENTITY_SET.match(entity_set):
+    if not isinstance(entity_set, str) or not DOTTED_NAME.match(entity_set):
         raise ValueError(f"'{entity_set}' is not an entity set name (such as 'accounts')")
     return entity_set + format_key(key)

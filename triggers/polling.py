@@ -29,8 +29,8 @@ from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from d365_components.actions._common import COLUMNS, TABLES
 from d365_components.connections.odata import quote
+from d365_components.conventions import COLUMNS, NAME_PATTERN, TABLES
 from d365_components.definitions import Context, PollingTrigger, PollResult
 from d365_components.errors import D365Error, DataverseError
 from d365_components.inputs import InputField, InputModel
@@ -88,7 +88,7 @@ class ChangedRows(PollingTrigger):
             examples=["accounts", "contacts"],
             data_source=TABLES,
             min_length=1,
-            pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+            pattern=NAME_PATTERN,
         )
         field_names: list[str] | None = InputField(
             [],

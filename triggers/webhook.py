@@ -18,8 +18,14 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from d365_components.actions._common import COLUMNS, TABLE_DEFINITIONS
-from d365_components.definitions import Context, WebhookRequest, WebhookResponse, WebhookTrigger
+from d365_components.conventions import COLUMNS, NAME_PATTERN, TABLE_DEFINITIONS
+from d365_components.definitions import (
+    DEFAULT_MAX_BODY,
+    Context,
+    WebhookRequest,
+    WebhookResponse,
+    WebhookTrigger,
+)
 from d365_components.inputs import InputField, InputModel
 from d365_components.redaction import redact, register_secret
 from d365_components.triggers import registration
@@ -29,8 +35,6 @@ __all__ = ["DataverseWebhook", "default_name", "registration_for"]
 
 MESSAGES = ("Create", "Update", "Delete")
 Message = Literal["Create", "Update", "Delete"]
-#: Dataverse cuts payloads at 256 KB; a few MB leaves room for other senders and test tools.
-DEFAULT_MAX_BODY = 4 * 1024 * 1024
 _PROBES = {"url_validation", "heartbeat"}
 #: columns every save rewrites; a change to them alone is no change to the row
 _BOOKKEEPING = {"modifiedon", "modifiedby", "modifiedonbehalfby", "versionnumber", "overriddencreatedon"}
@@ -54,7 +58,7 @@ class DataverseWebhook(WebhookTrigger):
             examples=["account", "contact"],
             data_source=TABLE_DEFINITIONS,
             min_length=1,
-            pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+            pattern=NAME_PATTERN,
         )
         messages: list[Message] = InputField(
             list(MESSAGES),
