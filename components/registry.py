@@ -8,6 +8,7 @@ want isolation build their own with :func:`build_registry`.
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import re
 import threading
@@ -122,8 +123,6 @@ def _check(definition: Any, base: type[Definition], registry: Registry) -> None:
 
 def make_plugin_manager(*, entry_points: bool | None = None) -> pluggy.PluginManager:
     """A fresh plugin manager with the hookspecs, the built-ins and (optionally) entry points."""
-    import importlib
-
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in BUILTIN_PLUGINS:
