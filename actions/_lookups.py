@@ -20,6 +20,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from d365_components.connections.client import WebApiClient
 from d365_components.connections.odata import entity_path, is_guid
 from d365_components.conventions import NAME
 from d365_components.errors import DataverseError, FieldError, InputValidationError
@@ -64,7 +65,7 @@ class _Cached:
 class Metadata:
     """Tables, lookups and relationships of one org, read lazily through one client."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: WebApiClient) -> None:
         self._client = weakref.ref(client)
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -210,7 +211,7 @@ class Metadata:
 _by_client: weakref.WeakKeyDictionary[Any, Metadata] = weakref.WeakKeyDictionary()
 
 
-def metadata_for(client: Any) -> Metadata:
+def metadata_for(client: WebApiClient) -> Metadata:
     """The metadata cache of ``client`` (one per connection, freed with it)."""
     found = _by_client.get(client)
     if found is None:

@@ -171,14 +171,14 @@ class CreateActivity(Action):
             body["scheduledend"] = _utc(inputs.due)
         if inputs.priority is not None:
             body["prioritycode"] = inputs.priority
-        metadata = metadata_for(ctx.client)
+        metadata = metadata_for(ctx.web_api)
         if inputs.regarding is not None:
             table = await metadata.table(inputs.regarding.table, pointer="/regarding/table")
             logical = table.logical_name or inputs.regarding.table.rstrip("s")
             body[f"regardingobjectid_{logical}_{kind}@odata.bind"] = "/" + entity_path(table.entity_set, inputs.regarding.id)
         if inputs.parties:
             body[f"{kind}_activity_parties"] = [await _party(metadata, index, party) for index, party in enumerate(inputs.parties)]
-        created = await ctx.client.create(ENTITY_SETS[kind], body, headers=impersonation_headers(inputs.impersonate_user_id))
+        created = await ctx.web_api.create(ENTITY_SETS[kind], body, headers=impersonation_headers(inputs.impersonate_user_id))
         return {
             "id": created["id"], "entityType": ENTITY_SETS[kind], "entityUrl": created["entityUrl"], "etag": None,
             "record": None, "activityId": created["id"], "activityType": kind,
@@ -238,5 +238,5 @@ class CompleteActivity(Action):
         kind = inputs.activity_type
         activity_id = plain_id(inputs.activity_id)
         status = inputs.status if inputs.status is not None else COMPLETED_STATUS[kind]
-        await ctx.client.update(ENTITY_SETS[kind], activity_id, {"statecode": COMPLETED, "statuscode": status})
+        await ctx.web_api.update(ENTITY_SETS[kind], activity_id, {"statecode": COMPLETED, "statuscode": status})
         return {"activityId": activity_id, "activityType": kind, "statecode": COMPLETED, "statuscode": status}

@@ -93,7 +93,7 @@ class _Link:
 
 
 async def _resolve(ctx: Context, inputs: _LinkInputs) -> _Link:
-    metadata = metadata_for(ctx.client)
+    metadata = metadata_for(ctx.web_api)
     table = await metadata.table(inputs.entity_type)
     known = await metadata.relationships(table.logical_name) if table.logical_name else None
     if known is None:
@@ -182,11 +182,11 @@ class AssociateEntities(Action):
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         link = await _resolve(ctx, inputs)
-        body = {"@odata.id": f"{ctx.client.api_url}/{entity_path(link.related.entity_set, inputs.related_key())}"}
+        body = {"@odata.id": f"{ctx.web_api.api_url}/{entity_path(link.related.entity_set, inputs.related_key())}"}
         path = f"{entity_path(link.table.entity_set, inputs.key())}/{link.relationship.nav_property}/$ref"
         already = False
         try:
-            await ctx.client.request("PUT" if link.relationship.single_valued else "POST", path, json=body, headers=_headers(inputs))
+            await ctx.web_api.request("PUT" if link.relationship.single_valued else "POST", path, json=body, headers=_headers(inputs))
         except DataverseError as exc:
             if (exc.code or "").lower() != ALREADY_ASSOCIATED or link.relationship.kind != "ManyToMany":
                 raise
@@ -221,6 +221,6 @@ class DisassociateEntities(Action):
                 raise InputValidationError(
                     [FieldError("/relatedEntityId", f"'{link.relationship.schema_name}' is a collection: give relatedEntityId or relatedAlternateKey")]
                 )
-            params = {"$id": f"{ctx.client.api_url}/{entity_path(link.related.entity_set, related_key)}"}
-        await ctx.client.request("DELETE", path, params=params, headers=_headers(inputs))
+            params = {"$id": f"{ctx.web_api.api_url}/{entity_path(link.related.entity_set, related_key)}"}
+        await ctx.web_api.request("DELETE", path, params=params, headers=_headers(inputs))
         return _output(inputs, link, associated=False)

@@ -230,7 +230,7 @@ class RunBatchOperations(Action):
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         headers = impersonation_headers(inputs.impersonate_user_id)
         operations = [_operation(item, headers) for item in inputs.actions]
-        answers = await ctx.client.batch(
+        answers = await ctx.web_api.batch(
             operations, atomic=inputs.atomic, continue_on_error=inputs.continue_on_error
         )
         results = [_result(item, answer) for item, answer in zip(inputs.actions, answers, strict=True)]

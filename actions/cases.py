@@ -36,7 +36,7 @@ _OUTPUT = {
 
 
 async def _read_back(ctx: Context, case_id: str) -> dict[str, Any]:
-    row = await ctx.client.retrieve("incidents", case_id, select=["statecode", "statuscode"])
+    row = await ctx.web_api.retrieve("incidents", case_id, select=["statecode", "statuscode"])
     state = row.get("statecode")
     return {"caseId": case_id, "state": STATES.get(state, str(state)), "statecode": state, "statuscode": row.get("statuscode")}
 
@@ -80,7 +80,7 @@ class ResolveCase(Action):
             resolution["description"] = inputs.description
         if inputs.time_spent is not None:
             resolution["timespent"] = inputs.time_spent
-        await ctx.client.execute("CloseIncident", {"IncidentResolution": resolution, "Status": inputs.status})
+        await ctx.web_api.execute("CloseIncident", {"IncidentResolution": resolution, "Status": inputs.status})
         return await _read_back(ctx, case_id)
 
 
@@ -100,5 +100,5 @@ class CancelCase(Action):
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         case_id = plain_id(inputs.case_id)
-        await ctx.client.update("incidents", case_id, {"statecode": CANCELLED, "statuscode": inputs.status})
+        await ctx.web_api.update("incidents", case_id, {"statecode": CANCELLED, "statuscode": inputs.status})
         return await _read_back(ctx, case_id)

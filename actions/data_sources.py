@@ -65,7 +65,7 @@ def _named(display: str, name: str) -> str:
 
 
 async def _table_choices(ctx: Context, search: str | None, value_of: str) -> list[dict[str, Any]]:
-    body = await ctx.client.get_json(
+    body = await ctx.web_api.get_json(
         "EntityDefinitions", params={"$select": "LogicalName,EntitySetName,DisplayName,IsIntersect"}
     )
     choices = []
@@ -84,8 +84,8 @@ async def table_info(ctx: Context, table: str) -> dict[str, Any]:
     """LogicalName, EntitySetName, PrimaryIdAttribute and PrimaryNameAttribute of ``table``."""
     select = "LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute"
     if is_guid(table):
-        return await ctx.client.get_json(table_path(table), params={"$select": select})
-    body = await ctx.client.get_json("EntityDefinitions", params={
+        return await ctx.web_api.get_json(table_path(table), params={"$select": select})
+    body = await ctx.web_api.get_json("EntityDefinitions", params={
         "$select": select,
         "$filter": f"EntitySetName eq {quote(table)} or LogicalName eq {quote(table.lower())}",
     })
@@ -148,7 +148,7 @@ class Columns(DataSource):
         wanted = {t.strip().lower() for t in (inputs.types or "").removeprefix("=").split(",") if t.strip()}
 
         async def read(name: str) -> dict[str, Any]:
-            return await ctx.client.get_json(f"{table_path(name)}/Attributes", params={"$select": select})
+            return await ctx.web_api.get_json(f"{table_path(name)}/Attributes", params={"$select": select})
 
         body = await on_table(ctx, inputs.table, read)
         choices = []
@@ -202,7 +202,7 @@ class Relationships(DataSource):
         ]
 
         async def read(name: str) -> dict[str, Any]:
-            return await ctx.client.get_json(table_path(name), params={"$select": "LogicalName", "$expand": expand})
+            return await ctx.web_api.get_json(table_path(name), params={"$select": "LogicalName", "$expand": expand})
 
         body = await on_table(ctx, inputs.table, read)
         me = body.get("LogicalName")
@@ -242,7 +242,7 @@ class Records(DataSource):
             params["$orderby"] = name_column
             if inputs.search:
                 params["$filter"] = f"contains({name_column},{quote(inputs.search)})"
-        body = await ctx.client.get_json(info["EntitySetName"], params=params)
+        body = await ctx.web_api.get_json(info["EntitySetName"], params=params)
         return [
             _choice(str(row.get(name_column) or row.get(id_column)), row.get(id_column))
             for row in body.get("value", [])[:RECORD_LIMIT]

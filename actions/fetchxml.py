@@ -141,7 +141,7 @@ class RunFetchXmlQuery(Action):
         page_size = None if single else inputs.records_per_page
         rows: list[dict[str, Any]] = []
         more, cookie, number, truncated = False, None, start, False
-        pages = ctx.client.fetchxml_pages(
+        pages = ctx.web_api.fetchxml_pages(
             entity_set, inputs.xml_query, page_size=page_size, annotations=inputs.include_annotations or None,
             headers=impersonation_headers(inputs.impersonate_user_id), start_page=start, paging_cookie=inputs.next_page_id,
         )
@@ -177,7 +177,7 @@ class RunFetchXmlQuery(Action):
 async def _entity_set(ctx: Context, entity_type: str | None, entity_name: str) -> str:
     """The entity set to query: the given table (checked against ``<entity name>``) or the one
     ``<entity name>`` names."""
-    metadata = metadata_for(ctx.client)
+    metadata = metadata_for(ctx.web_api)
     named = await metadata.table(entity_name, pointer="/xmlQuery")
     if not entity_type:
         if named.logical_name is None:

@@ -126,7 +126,7 @@ def _name_headers(file_name: str) -> tuple[dict[str, str], dict[str, str]]:
 
 
 async def _row_path(ctx: Context, entity_type: str, entity_id: str) -> tuple[TableInfo, str]:
-    table = await metadata_for(ctx.client).table(entity_type)
+    table = await metadata_for(ctx.web_api).table(entity_type)
     return table, entity_path(table.entity_set, entity_id)
 
 
@@ -181,12 +181,12 @@ class UploadFile(Action):
         mime = _guess_mime(inputs.file_name, inputs.mime_type, content)
         name_headers, name_params = _name_headers(inputs.file_name)
         if content.size <= inputs.chunk_size:
-            await ctx.client.request("PATCH", url, params=name_params or None, content=content.read(0, content.size),
+            await ctx.web_api.request("PATCH", url, params=name_params or None, content=content.read(0, content.size),
                                      headers={"Content-Type": mime, **name_headers})
             chunks = 1
         else:
             chunks = await _upload_chunks(ctx, url, inputs.file_name, content, inputs.chunk_size, mime)
-        row = await ctx.client.get_json(path, params={"$select": inputs.column})
+        row = await ctx.web_api.get_json(path, params={"$select": inputs.column})
         return {"entityType": table.entity_set, "entityId": inputs.entity_id.strip("{}").lower(), "column": inputs.column,
                 "fileId": row.get(inputs.column), "fileName": inputs.file_name, "size": content.size,
                 "mimeType": mime, "chunks": chunks}
@@ -194,7 +194,7 @@ class UploadFile(Action):
 
 async def _upload_chunks(ctx: Context, url: str, file_name: str, content: Content, chunk_size: int, mime: str) -> int:
     name_headers, _ = _name_headers(file_name)
-    started = await ctx.client.request("PATCH", url, params={"x-ms-file-name": file_name},
+    started = await ctx.web_api.request("PATCH", url, params={"x-ms-file-name": file_name},
                                        headers={"x-ms-transfer-mode": "chunked", "Content-Type": mime})
     location = started.headers.get("Location")
     if not location:
@@ -203,7 +203,7 @@ async def _upload_chunks(ctx: Context, url: str, file_name: str, content: Conten
     size = min(chunk_size, int(server_chunk)) if server_chunk.isdigit() else chunk_size
     sent = 0
     for start, data in content.chunks(size):
-        await ctx.client.request("PATCH", location, content=data, headers={
+        await ctx.web_api.request("PATCH", location, content=data, headers={
             "Content-Type": "application/octet-stream", **name_headers,
             "Content-Range": f"bytes {start}-{start + len(data) - 1}/{content.size}",
         })
@@ -268,7 +268,7 @@ class DownloadFile(Action):
             if end is not None:
                 last = min(last, end)
             try:
-                response = await ctx.client.request("GET", url, params=params, headers={"Range": f"bytes={position}-{last}"})
+                response = await ctx.web_api.request("GET", url, params=params, headers={"Range": f"bytes={position}-{last}"})
             except DataverseError as exc:
                 if exc.status != 416 or position != start:
                     raise
@@ -304,7 +304,7 @@ async def _is_image(ctx: Context, table: TableInfo, column: str) -> bool:
     if not table.logical_name:
         return False
     try:
-        found = await ctx.client.get_json(
+        found = await ctx.web_api.get_json(
             f"EntityDefinitions(LogicalName={quote(table.logical_name)})/Attributes(LogicalName={quote(column)})",
             params={"$select": "AttributeType"})
     except DataverseError:
@@ -338,7 +338,7 @@ class DeleteFile(Action):
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         table, path = await _row_path(ctx, inputs.entity_type, inputs.entity_id)
-        await ctx.client.request("DELETE", f"{path}/{inputs.column}")
+        await ctx.web_api.request("DELETE", f"{path}/{inputs.column}")
         return {"deleted": True, "entityType": table.entity_set, "entityId": inputs.entity_id.strip("{}").lower(),
                 "column": inputs.column}
 
@@ -407,7 +407,7 @@ class AddNoteAttachment(Action):
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         content = Content(inputs.content, inputs.content_encoding)
         mime = _guess_mime(inputs.file_name, inputs.mime_type, content)
-        metadata = metadata_for(ctx.client)
+        metadata = metadata_for(ctx.web_api)
         notes = await metadata.table("annotations")
         values = {"objectid": {"table": inputs.regarding.table, "id": inputs.regarding.id}}
         body = await bind_values(metadata, notes, values, {"objectid": "/regarding/table"})
@@ -416,7 +416,7 @@ class AddNoteAttachment(Action):
             body["subject"] = inputs.subject
         if inputs.note_text is not None:
             body["notetext"] = inputs.note_text
-        created = await ctx.client.create(notes.entity_set, body)
+        created = await ctx.web_api.create(notes.entity_set, body)
         return {"id": created.get("id"), "entityUrl": created.get("entityUrl"), "fileName": inputs.file_name,
                 "mimeType": mime, "size": content.size}
 
@@ -450,7 +450,7 @@ class GetNoteAttachments(Action):
                           "createdOn": "2026-03-25T17:42:47Z"}], "count": 1}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        metadata = metadata_for(ctx.client)
+        metadata = metadata_for(ctx.web_api)
         await metadata.table(inputs.regarding.table, pointer="/regarding/table")
         notes = await metadata.table("annotations")
         row_id = inputs.regarding.id.strip("{}").lower()
@@ -461,7 +461,7 @@ class GetNoteAttachments(Action):
         if inputs.file_name_contains:
             condition += f" and contains(filename,{quote(inputs.file_name_contains)})"
         params = {"$select": select, "$filter": condition, "$orderby": "createdon desc", "$top": inputs.top}
-        body = await ctx.client.get_json(notes.entity_set, params=params)
+        body = await ctx.web_api.get_json(notes.entity_set, params=params)
         found = []
         for row in body.get("value", [])[: inputs.top]:
             document = row.get("documentbody")

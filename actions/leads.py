@@ -140,7 +140,7 @@ class QualifyLead(Action):
                 f"{table}id": _id(inputs.opportunity_customer_id),
             }
         lead_id = _id(inputs.lead_id)
-        answer = await ctx.client.execute("QualifyLead", parameters, bound_to=("leads", lead_id)) or {}
+        answer = await ctx.web_api.execute("QualifyLead", parameters, bound_to=("leads", lead_id)) or {}
         created = []
         for item in answer.get("value", []):
             table = str(item.get("@odata.type", "")).lstrip("#").removeprefix(NAMESPACE)
@@ -188,5 +188,5 @@ class DisqualifyLead(Action):
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         lead_id = _id(inputs.lead_id)
-        await ctx.client.update("leads", lead_id, {"statecode": DISQUALIFIED, "statuscode": inputs.status})
+        await ctx.web_api.update("leads", lead_id, {"statecode": DISQUALIFIED, "statuscode": inputs.status})
         return {"leadId": lead_id, "statecode": DISQUALIFIED, "statuscode": inputs.status}

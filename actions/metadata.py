@@ -142,7 +142,7 @@ async def on_table(ctx: Context, table: str, call: Callable[[str], Awaitable[T]]
     except RecordNotFoundError:
         if is_guid(table):
             raise
-        found = await ctx.client.get_json(
+        found = await ctx.web_api.get_json(
             "EntityDefinitions",
             params={"$select": "LogicalName", "$filter": f"EntitySetName eq {quote(table)}"},
         )
@@ -225,7 +225,7 @@ async def _table_columns(ctx: Context, table: str, params: dict[str, Any], attri
     cast = f"/{NAMESPACE}{attribute_type}AttributeMetadata" if attribute_type else ""
 
     async def read(name: str) -> dict[str, Any]:
-        return await ctx.client.get_json(f"{table_path(name)}/Attributes{cast}", params=params)
+        return await ctx.web_api.get_json(f"{table_path(name)}/Attributes{cast}", params=params)
 
     return _listed(await on_table(ctx, table, read))
 
@@ -237,10 +237,10 @@ async def typed_column(ctx: Context, table: str, column: str, select: list[str] 
     async def read(name: str) -> dict[str, Any]:
         kind = attribute_type
         if kind is None:
-            base = await ctx.client.get_json(column_path(name, column), params={"$select": "LogicalName,AttributeType"})
+            base = await ctx.web_api.get_json(column_path(name, column), params={"$select": "LogicalName,AttributeType"})
             kind = type_of(base)
         params = _query(select or [], expand)
-        return await ctx.client.get_json(column_path(name, column, kind), params=params)
+        return await ctx.web_api.get_json(column_path(name, column, kind), params=params)
 
     return _clean(await on_table(ctx, table, read))
 
@@ -332,12 +332,12 @@ class ListEntityTypes(Action):
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         # Dataverse answers the service document in one piece; pages beyond the server's are cut
         # here and resumed from a "#skip=N" fragment (never sent to the server).
-        url, _, fragment = (inputs.next_link or ctx.client.api_url + "/").partition("#")
+        url, _, fragment = (inputs.next_link or ctx.web_api.api_url + "/").partition("#")
         start = int(fragment.removeprefix("skip=")) if fragment.startswith("skip=") and fragment[5:].isdigit() else 0
         size = inputs.max_page_size
         rows: list[dict[str, Any]] = []
         server_next = None
-        async for page in ctx.client.pages(url, page_size=size):
+        async for page in ctx.web_api.pages(url, page_size=size):
             rows += [{"name": r.get("name"), "kind": r.get("kind", "EntitySet"), "url": r.get("url")} for r in page.rows]
             server_next = page.next_link
             if not inputs.fetch_all:
@@ -373,7 +373,7 @@ class ListEntities(Action):
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         params = _query([] if inputs.include_details else TABLE_SUMMARY,
                         filter_expression=_table_filter(inputs.include_custom, inputs.include_only_top_level))
-        return _listed(await ctx.client.get_json("EntityDefinitions", params=params))
+        return _listed(await ctx.web_api.get_json("EntityDefinitions", params=params))
 
 
 class GetEntitiesMetadata(Action):
@@ -410,7 +410,7 @@ class GetEntitiesMetadata(Action):
         if inputs.include_attributes:
             expand = [f"Attributes($select={','.join(COLUMN_SUMMARY)})"]
         where = _table_filter(inputs.include_custom, inputs.include_only_top_level, inputs.tables)
-        return _listed(await ctx.client.get_json("EntityDefinitions", params=_query(TABLE_SUMMARY, expand, where)))
+        return _listed(await ctx.web_api.get_json("EntityDefinitions", params=_query(TABLE_SUMMARY, expand, where)))
 
 
 class GetEntityMetadata(Action):
@@ -439,7 +439,7 @@ class GetEntityMetadata(Action):
         params = _query(select, list(inputs.expand_property_names))
 
         async def read(name: str) -> dict[str, Any]:
-            return await ctx.client.get_json(table_path(name), params=params)
+            return await ctx.web_api.get_json(table_path(name), params=params)
 
         return _clean(await on_table(ctx, inputs.table, read))
 
@@ -592,7 +592,7 @@ class CreateAttribute(Action):
         headers = {"MSCRM.SolutionUniqueName": inputs.solution_unique_name} if inputs.solution_unique_name else None
 
         async def create(name: str) -> Any:
-            return await ctx.client.request("POST", f"{table_path(name)}/Attributes", json=body, headers=headers)
+            return await ctx.web_api.request("POST", f"{table_path(name)}/Attributes", json=body, headers=headers)
 
         response = await on_table(ctx, inputs.table, create)
         return _written(response, body["SchemaName"])
@@ -636,7 +636,7 @@ class UpdateAttribute(Action):
             if inputs.merge_with_current:
                 current = await typed_column(ctx, name, inputs.attribute)
                 body = {**current, **change}
-            return await ctx.client.request("PUT", column_path(name, inputs.attribute), json=body, headers=headers)
+            return await ctx.web_api.request("PUT", column_path(name, inputs.attribute), json=body, headers=headers)
 
         response = await on_table(ctx, inputs.table, update)
         return _written(response, inputs.attribute if not is_guid(inputs.attribute) else "")
@@ -668,13 +668,13 @@ async def choice_options(ctx: Context, table: str, column: str, language: int | 
     """The options of a choice column (choice, choices, status, status reason, yes/no) as value + label."""
 
     async def read(name: str) -> dict[str, Any]:
-        base = await ctx.client.get_json(column_path(name, column), params={"$select": "LogicalName,AttributeType"})
+        base = await ctx.web_api.get_json(column_path(name, column), params={"$select": "LogicalName,AttributeType"})
         kind = type_of(base)
         if kind not in CHOICE_TYPES:
             raise InputValidationError([FieldError(
                 "/column", f"'{column}' is a {kind or base.get('AttributeType') or 'non-choice'} column, not a choice column",
             )])
-        typed = await ctx.client.get_json(column_path(name, column, kind),
+        typed = await ctx.web_api.get_json(column_path(name, column, kind),
                                           params={"$select": "LogicalName", "$expand": "OptionSet"})
         option_set = typed.get("OptionSet") or {}
         return {

@@ -74,8 +74,8 @@ async def close_opportunity(ctx: Context, message: str, inputs: Any) -> dict[str
         close["actualend"] = f"{inputs.close_date.isoformat()}T00:00:00Z"
     if inputs.description:
         close["description"] = inputs.description
-    await ctx.client.execute(message, {"Status": inputs.status, "OpportunityClose": close})
-    row = await ctx.client.retrieve(
+    await ctx.web_api.execute(message, {"Status": inputs.status, "OpportunityClose": close})
+    row = await ctx.web_api.retrieve(
         "opportunities", opportunity_id, select=["statecode", "statuscode", "actualvalue", "actualclosedate"]
     )
     return {

@@ -76,7 +76,7 @@ _OUTPUT = {
 async def _bound_to(ctx: Context, entity_type: str | None, entity_id: str | None) -> tuple[str, str | None] | None:
     if not entity_type:
         return None
-    table = await metadata_for(ctx.client).table(entity_type)
+    table = await metadata_for(ctx.web_api).table(entity_type)
     return table.entity_set, entity_id
 
 
@@ -108,7 +108,7 @@ class PerformUnboundAction(Action):
     example = {"name": "new_MyCustomApi", "result": {"@odata.context": f"{EXAMPLE_ORG}/$metadata#Microsoft.Dynamics.CRM.new_MyCustomApiResponse", "Answer": 42}}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        result = await ctx.client.execute(
+        result = await ctx.web_api.execute(
             inputs.action_name, inputs.parameters or {}, headers=impersonation_headers(inputs.impersonate_user_id)
         )
         return {"name": inputs.action_name, "result": result}
@@ -139,7 +139,7 @@ class PerformBoundAction(Action):
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         bound = await _bound_to(ctx, inputs.entity_type, inputs.entity_id)
-        result = await ctx.client.execute(
+        result = await ctx.web_api.execute(
             inputs.action_name, inputs.parameters or {}, bound_to=bound,
             headers=impersonation_headers(inputs.impersonate_user_id),
         )
@@ -184,7 +184,7 @@ class CallFunction(Action):
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         bound = await _bound_to(ctx, inputs.entity_type, inputs.entity_id)
-        result = await ctx.client.execute(
+        result = await ctx.web_api.execute(
             inputs.function_name, _function_parameters(inputs.parameters), bound_to=bound, function=True,
             headers=impersonation_headers(inputs.impersonate_user_id),
         )

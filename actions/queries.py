@@ -135,7 +135,7 @@ class QueryEntities(Action):
             _check_link(ctx, inputs.next_page_id)
             path, params = inputs.next_page_id, None
         else:
-            table = await metadata_for(ctx.client).table(inputs.entity_type)
+            table = await metadata_for(ctx.web_api).table(inputs.entity_type)
             path = table.entity_set
             params = {
                 "$select": inputs.field_names or None,
@@ -149,7 +149,7 @@ class QueryEntities(Action):
         count: int | None = None
         next_link: str | None = None
         truncated = False
-        pages = ctx.client.pages(
+        pages = ctx.web_api.pages(
             path, params=params, page_size=inputs.records_per_page,
             annotations=FORMATTED if inputs.include_formatted_values else None,
             headers=impersonation_headers(inputs.impersonate_user_id),
@@ -185,8 +185,8 @@ class QueryEntities(Action):
 
 def _check_link(ctx: Context, link: str) -> None:
     try:
-        url = ctx.client.url_for(link)
+        url = ctx.web_api.url_for(link)
     except ValueError as exc:
         raise InputValidationError([FieldError("/nextPageId", str(exc))]) from None
-    if not url.startswith(ctx.client.api_url):
+    if not url.startswith(ctx.web_api.api_url):
         raise InputValidationError([FieldError("/nextPageId", "is not a next link of this connection's Web API")])

@@ -32,7 +32,7 @@ ACTIVITIES = {"task", "email", "phonecall", "appointment", "letter", "fax"}
 
 async def entity_reference(ctx: Context, table_name: str, row_id: str) -> dict[str, str]:
     """``{"@odata.type": "Microsoft.Dynamics.CRM.<table>", "<primary key>": id}`` for an action parameter."""
-    table = await metadata_for(ctx.client).table(table_name, pointer="/targetTable")
+    table = await metadata_for(ctx.web_api).table(table_name, pointer="/targetTable")
     logical = table.logical_name or KNOWN_TABLES.get(table.entity_set, table.entity_set)
     primary = table.primary_id or ("activityid" if logical in ACTIVITIES else f"{logical}id")
     return {"@odata.type": f"{NAMESPACE}{logical}", primary: plain_id(row_id)}
@@ -76,7 +76,7 @@ class AddToQueue(Action):
         parameters: dict[str, Any] = {"Target": await entity_reference(ctx, inputs.target_table, inputs.target_id)}
         if inputs.source_queue_id:
             parameters["SourceQueueId"] = {"@odata.type": f"{NAMESPACE}queue", "queueid": plain_id(inputs.source_queue_id)}
-        answer = await ctx.client.execute("AddToQueue", parameters, bound_to=("queues", queue_id)) or {}
+        answer = await ctx.web_api.execute("AddToQueue", parameters, bound_to=("queues", queue_id)) or {}
         return {
             "queueItemId": answer.get("QueueItemId"),
             "queueId": queue_id,
@@ -115,9 +115,9 @@ class PickFromQueue(Action):
     example = {"queueItemId": "5aae8258-4878-eb11-a812-000d3a8b3ec6", "workerId": "2138bd90-ec19-ea11-a811-000d3a334e11", "removed": False}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        worker_id = plain_id(inputs.worker_id or (await ctx.client.whoami())["UserId"])
+        worker_id = plain_id(inputs.worker_id or (await ctx.web_api.whoami())["UserId"])
         item_id = plain_id(inputs.queue_item_id)
-        await ctx.client.execute(
+        await ctx.web_api.execute(
             "PickFromQueue", {"QueueItemId": item_id, "WorkerId": worker_id, "RemoveQueueItem": inputs.remove_queue_item}
         )
         return {"queueItemId": item_id, "workerId": worker_id, "removed": inputs.remove_queue_item}

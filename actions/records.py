@@ -213,12 +213,12 @@ def _without_key_columns(values: dict[str, Any], key: Any, pointers: dict[str, s
 
 
 async def _table(ctx: Context, name: str) -> TableInfo:
-    return await metadata_for(ctx.client).table(name)
+    return await metadata_for(ctx.web_api).table(name)
 
 
 async def _body(ctx: Context, table: TableInfo, inputs: Any) -> tuple[dict[str, Any], dict[str, str]]:
     values, pointers = _merged(inputs)
-    return await bind_values(metadata_for(ctx.client), table, values, pointers), pointers
+    return await bind_values(metadata_for(ctx.web_api), table, values, pointers), pointers
 
 
 async def _addressed_body(ctx: Context, inputs: Any) -> tuple[TableInfo, str | dict[str, Any], dict[str, Any]]:
@@ -277,7 +277,7 @@ class CreateEntity(Action):
         body, _ = await _body(ctx, table, inputs)
         representation = inputs.return_representation
         params = {"$select": inputs.field_names} if representation and inputs.field_names else None
-        response = await ctx.client.request(
+        response = await ctx.web_api.request(
             "POST", table.entity_set, params=params, json=body, headers=_headers(inputs),
             prefer=_prefer(representation, inputs.include_formatted_values),
         )
@@ -285,7 +285,7 @@ class CreateEntity(Action):
         entity_url = response.headers.get("OData-EntityId") or response.headers.get("Location")
         row_id = _row_id(table, row, entity_url)
         if entity_url is None and row_id is not None:
-            entity_url = f"{ctx.client.api_url}/{entity_path(table.entity_set, row_id)}"
+            entity_url = f"{ctx.web_api.api_url}/{entity_path(table.entity_set, row_id)}"
         return {"id": row_id, "entityType": table.entity_set, "entityUrl": entity_url, "etag": _etag(row, response), "record": row}
 
 
@@ -307,7 +307,7 @@ class GetEntity(Action):
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         table = await _table(ctx, inputs.entity_type)
-        row = await ctx.client.retrieve(
+        row = await ctx.web_api.retrieve(
             table.entity_set, inputs.key(),
             select=inputs.field_names or None,
             expand=",".join(inputs.expand_property_names) or None,
@@ -318,7 +318,7 @@ class GetEntity(Action):
         row_id = _row_id(table, row, None) or (plain_id(inputs.entity_id) if inputs.entity_id else None)
         path = entity_path(table.entity_set, row_id or inputs.key())
         return {
-            "id": row_id, "entityType": table.entity_set, "entityUrl": f"{ctx.client.api_url}/{path}",
+            "id": row_id, "entityType": table.entity_set, "entityUrl": f"{ctx.web_api.api_url}/{path}",
             "etag": row.get("@odata.etag"), "record": row,
         }
 
@@ -401,12 +401,12 @@ async def _patch(
     representation = inputs.return_representation
     params = {"$select": inputs.field_names} if representation and inputs.field_names else None
     path = entity_path(table.entity_set, key)
-    response = await ctx.client.request(
+    response = await ctx.web_api.request(
         "PATCH", path, params=params, json=body, headers=_headers(inputs, **conditions),
         prefer=_prefer(representation, inputs.include_formatted_values),
     )
     row = _row(response, representation)
-    entity_url = response.headers.get("OData-EntityId") or f"{ctx.client.api_url}/{path}"
+    entity_url = response.headers.get("OData-EntityId") or f"{ctx.web_api.api_url}/{path}"
     row_id = _row_id(table, row, entity_url)
     if row_id is None and isinstance(key, str):
         row_id = plain_id(key)
@@ -441,6 +441,6 @@ class DeleteEntity(Action):
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         table = await _table(ctx, inputs.entity_type)
-        await ctx.client.delete(table.entity_set, inputs.key(), if_match=inputs.if_match_etag, headers=_headers(inputs))
+        await ctx.web_api.delete(table.entity_set, inputs.key(), if_match=inputs.if_match_etag, headers=_headers(inputs))
         entity_id = plain_id(inputs.entity_id) if inputs.entity_id else None
         return {"id": entity_id, "alternateKey": inputs.alternate_key, "entityType": table.entity_set, "deleted": True}

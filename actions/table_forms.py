@@ -65,13 +65,13 @@ _cache: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, dict[str, Any]]]] 
 
 async def table_metadata(ctx: Context, table: str, *, refresh: bool = False) -> tuple[dict[str, Any], bool]:
     """(the table's definition with typed `Attributes`, whether it came from the cache)."""
-    cached = _cache.setdefault(ctx.client, {})
+    cached = _cache.setdefault(ctx.web_api, {})
     hit = cached.get(table.lower())
     if hit is not None and not refresh and time.monotonic() - hit[0] < MAX_AGE:
         return hit[1], True
 
     async def read(name: str) -> dict[str, Any]:
-        entity = await ctx.client.get_json(table_path(name), params={
+        entity = await ctx.web_api.get_json(table_path(name), params={
             "$select": "LogicalName,EntitySetName,DisplayName,Description,PrimaryIdAttribute,PrimaryNameAttribute",
             "$expand": f"Attributes($select={BASE_SELECT})",
         })
@@ -91,7 +91,7 @@ async def _typed(ctx: Context, table: str, cast: str, select: str, options: bool
     params: dict[str, Any] = {"$select": "LogicalName" + ("," + select if select else "")}
     if options:
         params["$expand"] = "OptionSet"
-    body = await ctx.client.get_json(f"{table_path(table)}/Attributes/{NS}{cast}AttributeMetadata", params=params)
+    body = await ctx.web_api.get_json(f"{table_path(table)}/Attributes/{NS}{cast}AttributeMetadata", params=params)
     return body.get("value", [])
 
 
@@ -287,7 +287,7 @@ class _FormInputs(InputModel):
 async def table_form(ctx: Context, inputs: _FormInputs) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """(schema, table definition, from cache) for the inputs."""
     entity, cached = await table_metadata(ctx, inputs.table, refresh=inputs.refresh)
-    tables = await metadata_for(ctx.client).tables() or []
+    tables = await metadata_for(ctx.web_api).tables() or []
     entity_sets = {t.logical_name: t.entity_set for t in tables if t.logical_name}
     return build_form(entity, inputs.operation, entity_sets, inputs.language_code), entity, cached
 

@@ -57,9 +57,9 @@ class GetCurrentUser(Action):
     }
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        who = await ctx.client.whoami()
+        who = await ctx.web_api.whoami()
         columns = list(dict.fromkeys([*DEFAULT_COLUMNS, *inputs.field_names]))
-        row = await ctx.client.retrieve("systemusers", who["UserId"], select=columns, annotations=FORMATTED)
+        row = await ctx.web_api.retrieve("systemusers", who["UserId"], select=columns, annotations=FORMATTED)
         return {
             "userId": who["UserId"],
             "businessUnitId": who["BusinessUnitId"],

@@ -13,11 +13,13 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
+from d365_components.errors import ConnectionConfigError
 from d365_components.inputs import InputModel, publish_schema
 from d365_components.redaction import get_logger
 
@@ -32,6 +34,7 @@ __all__ = [
     "Context",
     "DataSource",
     "Definition",
+    "Kind",
     "PollingTrigger",
     "PollResult",
     "Trigger",
@@ -56,10 +59,20 @@ class Component:
     category: str = ""
 
 
+class Kind(StrEnum):
+    """What a definition is; the value is what manifests and ``d365 describe`` show."""
+
+    definition = "definition"
+    action = "action"
+    trigger = "trigger"
+    connection = "connection"
+    data_source = "data_source"
+
+
 class Definition:
     """Common ground of actions, triggers, connections and data sources."""
 
-    kind: ClassVar[str] = "definition"
+    kind: ClassVar[Kind] = Kind.definition
     key: ClassVar[str]
     label: ClassVar[str]
     description: ClassVar[str] = ""
@@ -121,6 +134,15 @@ class Context:
     #: state a host keeps for a deployed flow (webhook registrations, resume points...).
     state: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def web_api(self) -> WebApiClient:
+        """``client`` for definitions that need Dataverse: a plain error when run without a connection."""
+        if self.client is None:
+            raise ConnectionConfigError(
+                "This step needs a connection to Dynamics 365 (see `d365 describe dynamics365.oauth2_client_credentials`)."
+            )
+        return self.client
+
     def report(self, done: int, total: int | None = None) -> None:
         if self.progress is not None:
             self.progress(done, total)
@@ -129,7 +151,7 @@ class Context:
 class Action(Definition):
     """One operation a flow step can run; ``perform`` returns JSON-serializable data."""
 
-    kind = "action"
+    kind = Kind.action
 
     async def perform(self, ctx: Context, inputs: Any) -> JSON:
         raise NotImplementedError
@@ -142,7 +164,7 @@ class Connection(Definition):
     validated inputs; secrets in them are ``SecretStr`` and never printed.
     """
 
-    kind = "connection"
+    kind = Kind.connection
 
     def __init__(self, inputs: Any) -> None:
         self.inputs = inputs
@@ -165,7 +187,7 @@ class Connection(Definition):
 class DataSource(Definition):
     """Fills a dropdown in a generated form: returns ``[{"label", "value"}]`` choices."""
 
-    kind = "data_source"
+    kind = Kind.data_source
     output_schema = {
         "type": "array",
         "items": {
@@ -231,7 +253,7 @@ class PollResult:
 class Trigger(Definition):
     """Starts a flow. ``mode`` is ``webhook`` (Dataverse calls us) or ``polling`` (we ask)."""
 
-    kind = "trigger"
+    kind = Kind.trigger
     mode: ClassVar[str] = ""
 
 

@@ -8,17 +8,27 @@ duplicate key).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 import pluggy
+
+from d365_components.definitions import Component, Definition
+
+__all__ = ["PROJECT", "Register", "hookimpl", "hookspec"]
 
 PROJECT = "d365_components"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-Register = Callable[[Any], None]
+
+class Register(Protocol):
+    """The callback each hook hands a plugin: call it once per class (or :class:`Component`).
+
+    The registry checks each item as it arrives and raises a ``DefinitionError`` for a bad one.
+    """
+
+    def __call__(self, item: type[Definition] | Component, /) -> None: ...
 
 
 @hookspec

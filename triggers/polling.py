@@ -29,6 +29,7 @@ from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from d365_components.connections.client import WebApiClient
 from d365_components.connections.odata import quote
 from d365_components.conventions import COLUMNS, NAME_PATTERN, TABLES
 from d365_components.definitions import Context, PollingTrigger, PollResult
@@ -169,7 +170,7 @@ class ChangedRows(PollingTrigger):
 class _Run:
     """One poll: the cursor it moves forward and the events it collects."""
 
-    def __init__(self, client: Any, inputs: Any) -> None:
+    def __init__(self, client: WebApiClient, inputs: Any) -> None:
         self.client = client
         self.inputs = inputs
         self.events: list[dict[str, Any]] = []
@@ -500,7 +501,7 @@ def _stamp(row: dict[str, Any]) -> Any:
     return version if version is not None else row.get("modifiedon")
 
 
-async def _describe_table(client: Any, name: str) -> dict[str, Any]:
+async def _describe_table(client: WebApiClient, name: str) -> dict[str, Any]:
     """Logical name, entity set, primary key, change tracking and which system columns exist."""
     lowered = name.lower()
     found = await client.get_json("EntityDefinitions", params={

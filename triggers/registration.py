@@ -23,6 +23,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from d365_components.connections.client import WebApiClient
 from d365_components.connections.odata import quote
 from d365_components.errors import D365Error, RecordNotFoundError
 
@@ -110,17 +111,17 @@ class Survey:
     messages: dict[str, str] = field(default_factory=dict)  # message id -> name
 
 
-async def _rows(client: Any, entity_set: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+async def _rows(client: WebApiClient, entity_set: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     return [row async for row in client.rows(entity_set, params=params)]
 
 
-async def _message_ids(client: Any, names: tuple[str, ...]) -> dict[str, str]:
+async def _message_ids(client: WebApiClient, names: tuple[str, ...]) -> dict[str, str]:
     wanted = " or ".join(f"name eq {quote(n)}" for n in names)
     rows = await _rows(client, "sdkmessages", {"$select": "sdkmessageid,name", "$filter": wanted})
     return {row["name"]: row["sdkmessageid"] for row in rows}
 
 
-async def _filter_ids(client: Any, table: str, message_ids: dict[str, str]) -> dict[str, str]:
+async def _filter_ids(client: WebApiClient, table: str, message_ids: dict[str, str]) -> dict[str, str]:
     """``{message: sdkmessagefilterid}`` of ``table``; raises naming what cannot be watched."""
     missing = [m for m in message_ids.values() if m is None]
     if missing or not message_ids:
@@ -141,7 +142,7 @@ async def _filter_ids(client: Any, table: str, message_ids: dict[str, str]) -> d
     return found
 
 
-async def survey(client: Any, name: str) -> Survey:
+async def survey(client: WebApiClient, name: str) -> Survey:
     """Every webhook endpoint called ``name``, with its steps and their images."""
     endpoints = await _rows(client, ENDPOINTS, {
         "$select": "serviceendpointid,name,url,contract,authtype,messageformat",
@@ -163,7 +164,7 @@ async def survey(client: Any, name: str) -> Survey:
     return found
 
 
-async def _step_images(client: Any, step_id: str) -> list[dict[str, Any]]:
+async def _step_images(client: WebApiClient, step_id: str) -> list[dict[str, Any]]:
     try:
         return await _rows(client, IMAGES, {
             "$select": _IMAGE_COLUMNS, "$filter": f"_sdkmessageprocessingstepid_value eq {step_id}",
@@ -240,7 +241,7 @@ def _describe(found: Survey) -> tuple[dict[str, Any] | None, list[dict[str, Any]
     return {"id": shown.pop("serviceendpointid"), **shown}, steps
 
 
-async def verify(client: Any, wanted: Registration) -> dict[str, Any]:
+async def verify(client: WebApiClient, wanted: Registration) -> dict[str, Any]:
     """``{"registered", "matches", "differences", "endpoint", "steps"}`` — nothing is changed.
 
     The key itself cannot be checked: Dataverse never returns ``authvalue``.
@@ -252,20 +253,20 @@ async def verify(client: Any, wanted: Registration) -> dict[str, Any]:
             "endpoint": endpoint, "steps": steps}
 
 
-async def _delete(client: Any, entity_set: str, row_id: str) -> None:
+async def _delete(client: WebApiClient, entity_set: str, row_id: str) -> None:
     try:
         await client.delete(entity_set, row_id)
     except RecordNotFoundError:  # already gone: that is what we wanted
         pass
 
 
-async def _delete_endpoint(client: Any, found: Survey, endpoint_id: str) -> None:
+async def _delete_endpoint(client: WebApiClient, found: Survey, endpoint_id: str) -> None:
     for step in found.steps.get(endpoint_id, []):
         await _delete_step(client, found, step["sdkmessageprocessingstepid"])
     await _delete(client, ENDPOINTS, endpoint_id)
 
 
-async def _delete_step(client: Any, found: Survey, step_id: str) -> None:
+async def _delete_step(client: WebApiClient, found: Survey, step_id: str) -> None:
     for image in found.images.get(step_id, []):
         await _delete(client, IMAGES, image["sdkmessageprocessingstepimageid"])
     await _delete(client, STEPS, step_id)
@@ -284,7 +285,7 @@ def _turn(name: str) -> asyncio.Lock:
     return lock
 
 
-async def deploy(client: Any, wanted: Registration) -> dict[str, Any]:
+async def deploy(client: WebApiClient, wanted: Registration) -> dict[str, Any]:
     """Make Dataverse hold exactly ``wanted`` (create, update or delete); returns the state to keep.
 
     State: ``{"name", "table", "endpointId", "steps": {message: stepId}}``.
@@ -293,7 +294,7 @@ async def deploy(client: Any, wanted: Registration) -> dict[str, Any]:
         return await _deploy(client, wanted)
 
 
-async def _deploy(client: Any, wanted: Registration) -> dict[str, Any]:
+async def _deploy(client: WebApiClient, wanted: Registration) -> dict[str, Any]:
     message_ids = await _message_ids(client, wanted.messages)
     filter_ids = await _filter_ids(client, wanted.table, {m: message_ids.get(m) for m in wanted.messages})
     found = await survey(client, wanted.name)
@@ -345,7 +346,7 @@ async def _deploy(client: Any, wanted: Registration) -> dict[str, Any]:
     return {"name": wanted.name, "table": wanted.table, "endpointId": endpoint_id, "steps": state_steps}
 
 
-async def _reconcile_images(client: Any, found: Survey, step_id: str, wanted: dict[str, dict[str, Any]]) -> None:
+async def _reconcile_images(client: WebApiClient, found: Survey, step_id: str, wanted: dict[str, dict[str, Any]]) -> None:
     have: dict[str, dict[str, Any]] = {}
     for image in found.images.get(step_id, []):
         alias = image.get("entityalias")
@@ -361,7 +362,7 @@ async def _reconcile_images(client: Any, found: Survey, step_id: str, wanted: di
             await client.create(IMAGES, fields)
 
 
-async def remove(client: Any, state: dict[str, Any]) -> None:
+async def remove(client: WebApiClient, state: dict[str, Any]) -> None:
     """Delete every endpoint under the state's name (and the state's ids), with steps and images."""
     name = state.get("name") if isinstance(state, dict) else None
     if not name and not (isinstance(state, dict) and state.get("endpointId")):

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from d365_components.connections.client import WebApiClient
 from d365_components.conventions import COLUMNS, NAME_PATTERN, TABLE_DEFINITIONS
 from d365_components.definitions import (
     DEFAULT_MAX_BODY,
@@ -202,7 +203,7 @@ class DataverseWebhook(WebhookTrigger):
         return await registration.verify(_client(ctx), registration_for(inputs, webhook_url))
 
 
-def _client(ctx: Context) -> Any:
+def _client(ctx: Context) -> WebApiClient:
     if ctx.client is None:
         raise registration.RegistrationError("Registering a webhook needs a Dynamics 365 connection.")
     return ctx.client
