@@ -17,8 +17,9 @@ import asyncio
 import re
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from d365_components.connections.client import WebApiClient
 from d365_components.connections.odata import entity_path, is_guid
@@ -26,6 +27,8 @@ from d365_components.conventions import NAME
 from d365_components.errors import DataverseError, FieldError, InputValidationError
 
 __all__ = ["MAX_AGE", "Metadata", "Relationship", "TableInfo", "bind_values", "metadata_for"]
+
+T = TypeVar("T")
 
 MAX_AGE = 600.0
 _BIND_TEXT = re.compile(r"^/?([A-Za-z_][A-Za-z0-9_]*)\((.+)\)$")
@@ -74,21 +77,21 @@ class Metadata:
         """Drop everything cached (after a schema change)."""
         self._cache.clear()
 
-    async def _cached(self, name: str, load: Any) -> Any:
+    async def _cached(self, name: str, load: Callable[[], Awaitable[T]]) -> T:
         hit = self._cache.get(name)
         if hit is not None and hit.fresh():
-            return hit.value
+            return cast(T, hit.value)
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             hit = self._cache.get(name)
             if hit is not None and hit.fresh():
-                return hit.value
+                return cast(T, hit.value)
             value = await load()
             self._cache[name] = _Cached(value)
             return value
 
     @property
-    def client(self) -> Any:
+    def client(self) -> WebApiClient:
         client = self._client()
         if client is None:
             raise RuntimeError("the connection's client was closed")
@@ -131,7 +134,9 @@ class Metadata:
             if not NAME.match(name):
                 raise InputValidationError([FieldError(pointer, f"'{name}' is not a table name")])
             return TableInfo(entity_set=name)
-        for exact in (lambda t: t.entity_set == name, lambda t: t.logical_name == name):
+        matchers: tuple[Callable[[TableInfo], bool], ...] = (
+            lambda t: t.entity_set == name, lambda t: t.logical_name == name)
+        for exact in matchers:
             found = [t for t in tables if exact(t)]
             if found:
                 return found[0]

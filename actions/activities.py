@@ -27,7 +27,7 @@ from d365_components.actions._common import (
     plain_id,
     record_output_schema,
 )
-from d365_components.actions._lookups import metadata_for
+from d365_components.actions._lookups import Metadata, metadata_for
 from d365_components.connections.odata import entity_path
 
 __all__ = ["CompleteActivity", "CreateActivity"]
@@ -185,13 +185,14 @@ class CreateActivity(Action):
         }
 
 
-async def _party(metadata: Any, index: int, party: Party) -> dict[str, Any]:
+async def _party(metadata: Metadata, index: int, party: Party) -> dict[str, Any]:
     item: dict[str, Any] = {"participationtypemask": ROLES[party.role]}
     if party.address is not None:
         item["addressused"] = party.address
         return item
-    table = await metadata.table(party.table, pointer=f"/parties/{index}/table")
-    logical = table.logical_name or party.table.rstrip("s")
+    name = party.table or ""  # a party without an address has a table: the inputs were checked
+    table = await metadata.table(name, pointer=f"/parties/{index}/table")
+    logical = table.logical_name or name.rstrip("s")
     item[f"partyid_{logical}@odata.bind"] = "/" + entity_path(table.entity_set, party.id)
     return item
 

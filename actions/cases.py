@@ -38,7 +38,7 @@ _OUTPUT = {
 async def _read_back(ctx: Context, case_id: str) -> dict[str, Any]:
     row = await ctx.web_api.retrieve("incidents", case_id, select=["statecode", "statuscode"])
     state = row.get("statecode")
-    return {"caseId": case_id, "state": STATES.get(state, str(state)), "statecode": state, "statuscode": row.get("statuscode")}
+    return {"caseId": case_id, "state": STATES.get(state, str(state)) if isinstance(state, int) else str(state), "statecode": state, "statuscode": row.get("statuscode")}
 
 
 class ResolveCase(Action):

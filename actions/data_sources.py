@@ -92,7 +92,8 @@ async def table_info(ctx: Context, table: str) -> dict[str, Any]:
     found = body.get("value") or []
     if not found:
         raise InputValidationError([FieldError("/table", f"no table has the name '{table}'")])
-    return found[0]
+    first: dict[str, Any] = found[0]
+    return first
 
 
 class _TableChoices(DataSource):

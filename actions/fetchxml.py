@@ -50,7 +50,8 @@ def check_fetchxml(text: str) -> ElementTree.Element:
     name = entities[0].get("name") or ""
     if not NAME.match(name):
         raise ValueError("<entity> needs a name attribute with the table's logical name, e.g. <entity name='account'>")
-    return root
+    parsed: ElementTree.Element = root
+    return parsed
 
 
 class RunFetchXmlQuery(Action):
@@ -137,7 +138,8 @@ class RunFetchXmlQuery(Action):
             start = int(match.group(1)) + 1
         if single and (inputs.next_page_id or start > 1):
             raise InputValidationError([FieldError("/pageNumber", "aggregate and top queries have a single page")])
-        entity_set = await _entity_set(ctx, inputs.entity_type, root.find("entity").get("name"))  # type: ignore[union-attr]
+        entity = root.find("entity")  # exactly one, named: the inputs were checked
+        entity_set = await _entity_set(ctx, inputs.entity_type, entity.get("name", "") if entity is not None else "")
         page_size = None if single else inputs.records_per_page
         rows: list[dict[str, Any]] = []
         more, cookie, number, truncated = False, None, start, False

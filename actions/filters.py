@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import ConfigDict
@@ -210,7 +211,7 @@ def conditions_field(**overrides: Any) -> Any:
     )
 
 
-def filter_from_inputs(conditions: list[FilterCondition], join: str, pointer: str) -> str:
+def filter_from_inputs(conditions: Sequence[FilterCondition], join: str, pointer: str) -> str:
     """:func:`build_filter` for typed inputs; a bad condition becomes a field error under ``pointer``."""
     try:
         return build_filter([c.model_dump(exclude_none=False) for c in conditions], join=join)

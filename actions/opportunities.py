@@ -20,6 +20,10 @@ _EXAMPLE_ID = EXAMPLE_ID
 STATES = {0: "Open", 1: "Won", 2: "Lost"}
 
 
+def _state_label(state: Any) -> str:
+    return STATES.get(state, str(state)) if isinstance(state, int) else str(state)
+
+
 def _opportunity_id() -> Any:
     return record_id_field("Opportunity ID", "opportunities", "The GUID of the opportunity to close.")
 
@@ -80,7 +84,7 @@ async def close_opportunity(ctx: Context, message: str, inputs: Any) -> dict[str
     )
     return {
         "opportunityId": opportunity_id,
-        "state": STATES.get(row.get("statecode"), str(row.get("statecode"))),
+        "state": _state_label(row.get("statecode")),
         "statecode": row.get("statecode"),
         "statuscode": row.get("statuscode"),
         "actualRevenue": row.get("actualvalue"),

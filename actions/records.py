@@ -190,7 +190,7 @@ def _prefer(representation: bool, formatted: bool) -> list[str]:
 
 def _row_id(table: TableInfo, row: dict[str, Any] | None, entity_url: str | None) -> str | None:
     if row is not None and table.primary_id and isinstance(row.get(table.primary_id), str):
-        return row[table.primary_id].lower()
+        return str(row[table.primary_id]).lower()
     match = _ENTITY_ID.search(entity_url or "")
     if match and GUID.match(match.group(1)):
         return plain_id(match.group(1))
@@ -233,14 +233,14 @@ def _row(response: Any, representation: bool) -> dict[str, Any] | None:
     """The returned row without its ``@odata.context`` (noise in a flow's data)."""
     if not representation or not response.content:
         return None
-    row = response.json()
+    row: dict[str, Any] = response.json()
     row.pop("@odata.context", None)
     return row
 
 
 def _etag(row: dict[str, Any] | None, response: Any) -> str | None:
     if row and row.get("@odata.etag"):
-        return row["@odata.etag"]
+        return str(row["@odata.etag"])
     return response.headers.get("ETag") if response is not None else None
 
 

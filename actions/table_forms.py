@@ -92,7 +92,8 @@ async def _typed(ctx: Context, table: str, cast: str, select: str, options: bool
     if options:
         params["$expand"] = "OptionSet"
     body = await ctx.web_api.get_json(f"{table_path(table)}/Attributes/{NS}{cast}AttributeMetadata", params=params)
-    return body.get("value", [])
+    columns: list[dict[str, Any]] = body.get("value", [])
+    return columns
 
 
 # -- building the schema -------------------------------------------------------------------------
@@ -182,9 +183,10 @@ def _column_schema(column: dict[str, Any], entity_sets: dict[str, str], language
     elif kind == "Uniqueidentifier":
         prop = {"type": "string", "pattern": GUID_PATTERN}
     elif kind in LOOKUP_TYPES:
-        prop = _lookup(column, entity_sets)
-        if prop is None:
+        lookup = _lookup(column, entity_sets)
+        if lookup is None:
             return None
+        prop = lookup
     else:                       # files, images, virtual, party lists...: not set through a row
         return None
     if kind in ("String", "Memo") and column.get("MaxLength"):

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
@@ -114,9 +113,14 @@ class Definition:
         return None
 
 
-@cache
+_published: dict[type[Definition], dict[str, Any]] = {}
+
+
 def _published_inputs(cls: type[Definition]) -> dict[str, Any]:
-    return publish_schema(cls.Inputs, title=cls.label)
+    """The input schema, built once per class (a dict, not functools.cache: mypy cannot hash a class)."""
+    if cls not in _published:
+        _published[cls] = publish_schema(cls.Inputs, title=cls.label)
+    return _published[cls]
 
 
 @dataclass

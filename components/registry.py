@@ -152,7 +152,7 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
         hook = getattr(pm.hook, f"register_{kind}")
         table: dict[str, Any] = getattr(registry, kind)
         for impl in hook.get_hookimpls():
-            def add(definition: Any, _plugin: str = impl.plugin_name, _base: type = base, _table: dict = table) -> None:
+            def add(definition: Any, _plugin: str = impl.plugin_name, _base: type[Definition] = base, _table: dict[str, Any] = table) -> None:
                 _check(definition, _base, registry)
                 _table[definition.key] = definition
                 registry.origins[definition.key] = _plugin

@@ -11,7 +11,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -23,6 +23,7 @@ from d365_components.definitions import (
     Definition,
     PollingTrigger,
     PollResult,
+    Trigger,
     WebhookRequest,
     WebhookResponse,
     WebhookTrigger,
@@ -80,7 +81,7 @@ def open_connection(spec: ConnectionSpec, registry: Registry | None = None) -> C
     inputs = validate_inputs(
         definition.input_schema(), definition.Inputs, spec.get("inputs", {}), subject=f"connection {definition.key}"
     )
-    return definition(inputs)  # type: ignore[call-arg]
+    return cast(type[Connection], definition)(inputs)
 
 
 def to_json(value: Any) -> Any:
@@ -168,10 +169,10 @@ async def fetch_choices(
 
 
 def _trigger(key: str, registry: Registry | None, mode: type[T]) -> type[T]:
-    definition = (registry or get_registry()).get(key, "triggers")
-    if not issubclass(definition, mode):  # type: ignore[arg-type]
-        raise D365Error(f"Trigger '{key}' is a {definition.mode} trigger.")  # type: ignore[attr-defined]
-    return definition  # type: ignore[return-value]
+    definition = cast(type[Trigger], (registry or get_registry()).get(key, "triggers"))
+    if not issubclass(definition, mode):
+        raise D365Error(f"Trigger '{key}' is a {definition.mode} trigger.")
+    return definition
 
 
 async def handle_webhook(
@@ -198,7 +199,8 @@ async def deploy_webhook(
     definition = _trigger(key, registry, WebhookTrigger)
 
     async def call(trigger: WebhookTrigger, ctx: Context, typed: Any) -> dict[str, Any]:
-        return to_json(await trigger.deploy(ctx, typed, webhook_url))
+        state: dict[str, Any] = to_json(await trigger.deploy(ctx, typed, webhook_url))
+        return state
 
     return await _with_context(definition, inputs, connection, registry, call)
 
@@ -224,7 +226,8 @@ async def verify_webhook(
     definition = _trigger(key, registry, WebhookTrigger)
 
     async def call(trigger: WebhookTrigger, ctx: Context, typed: Any) -> dict[str, Any]:
-        return to_json(await trigger.verify(ctx, typed, webhook_url))
+        report: dict[str, Any] = to_json(await trigger.verify(ctx, typed, webhook_url))
+        return report
 
     return await _with_context(definition, inputs, connection, registry, call)
 

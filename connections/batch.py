@@ -108,9 +108,9 @@ def encode_batch(
         for op in operations:
             if isinstance(op.path, str) and op.path.startswith("$"):
                 raise ValueError("Content-ID references ($1...) work only inside a change set: use atomic=True")
-            cid = str(op.content_id) if op.content_id is not None else None
-            content_ids.append(cid)
-            chunks.append(f"--{batch_boundary}{CRLF}{_request_part(op, api_url, cid)}")
+            plain_cid = str(op.content_id) if op.content_id is not None else None
+            content_ids.append(plain_cid)
+            chunks.append(f"--{batch_boundary}{CRLF}{_request_part(op, api_url, plain_cid)}")
     body = CRLF.join(chunks) + f"{CRLF}--{batch_boundary}--{CRLF}"
     return f"multipart/mixed; boundary={batch_boundary}", body.encode("utf-8"), content_ids
 

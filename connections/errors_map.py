@@ -152,7 +152,7 @@ def dataverse_error(
         message = f"{message} ({inner})"
     request_id = request_id_of(headers)
     where = f"{method} {url}" if method and url else None
-    kwargs = dict(status=status, code=code or None, hint=hint, request_id=request_id, method=method, url=url)
+    kwargs: dict[str, Any] = dict(status=status, code=code or None, hint=hint, request_id=request_id, method=method, url=url)
     if status == 429:
         retry_after = parse_retry_after({k.lower(): v for k, v in headers.items()}.get("retry-after"))
         return ThrottledError(message, retry_after=retry_after, **kwargs)

@@ -235,7 +235,7 @@ class DynamicsConnection(Connection):
         self.tokens = self._token_source()
 
     @classmethod
-    def validate(cls, raw: dict[str, Any]) -> InputModel:
+    def validate(cls, raw: dict[str, Any]) -> Any:
         """Typed inputs from raw (camelCase) values, checked against the published schema.
 
         Raises:
@@ -259,7 +259,7 @@ class DynamicsConnection(Connection):
                         register_secret(line)
 
     def _tenant(self) -> str:
-        return self.inputs.tenant_id
+        return str(self.inputs.tenant_id)
 
     def _authority(self) -> str:
         inputs = self.inputs
@@ -298,7 +298,7 @@ class DynamicsConnection(Connection):
 
     def _scopes(self) -> list[str]:
         if self.inputs.scopes:
-            return self.inputs.scopes.split()
+            return list(self.inputs.scopes.split())
         return [self.org.org_url + suffix for suffix in self.default_scope_suffixes]
 
     def identity_http(self) -> httpx.Client:
@@ -524,7 +524,7 @@ class AuthCodeConnection(DynamicsConnection):
 
     def _scopes(self) -> list[str]:
         if self.inputs.scopes:
-            return self.inputs.scopes.split()
+            return list(self.inputs.scopes.split())
         return [f"{self.org.org_url}/user_impersonation", "offline_access"]
 
     def _authority(self) -> str:
@@ -560,10 +560,11 @@ class AuthCodeConnection(DynamicsConnection):
             app = self.tokens.app()
             with warnings.catch_warnings():  # msal recommends form_post; hosts here read the query
                 warnings.simplefilter("ignore", UserWarning)
-                return app.initiate_auth_code_flow(
+                flow: dict[str, Any] = app.initiate_auth_code_flow(
                     self.tokens.scopes, redirect_uri=redirect_uri, state=state, login_hint=login_hint,
                     prompt=prompt, response_mode="query",
                 )
+                return flow
 
         flow = await asyncio.to_thread(start)
         register_secret(flow.get("code_verifier"))
@@ -600,7 +601,7 @@ class _UserTokenSource(MsalTokenSource):
     async def exchange(self, flow: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         def redeem() -> dict[str, Any]:
             app = self.app()
-            result = app.acquire_token_by_auth_code_flow(flow, params)
+            result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, params)
             self._save_cache()
             return result
 
@@ -630,7 +631,7 @@ class _UserTokenSource(MsalTokenSource):
     def acquire(self, force: bool = False) -> dict[str, Any]:
         if self._refresh_token and self.account_id is None:
             self.acquisitions += 1
-            result = self.app().acquire_token_by_refresh_token(self._refresh_token, self.scopes)
+            result: dict[str, Any] = self.app().acquire_token_by_refresh_token(self._refresh_token, self.scopes)
             if result.get("refresh_token"):
                 self._refresh_token = result["refresh_token"]  # refresh tokens rotate: keep the newest
                 register_secret(self._refresh_token)

@@ -85,7 +85,7 @@ class IdentityHttpClient(httpx.Client):
     credential); requests encodes those, but httpx would send ``b'...'``. Decode them first.
     """
 
-    def post(self, url: Any, *, data: Any = None, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+    def post(self, url: Any, *, data: Any = None, **kwargs: Any) -> httpx.Response:
         if isinstance(data, dict):
             data = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in data.items()}
         return super().post(url, data=data, **kwargs)
@@ -101,8 +101,10 @@ class Token:
         return time.monotonic() < self.refresh_at
 
 
-class FileTokenCache(msal.SerializableTokenCache):
+class FileTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]  # msal ships no types
     """msal's cache persisted to one file (mode 0600), rewritten atomically after each change."""
+
+    has_state_changed: bool  # set by msal
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         super().__init__()
@@ -200,16 +202,17 @@ class MsalTokenSource:
             assert isinstance(app, msal.ConfidentialClientApplication)
             if force:
                 app.remove_tokens_for_client()
-            result = app.acquire_token_for_client(scopes=self.scopes)
+            result: dict[str, Any] = app.acquire_token_for_client(scopes=self.scopes)
         else:
             account = self._account(app)
             if account is None:
                 raise AuthenticationError(
                     "No signed-in user: complete the sign-in (authorization_url, then exchange_code) first."
                 )
-            result = app.acquire_token_silent_with_error(self.scopes, account, force_refresh=force)
-            if result is None:
+            silent: dict[str, Any] | None = app.acquire_token_silent_with_error(self.scopes, account, force_refresh=force)
+            if silent is None:
                 raise AuthenticationError("The stored sign-in has no usable refresh token: sign in again.")
+            result = silent
         self._save_cache()
         return result
 

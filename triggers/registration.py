@@ -110,6 +110,10 @@ class Survey:
     images: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # step id -> images
     messages: dict[str, str] = field(default_factory=dict)  # message id -> name
 
+    def message_of(self, step: dict[str, Any]) -> str | None:
+        """The name of the message a step is registered on (None when unknown)."""
+        return self.messages.get(step.get("_sdkmessageid_value") or "")
+
 
 async def _rows(client: WebApiClient, entity_set: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     return [row async for row in client.rows(entity_set, params=params)]
@@ -121,7 +125,7 @@ async def _message_ids(client: WebApiClient, names: tuple[str, ...]) -> dict[str
     return {row["name"]: row["sdkmessageid"] for row in rows}
 
 
-async def _filter_ids(client: WebApiClient, table: str, message_ids: dict[str, str]) -> dict[str, str]:
+async def _filter_ids(client: WebApiClient, table: str, message_ids: dict[str, str | None]) -> dict[str, str]:
     """``{message: sdkmessagefilterid}`` of ``table``; raises naming what cannot be watched."""
     missing = [m for m in message_ids.values() if m is None]
     if missing or not message_ids:
@@ -179,7 +183,7 @@ def _differs(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
 
 
 def _step_of(found: Survey, steps: list[dict[str, Any]], message: str) -> list[dict[str, Any]]:
-    return [s for s in steps if found.messages.get(s.get("_sdkmessageid_value")) == message]
+    return [s for s in steps if found.message_of(s) == message]
 
 
 def differences(wanted: Registration, found: Survey) -> list[str]:
@@ -211,12 +215,12 @@ def differences(wanted: Registration, found: Survey) -> list[str]:
                 notes.append(f"step for {message}: no {alias}")
             elif have[alias].get("imagetype") != image["imagetype"]:
                 notes.append(f"step for {message}: {alias} has imagetype {have[alias].get('imagetype')}")
-        for alias in have.keys() - wanted.images(message).keys():
-            notes.append(f"step for {message}: unexpected image {alias}")
+        for extra in have.keys() - wanted.images(message).keys():
+            notes.append(f"step for {message}: unexpected image {extra}")
     for step in steps:
-        message = found.messages.get(step.get("_sdkmessageid_value"), "?")
-        if message not in wanted.messages:
-            notes.append(f"unexpected step for {message}")
+        name = found.message_of(step) or "?"
+        if name not in wanted.messages:
+            notes.append(f"unexpected step for {name}")
     return notes
 
 
@@ -228,7 +232,7 @@ def _describe(found: Survey) -> tuple[dict[str, Any] | None, list[dict[str, Any]
         {
             "id": s["sdkmessageprocessingstepid"],
             "name": s.get("name"),
-            "message": found.messages.get(s.get("_sdkmessageid_value")),
+            "message": found.message_of(s),
             "mode": s.get("mode"),
             "stage": s.get("stage"),
             "filteringattributes": s.get("filteringattributes"),
@@ -341,7 +345,7 @@ async def _deploy(client: WebApiClient, wanted: Registration) -> dict[str, Any]:
         state_steps[message] = step_id
 
     for step in steps:
-        if found.messages.get(step.get("_sdkmessageid_value")) not in wanted.messages:
+        if found.message_of(step) not in wanted.messages:
             await _delete_step(client, found, step["sdkmessageprocessingstepid"])
     return {"name": wanted.name, "table": wanted.table, "endpointId": endpoint_id, "steps": state_steps}
 
