@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from d365_components.connections.client import WebApiClient
 from d365_components.connections.odata import quote
@@ -36,7 +37,7 @@ from d365_components.definitions import Context, PollingTrigger, PollResult
 from d365_components.errors import D365Error, DataverseError
 from d365_components.inputs import InputField, InputModel
 
-__all__ = ["ChangedRows", "PollingError"]
+__all__ = ["ChangedRows", "Cursor", "PollingError"]
 
 CURSOR_VERSION = 1
 MAX_PAGE = 5000
@@ -49,6 +50,71 @@ OVERLAP = timedelta(seconds=10)
 TRACK = "odata.track-changes"
 TOKEN_EXPIRED = "0x80044352"
 Kind = Literal["created", "updated", "deleted"]
+Mode = Literal["changeTracking", "modifiedOn"]
+
+
+class TableFacts(TypedDict):
+    """What a run needs to know about the polled table (read once, kept in the cursor)."""
+
+    logicalName: str
+    entitySet: str
+    primaryId: str
+    changeTracking: bool
+    #: whether the table has these system columns
+    createdon: bool
+    modifiedon: bool
+    versionnumber: bool
+
+
+class Creations(TypedDict):
+    """The newest creation second, and the ids created in it (None: not known)."""
+
+    createdOn: str | None
+    #: row ids (GUIDs) as Dataverse returned them
+    ids: list[Any] | None
+
+
+class EmitAfter(TypedDict):
+    """Which rows of a full read are delivered: changed after a version, or after a modifiedon."""
+
+    version: NotRequired[int]
+    modifiedOn: NotRequired[str]
+    inclusive: NotRequired[bool]
+
+
+class Position(TypedDict):
+    """Where a modifiedon run resumes: the high mark, and the (id -> [stamp, modifiedon]) pairs
+    delivered inside the overlap window."""
+
+    modifiedOn: str
+    recent: dict[str, list[Any]]
+    #: a look-back date: only rows modified after it (or at it, when inclusive)
+    floor: NotRequired[str]
+    inclusive: NotRequired[bool]
+
+
+class Cursor(TypedDict):
+    """The JSON a host persists between runs (``version`` says which shape)."""
+
+    version: int
+    #: a hash of the inputs the links depend on (table, columns, filter)
+    signature: str
+    table: TableFacts
+    mode: Mode
+    #: initial: reading the whole table (or what changed since a date); delta: following changes
+    phase: Literal["initial", "delta"]
+    #: the next page or the delta link (change tracking)
+    link: str | None
+    emitAfter: EmitAfter | None
+    #: what the current change window began with, and what it has seen so far
+    known: Creations
+    seen: Creations
+    #: ids reported as created in this window, and ids held back while new
+    windowNew: list[Any]
+    heldNew: list[Any]
+    maxVersion: int | None
+    modifiedHigh: str | None
+    position: Position | None
 
 
 class PollingError(D365Error):
@@ -65,6 +131,14 @@ def _moment(text: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _time_of(text: Any) -> datetime:
+    """A time Dataverse or the cursor gave; anything else is a cursor this trigger did not make."""
+    moment = _moment(text)
+    if moment is None:
+        raise PollingError(f"'{text}' is not a time: the cursor or the row is not what this trigger expects.")
+    return moment
 
 
 def _odata_time(moment: datetime) -> str:
@@ -174,8 +248,8 @@ class _Run:
         self.client = client
         self.inputs = inputs
         self.events: list[dict[str, Any]] = []
-        self.cursor: dict[str, Any] = {}
-        self.table: dict[str, Any] = {}
+        self.cursor: Cursor = cast(Cursor, {})  # set by start()
+        self.table: TableFacts = cast(TableFacts, {})
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -188,24 +262,27 @@ class _Run:
         if cursor is not None and not (isinstance(cursor, dict) and cursor.get("version") == CURSOR_VERSION):
             raise PollingError("The cursor was not made by this trigger (or by an older version); start without one.")
         if cursor and cursor.get("signature") == self.signature():
-            self.cursor = json.loads(json.dumps(cursor))  # a copy: the host's stays as it was
+            self.cursor = cast(Cursor, json.loads(json.dumps(cursor)))  # a copy: the host's stays as it was
             self.table = self.cursor["table"]
             return
         self.table = await _describe_table(self.client, self.inputs.entity_type)
-        mode = "changeTracking" if self.table["changeTracking"] else "modifiedOn"
+        mode: Mode = "changeTracking" if self.table["changeTracking"] else "modifiedOn"
         if mode == "modifiedOn" and not self.table["modifiedon"]:
             raise PollingError(f"Table '{self.table['logicalName']}' has neither change tracking nor modifiedon to poll.")
         start = self.inputs.start_date
         if cursor:  # the inputs changed: carry on from what the old cursor had seen
             self._restart(cursor, mode, "the trigger's table, columns or filter changed")
             return
-        fresh = {"createdOn": _odata_time(start) if start else None, "ids": None if start else []}
-        emit_after = {"modifiedOn": _odata_time(start), "inclusive": False} if start else None
-        self.cursor = self._new_cursor(mode, emit_after, known=fresh, seen=json.loads(json.dumps(fresh)))
+        fresh: Creations = {"createdOn": _odata_time(start) if start else None, "ids": None if start else []}
+        emit_after: EmitAfter | None = {"modifiedOn": _odata_time(start), "inclusive": False} if start else None
+        self.cursor = self._new_cursor(mode, emit_after, known=fresh, seen=_copy(fresh))
 
-    def _new_cursor(self, mode: str, emit_after: dict[str, Any] | None, *, known: dict[str, Any],
-                    seen: dict[str, Any], **carried: Any) -> dict[str, Any]:
-        """A cursor at the start of a full read; ``carried``: what a restart keeps from the old one."""
+    def _new_cursor(
+        self, mode: Mode, emit_after: EmitAfter | None, *, known: Creations, seen: Creations,
+        window_new: list[Any] | None = None, held_new: list[Any] | None = None, max_version: int | None = None,
+        modified_high: str | None = None, position: Position | None = None,
+    ) -> Cursor:
+        """A cursor at the start of a full read; the keyword arguments: what a restart keeps."""
         return {
             "version": CURSOR_VERSION,
             "signature": self.signature(),
@@ -216,28 +293,28 @@ class _Run:
             "emitAfter": emit_after,
             "known": known,
             "seen": seen,
-            "windowNew": [],
-            "heldNew": [],
-            "maxVersion": None,
-            "modifiedHigh": None,
-            "position": None,
-            **carried,
+            "windowNew": window_new or [],
+            "heldNew": held_new or [],
+            "maxVersion": max_version,
+            "modifiedHigh": modified_high,
+            "position": position,
         }
 
-    def _restart(self, old: dict[str, Any], mode: str, reason: str) -> None:
+    def _restart(self, old: Mapping[str, Any], mode: Mode, reason: str) -> None:
         """Start over with a full read, re-delivering only what changed after the old cursor."""
         version, high = old.get("maxVersion"), old.get("modifiedHigh")
+        emit_after: EmitAfter
         if version is not None and self.table.get("versionnumber") and mode == "changeTracking":
-            emit_after: dict[str, Any] | None = {"version": version}
+            emit_after = {"version": version}
         elif high:
             emit_after = {"modifiedOn": high, "inclusive": True}  # a repeat is better than a loss
         else:
             emit_after = {"modifiedOn": "1900-01-01T00:00:00Z", "inclusive": True}
-        known = old.get("known") or {"createdOn": None, "ids": []}
+        known = cast(Creations, old.get("known") or {"createdOn": None, "ids": []})
         self.cursor = self._new_cursor(
-            mode, emit_after, known=known, seen=old.get("seen") or json.loads(json.dumps(known)),
-            windowNew=list(old.get("windowNew") or []), heldNew=list(old.get("heldNew") or []),
-            maxVersion=version, modifiedHigh=high,
+            mode, emit_after, known=known, seen=old.get("seen") or _copy(known),
+            window_new=list(old.get("windowNew") or []), held_new=list(old.get("heldNew") or []),
+            max_version=version, modified_high=high,
             position=old.get("position") if mode == "modifiedOn" and old.get("mode") == mode else None,
         )
         self.events.append({"kind": "resync", "table": self.table["logicalName"], "id": None, "row": None,
@@ -261,8 +338,8 @@ class _Run:
             newest = _moment(seen.get("createdOn"))
             if newest is None or created > newest:
                 self.cursor["seen"] = {"createdOn": _odata_time(created), "ids": [row_id]}
-            elif created == newest and seen.get("ids") is not None and row_id not in seen["ids"]:
-                seen["ids"].append(row_id)
+            elif created == newest and (ids := seen.get("ids")) is not None and row_id not in ids:
+                ids.append(row_id)
         version = row.get("versionnumber")
         if isinstance(version, int) and (self.cursor["maxVersion"] is None or version > self.cursor["maxVersion"]):
             self.cursor["maxVersion"] = version
@@ -272,10 +349,10 @@ class _Run:
 
     def end_window(self) -> None:
         """Caught up: what this window saw is known to the next one."""
-        self.cursor["known"] = json.loads(json.dumps(self.cursor["seen"]))
+        self.cursor["known"] = _copy(self.cursor["seen"])
         self.cursor["windowNew"] = []
 
-    def kind(self, row: dict[str, Any], known_ids: set[str] | None, window_new: set[str]) -> str:
+    def kind(self, row: dict[str, Any], known_ids: set[Any] | None, window_new: set[Any]) -> str:
         """created: made after everything known when this window began (or held back while new),
         and not already reported in it."""
         row_id = row.get(self.table["primaryId"])
@@ -290,7 +367,7 @@ class _Run:
             return "created"
         return "updated"
 
-    def is_new(self, row: dict[str, Any], known_ids: set[str] | None) -> bool:
+    def is_new(self, row: dict[str, Any], known_ids: set[Any] | None) -> bool:
         """Made after everything known when this window began."""
         known = self.cursor["known"]
         newest, created = _moment(known.get("createdOn")), _moment(row.get("createdon"))
@@ -311,9 +388,9 @@ class _Run:
             return True
         return modified >= after if rule.get("inclusive") else modified > after
 
-    async def take(self, rows: list[dict[str, Any]], deleted: list[str], *, initial: bool) -> None:
+    async def take(self, rows: list[dict[str, Any]], deleted: list[Any], *, initial: bool) -> None:
         known = self.cursor["known"]
-        known_ids = set(known["ids"]) if known.get("ids") is not None else None
+        known_ids = set(ids) if (ids := known.get("ids")) is not None else None
         window_new = set(self.cursor.setdefault("windowNew", []))
         candidates = [row for row in rows if not initial or self.wanted_initially(row)]
         held: set[str] = set()
@@ -381,7 +458,7 @@ class _Run:
                     "GET", link, params=params, prefer=[TRACK, f"odata.maxpagesize={size}"])
             except DataverseError as exc:
                 if _not_tracked(exc) and not delta:
-                    self.cursor.update(mode="modifiedOn", phase="initial", link=None)
+                    self.cursor["mode"], self.cursor["phase"], self.cursor["link"] = "modifiedOn", "initial", None
                     return
                 if delta and _token_refused(exc):
                     self._restart(self.cursor, "changeTracking", "the change-tracking token expired or was refused")
@@ -396,7 +473,7 @@ class _Run:
             if not body.get("@odata.deltaLink"):
                 raise PollingError(
                     f"Dataverse sent no delta link for '{self.table['entitySet']}': change tracking seems off for it.")
-            self.cursor.update(link=body["@odata.deltaLink"], phase="delta", emitAfter=None)
+            self.cursor["link"], self.cursor["phase"], self.cursor["emitAfter"] = body["@odata.deltaLink"], "delta", None
             self.end_window()
             if delta:
                 return  # caught up
@@ -414,14 +491,13 @@ class _Run:
             elif self.cursor["position"] is None:  # a look-back date: only rows modified after it
                 self.cursor["position"] = {"modifiedOn": rule["modifiedOn"], "floor": rule["modifiedOn"],
                                            "inclusive": bool(rule.get("inclusive")), "recent": {}}
-            self.cursor.update(phase="delta", emitAfter=None)
+            self.cursor["phase"], self.cursor["emitAfter"] = "delta", None
             if rule is None:
                 return
         position = self.cursor["position"]
         conditions = []
         if position is not None:
-            high = _moment(position["modifiedOn"])
-            since = _odata_time(high - OVERLAP)
+            since = _odata_time(_time_of(position["modifiedOn"]) - OVERLAP)
             conditions.append(f"modifiedon ge {since}")
             if position.get("floor"):
                 conditions.append(f"modifiedon {'ge' if position.get('inclusive') else 'gt'} {position['floor']}")
@@ -457,16 +533,17 @@ class _Run:
         if caught_up:
             self.end_window()
 
-    def _advance(self, recent: dict[str, list[Any]], position: dict[str, Any] | None) -> None:
+    def _advance(self, recent: dict[str, list[Any]], position: Position | None) -> None:
         """Raise the high mark to the newest modifiedon delivered; forget what left the overlap."""
-        stamps = [_moment(entry[1]) for entry in recent.values() if _moment(entry[1]) is not None]
+        stamps = [moment for entry in recent.values() if (moment := _moment(entry[1])) is not None]
         if not stamps:
             return
         high = max(stamps)
-        if position is not None and _moment(position["modifiedOn"]) and _moment(position["modifiedOn"]) > high:
-            high = _moment(position["modifiedOn"])
-        keep = {i: e for i, e in recent.items() if _moment(e[1]) is not None and _moment(e[1]) >= high - OVERLAP}
-        self.cursor["position"] = {**(position or {}), "modifiedOn": _odata_time(high), "recent": keep}
+        current = _moment(position["modifiedOn"]) if position is not None else None
+        if current is not None and current > high:
+            high = current
+        keep = {i: e for i, e in recent.items() if (moment := _moment(e[1])) is not None and moment >= high - OVERLAP}
+        self.cursor["position"] = cast(Position, {**(position or {}), "modifiedOn": _odata_time(high), "recent": keep})
 
     async def _baseline(self) -> None:
         """Where 'from now on' starts: the rows of the last overlap seconds, and the newest creation second."""
@@ -475,7 +552,7 @@ class _Run:
             newest = await self.client.get_json(entity_set, params={
                 "$select": f"{pk},createdon", "$orderby": f"createdon desc,{pk} desc", "$top": 1})
             if newest.get("value"):
-                stamp = _odata_time(_moment(newest["value"][0]["createdon"]))
+                stamp = _odata_time(_time_of(newest["value"][0]["createdon"]))
                 ids = [row[pk] async for row in self.client.rows(entity_set, params={
                     "$select": pk, "$filter": f"createdon eq {stamp}"})]
                 self.cursor["known"] = {"createdOn": stamp, "ids": ids}
@@ -484,7 +561,7 @@ class _Run:
             "$select": f"{pk},modifiedon", "$orderby": f"modifiedon desc,{pk} desc", "$top": 1})
         if not last.get("value"):
             return
-        high = _moment(last["value"][0]["modifiedon"])
+        high = _time_of(last["value"][0]["modifiedon"])
         columns = ",".join([pk, "modifiedon", *(["versionnumber"] if self.table.get("versionnumber") else [])])
         recent = {
             row[pk]: [_stamp(row), row.get("modifiedon")]
@@ -501,7 +578,7 @@ def _stamp(row: dict[str, Any]) -> Any:
     return version if version is not None else row.get("modifiedon")
 
 
-async def _describe_table(client: WebApiClient, name: str) -> dict[str, Any]:
+async def _describe_table(client: WebApiClient, name: str) -> TableFacts:
     """Logical name, entity set, primary key, change tracking and which system columns exist."""
     lowered = name.lower()
     found = await client.get_json("EntityDefinitions", params={
@@ -523,11 +600,13 @@ async def _describe_table(client: WebApiClient, name: str) -> dict[str, Any]:
         "entitySet": table["EntitySetName"],
         "primaryId": table["PrimaryIdAttribute"],
         "changeTracking": bool(table.get("ChangeTrackingEnabled")),
-        **{column: column in present for column in ("createdon", "modifiedon", "versionnumber")},
+        "createdon": "createdon" in present,
+        "modifiedon": "modifiedon" in present,
+        "versionnumber": "versionnumber" in present,
     }
 
 
-def _split(values: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+def _split(values: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
     rows, deleted = [], []
     for value in values:
         if "$deletedEntity" in str(value.get("@odata.context", "")) or value.get("reason") == "deleted":
@@ -535,6 +614,11 @@ def _split(values: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str
         else:
             rows.append(value)
     return rows, deleted
+
+
+def _copy(creations: Creations) -> Creations:
+    """A deep copy (the id list is changed in place)."""
+    return {"createdOn": creations["createdOn"], "ids": None if creations["ids"] is None else list(creations["ids"])}
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
