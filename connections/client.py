@@ -20,7 +20,7 @@ import json as jsonlib
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 from typing import Any, Literal
 from urllib.parse import quote as url_quote
@@ -462,7 +462,7 @@ class WebApiClient:
         page_size: int | None = None,
         annotations: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> AsyncIterator[Page]:
+    ) -> AsyncGenerator[Page, None]:
         """Pages of a collection query, following ``@odata.nextLink`` verbatim; one page held at a time."""
         preferences = prefer_page_size(page_size) + _annotations(annotations)
         url: str | None = path
@@ -478,7 +478,7 @@ class WebApiClient:
             yield page
             del page
 
-    async def rows(self, path: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+    async def rows(self, path: str, **options: Any) -> AsyncGenerator[dict[str, Any], None]:
         """Every row of a collection query, page after page."""
         async for page in self.pages(path, **options):
             for row in page.rows:
@@ -494,7 +494,7 @@ class WebApiClient:
         headers: dict[str, str] | None = None,
         start_page: int = 1,
         paging_cookie: str | None = None,
-    ) -> AsyncIterator[Page]:
+    ) -> AsyncGenerator[Page, None]:
         """Pages of a FetchXML query using the paging cookie (reference §4.3)."""
         if start_page < 1:
             raise ValueError("start_page must be 1 or more")
