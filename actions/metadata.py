@@ -13,6 +13,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
+import httpx
 from pydantic import field_validator
 
 from d365_components import Action, Context, InputField, InputModel
@@ -556,7 +557,7 @@ def _check_body(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     return body
 
 
-def _written(response: Any, fallback_name: str) -> dict[str, Any]:
+def _written(response: httpx.Response, fallback_name: str) -> dict[str, Any]:
     url = response.headers.get("OData-EntityId")
     match = re.search(r"Attributes\(([^()]+)\)\s*$", url or "")
     attribute_id = match.group(1) if match and is_guid(match.group(1)) else None
@@ -591,7 +592,7 @@ class CreateAttribute(Action):
         body = _definition(inputs.attribute_body, inputs.language_code)
         headers = {"MSCRM.SolutionUniqueName": inputs.solution_unique_name} if inputs.solution_unique_name else None
 
-        async def create(name: str) -> Any:
+        async def create(name: str) -> httpx.Response:
             return await ctx.web_api.request("POST", f"{table_path(name)}/Attributes", json=body, headers=headers)
 
         response = await on_table(ctx, inputs.table, create)
@@ -631,7 +632,7 @@ class UpdateAttribute(Action):
         if inputs.solution_unique_name:
             headers["MSCRM.SolutionUniqueName"] = inputs.solution_unique_name
 
-        async def update(name: str) -> Any:
+        async def update(name: str) -> httpx.Response:
             body = change
             if inputs.merge_with_current:
                 current = await typed_column(ctx, name, inputs.attribute)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+import httpx
 from pydantic import ConfigDict, model_validator
 
 from d365_components import Action, Context, InputField, InputModel
@@ -229,7 +230,7 @@ async def _addressed_body(ctx: Context, inputs: Any) -> tuple[TableInfo, str | d
     return table, key, _without_key_columns(body, key, pointers)
 
 
-def _row(response: Any, representation: bool) -> dict[str, Any] | None:
+def _row(response: httpx.Response, representation: bool) -> dict[str, Any] | None:
     """The returned row without its ``@odata.context`` (noise in a flow's data)."""
     if not representation or not response.content:
         return None
@@ -238,10 +239,11 @@ def _row(response: Any, representation: bool) -> dict[str, Any] | None:
     return row
 
 
-def _etag(row: dict[str, Any] | None, response: Any) -> str | None:
+def _etag(row: dict[str, Any] | None, response: httpx.Response | None) -> str | None:
     if row and row.get("@odata.etag"):
         return str(row["@odata.etag"])
-    return response.headers.get("ETag") if response is not None else None
+    etag: str | None = response.headers.get("ETag") if response is not None else None
+    return etag
 
 
 _EXAMPLE_ID = EXAMPLE_ID
