@@ -14,7 +14,17 @@ import pluggy
 
 from d365_components.definitions import Component, Definition
 
-__all__ = ["PROJECT", "Register", "hookimpl", "hookspec"]
+__all__ = [
+    "PROJECT",
+    "Register",
+    "hookimpl",
+    "hookspec",
+    "register_actions",
+    "register_components",
+    "register_connections",
+    "register_data_sources",
+    "register_triggers",
+]
 
 PROJECT = "d365_components"
 
