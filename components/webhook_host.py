@@ -38,7 +38,7 @@ from d365_components.runtime import (
 
 __all__ = ["HostedTrigger", "create_trigger_app", "serve"]
 
-log = get_logger("d365_components.triggers.host")
+log = get_logger("d365_components.webhook_host")
 EventCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 #: every method reaches the trigger, which answers 405 itself to what it does not take
