@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from d365_components.cli import main
+from d365_components.registry import LOAD_PLUGINS_ENV
 
 PLUGINS = Path(__file__).parents[1] / "plugins"
 
@@ -21,7 +22,7 @@ def d365(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         [sys.executable, "-c", "from d365_components.cli import main; main()", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**os.environ, "COLUMNS": "200", LOAD_PLUGINS_ENV: "1", **(env or {})},
         timeout=120,
     )
 
