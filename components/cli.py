@@ -28,6 +28,8 @@ from d365_components.registry import get_registry
 from d365_components.runtime import fetch_choices, invoke, open_connection, run_sync
 from d365_components.runtime import poll as poll_trigger
 
+__all__ = ["cli", "main"]
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 

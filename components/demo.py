@@ -18,6 +18,8 @@ from rich.table import Table
 from d365_components.extras import require
 from d365_components.runtime import invoke, open_connection
 
+__all__ = ["run_demo"]
+
 LEADS = 2_000
 COMPANIES = ["Contoso", "Fabrikam", "Northwind", "Adventure Works", "Tailspin", "Litware", "Proseware"]
 
@@ -59,6 +61,7 @@ async def _sales_day(out: Console, emulator: Any) -> None:
     connection = open_connection(
         {"key": "dynamics365.oauth2_client_credentials", "inputs": emulator.connection_inputs()}
     )
+    assert connection is not None  # a config dict always opens a connection
     day = _Day(out, connection)
     try:
         me = await connection.test()

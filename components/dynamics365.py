@@ -35,6 +35,19 @@ from d365_components.definitions import Action, Component, Connection, DataSourc
 from d365_components.hookspecs import Register, hookimpl
 from d365_components.triggers import polling, webhook
 
+__all__ = [
+    "ACTIONS",
+    "COMPONENT",
+    "CONNECTIONS",
+    "DATA_SOURCES",
+    "TRIGGERS",
+    "register_actions",
+    "register_components",
+    "register_connections",
+    "register_data_sources",
+    "register_triggers",
+]
+
 CONNECTIONS: tuple[type[Connection], ...] = (
     oauth.ClientCredentialsConnection,
     oauth.CertificateConnection,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 
-__all__ = ["EXTRAS", "MissingExtraError", "require"]
+__all__ = ["EXTRAS", "MissingExtraError", "missing", "require"]
 
 #: extra -> the top-level modules it brings (what ``pip install 'd365-components[extra]'`` adds)
 EXTRAS: dict[str, tuple[str, ...]] = {

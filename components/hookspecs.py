@@ -14,6 +14,18 @@ from typing import Any
 
 import pluggy
 
+__all__ = [
+    "PROJECT",
+    "Register",
+    "hookimpl",
+    "hookspec",
+    "register_actions",
+    "register_components",
+    "register_connections",
+    "register_data_sources",
+    "register_triggers",
+]
+
 PROJECT = "d365_components"
 
 hookspec = pluggy.HookspecMarker(PROJECT)

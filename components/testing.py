@@ -34,7 +34,7 @@ from d365_components.registry import KEY_PATTERN, build_registry, get_registry, 
 if TYPE_CHECKING:
     from d365_components.emulator.server import Emulator
 
-__all__ = ["EmulatedOrg", "definition_test_class", "emulated_org"]
+__all__ = ["DefinitionChecks", "EmulatedOrg", "definition_test_class", "emulated_org"]
 
 
 @dataclass(frozen=True)
