@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import types
 from pathlib import Path
 
 import pytest
+from d365_test_repo import clean_env, copy_of_the_repository
 
 from d365_components import hookspecs
 from d365_components.registry import LOAD_PLUGINS_ENV, build_registry, make_plugin_manager
@@ -61,23 +61,12 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert ci.index(tests) < ci.index(".venv/bin/ruff check .") < ci.index(".venv/bin/mypy")
 
 
-def _copy_of_the_repository(destination: Path) -> Path:
-    ignored = shutil.ignore_patterns(".venv", ".git", "node_modules", "__pycache__", "*.egg-info", "build",
-                                     ".mypy_cache", ".ruff_cache", ".pytest_cache")
-    return Path(shutil.copytree(ROOT, destination, ignore=ignored))
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    return {**env, **extra}
-
-
 @pytest.mark.install
 def test_demo_command_installs_what_it_needs(tmp_path: Path) -> None:
     """The first command, in a fresh copy of the repository: a venv with the emulator extra, then the demo."""
-    copy = _copy_of_the_repository(tmp_path / "repo")
+    copy = copy_of_the_repository(tmp_path / "repo")
     result = subprocess.run(["sh", "-c", _block("d365 demo")], cwd=copy, capture_output=True, text=True,
-                            env=_clean_env(), timeout=600)
+                            env=clean_env(), timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Done: 14 steps" in result.stdout
 

@@ -9,13 +9,13 @@ which extra to install in one line.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from d365_test_repo import clean_env, copy_of_the_repository
 
 from d365_components.registry import build_registry, make_plugin_manager
 
@@ -26,19 +26,20 @@ pytestmark = pytest.mark.install
 @pytest.fixture(scope="module")
 def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A plain venv (no system site-packages) with ``pip install <repo>``: the core only."""
-    venv = tmp_path_factory.mktemp("core") / "venv"
+    where = tmp_path_factory.mktemp("core")
+    venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    source = copy_of_the_repository(where / "repo")
     installed = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", str(ROOT)], capture_output=True, text=True, timeout=300
+        [str(venv / "bin" / "pip"), "install", "-q", str(source)], capture_output=True, text=True, timeout=300
     )
     assert installed.returncode == 0, installed.stderr[-2000:]
     yield venv
 
 
 def _run(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     return subprocess.run([str(venv / "bin" / args[0]), *args[1:]], capture_output=True, text=True,
-                          env={**env, "COLUMNS": "80"}, timeout=120)
+                          env=clean_env(COLUMNS="80"), timeout=120)
 
 
 def test_extras_are_not_importable(core_venv: Path) -> None:
