@@ -8,27 +8,39 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 from rich.console import Console
-from rich.table import Table
+from rich.progress import Progress
 
+from d365_components.demo import run_demo
 from d365_components.errors import D365Error, InputValidationError
+from d365_components.extras import MissingExtraError, require
+from d365_components.manifest import default_directory, manifest_files, stale_files
 from d365_components.redaction import redact
+from d365_components.registry import get_registry
+from d365_components.runtime import fetch_choices, invoke, open_connection, run_sync
+from d365_components.runtime import poll as poll_trigger
+
+__all__ = ["cli", "main"]
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
 def _load_json(value: str, option: str) -> Any:
-    """``--input '{"a": 1}'`` or ``--input @file.json`` (``@-`` reads stdin)."""
+    """``--input '{"a": 1}'`` or ``--input @file.json`` (``@-`` reads stdin; ``@~/x`` is expanded,
+    as the shell does not expand ``~`` after ``@``)."""
     try:
         if value.startswith("@"):
             source = value[1:]
-            text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+            text = sys.stdin.read() if source == "-" else Path(source).expanduser().read_text(encoding="utf-8")
         else:
             text = value
         return json.loads(text)
@@ -48,31 +60,69 @@ def cli() -> None:
     """Microsoft Dynamics 365 / Dataverse components for integration platforms."""
 
 
-@cli.command("list")
-@click.option("--kind", type=click.Choice(["actions", "triggers", "connections", "data_sources"]), help="Only this kind.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_definitions(kind: str | None, as_json: bool) -> None:
-    """List every registered action, trigger, connection and data source."""
-    from d365_components.registry import get_registry
+def _complete_keys(kinds: tuple[str, ...]) -> Any:
+    """Shell completion of definition keys of ``kinds`` (see README: shell completion)."""
 
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        registry = get_registry()
+        return [
+            CompletionItem(key, help=definition.label)
+            for kind in kinds
+            for key, definition in sorted(getattr(registry, kind).items())
+            if key.startswith(incomplete)
+        ]
+
+    return complete
+
+
+ALL_KINDS = ("connections", "actions", "triggers", "data_sources")
+
+
+def _width() -> int:
+    """The terminal's width (``COLUMNS`` if set; 80 through a pipe)."""
+    return max(shutil.get_terminal_size().columns, 40)
+
+
+def _wrap(text: str, width: int, indent: int) -> list[str]:
+    """``text`` wrapped at word boundaries (never mid-word) into lines indented by ``indent``."""
+    pad = " " * indent
+    return textwrap.wrap(text, width=max(width, indent + 20), initial_indent=pad, subsequent_indent=pad,
+                         break_long_words=False, break_on_hyphens=False) or [pad]
+
+
+@cli.command("list")
+@click.option("--kind", type=click.Choice(list(ALL_KINDS)), help="Only this kind.")
+@click.option("--wide", is_flag=True, help="Add each definition's description.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def list_definitions(kind: str | None, wide: bool, as_json: bool) -> None:
+    """List every registered action, trigger, connection and data source: key and label, one a line."""
     registry = get_registry()
-    kinds = [kind] if kind else ["connections", "actions", "triggers", "data_sources"]
-    rows = [
-        (k.rstrip("s").replace("_", " "), d.key, d.label, d.summary(), registry.origins.get(d.key, ""))
-        for k in kinds
-        for d in sorted(getattr(registry, k).values(), key=lambda d: d.key)
-    ]
+    kinds = [kind] if kind else list(ALL_KINDS)
     if as_json:
-        _print_json([dict(zip(("kind", "key", "label", "description", "plugin"), r, strict=True)) for r in rows])
+        rows = [
+            {"kind": k.rstrip("s").replace("_", " "), "key": d.key, "label": d.label,
+             "description": d.summary(), "plugin": registry.origins.get(d.key, "")}
+            for k in kinds
+            for d in sorted(getattr(registry, k).values(), key=lambda d: d.key)
+        ]
+        _print_json(rows)
         return
-    table = Table(title=f"{len(rows)} definitions", title_justify="left")
-    table.add_column("kind", no_wrap=True)
-    table.add_column("key", no_wrap=True, style="bold")  # keys are what users type: never cut
-    table.add_column("label")
-    table.add_column("description", ratio=1)
-    for row in rows:
-        table.add_row(*row[:4])
-    out.print(table)
+    width = _width()
+    lines = [f"{len(registry.all()) if kind is None else len(getattr(registry, kind))} definitions"
+             + ("" if wide else " (--wide adds descriptions)")]
+    for k in kinds:
+        definitions = sorted(getattr(registry, k).values(), key=lambda d: d.key)
+        if not definitions:
+            continue
+        lines += ["", f"{k.replace('_', ' ').capitalize()} ({len(definitions)})"]
+        pad = max(len(d.key) for d in definitions) + 4
+        for d in definitions:
+            label = _wrap(d.label, width, pad)
+            lines.append(f"  {d.key}".ljust(pad) + label[0].lstrip())
+            lines += label[1:]
+            if wide:
+                lines += _wrap(d.summary(), width, 6)
+    click.echo("\n".join(lines))
 
 
 def _type_of(prop: dict[str, Any]) -> str:
@@ -86,40 +136,39 @@ def _type_of(prop: dict[str, Any]) -> str:
 
 
 @cli.command()
-@click.argument("key")
+@click.argument("key", shell_complete=_complete_keys(ALL_KINDS))
 @click.option("--json", "as_json", is_flag=True, help="Print the input schema as JSON.")
 def describe(key: str, as_json: bool) -> None:
-    """Show the form of KEY: each input with its type, default and description."""
-    from d365_components.registry import get_registry
-
+    """Show the form of KEY: each input's name (as sent in JSON) and title (as a form shows it),
+    type, default and description."""
     definition = get_registry().get(key)
     schema = definition.input_schema()
     if as_json:
         _print_json(schema)
         return
-    out.print(f"[bold]{definition.label}[/bold]  ({definition.kind.replace('_', ' ')} {definition.key})")
-    out.print(definition.summary())
+    width = _width()
+    lines = [f"{definition.label}  ({definition.kind.replace('_', ' ')} {definition.key})"]
+    lines += _wrap(definition.summary(), width, 0)
     if definition.deprecated:
-        out.print(f"[yellow]Deprecated:[/yellow] {definition.deprecated}")
+        lines += _wrap(f"Deprecated: {definition.deprecated}", width, 0)
+    properties = schema.get("properties", {})
     required = set(schema.get("required", []))
-    table = Table("input", "type", "required", "default", "description")
-    for name, prop in schema.get("properties", {}).items():
-        default = json.dumps(prop["default"]) if "default" in prop else ""
-        table.add_row(name, _type_of(prop), "yes" if name in required else "", default, prop.get("description", ""))
-    out.print(table)
+    lines += ["", f"Inputs ({len(properties)}): name in JSON - title in the form" if properties else "No inputs."]
+    for name, prop in properties.items():
+        facts = [_type_of(prop)] + (["required"] if name in required else [])
+        if "default" in prop:
+            facts.append(f"default {json.dumps(prop['default'], ensure_ascii=False)}")
+        lines += ["", *_wrap(f"{name} - {prop.get('title', name)} ({', '.join(facts)})", width, 2)]
+        lines += _wrap(prop.get("description", ""), width, 6)
+    click.echo("\n".join(lines))
 
 
 @cli.command()
-@click.argument("key")
+@click.argument("key", shell_complete=_complete_keys(("actions", "data_sources")))
 @click.option("--input", "input_", default="{}", metavar="JSON|@FILE", help="Inputs as JSON, or @file.")
 @click.option("--connection", metavar="@FILE|JSON", help='Connection: {"key": "...", "inputs": {...}}; prefer @file (inline JSON shows secrets in the process list).')
 def run(key: str, input_: str, connection: str | None) -> None:
     """Run the action KEY (or fill the data source KEY) and print its JSON output."""
-    from rich.progress import Progress
-
-    from d365_components.registry import get_registry
-    from d365_components.runtime import fetch_choices, invoke, run_sync
-
     inputs = _load_json(input_, "--input")
     spec = _load_json(connection, "--connection") if connection else None
     if key in get_registry().data_sources:
@@ -145,8 +194,6 @@ def run(key: str, input_: str, connection: str | None) -> None:
 @click.option("--connection", required=True, metavar="@FILE|JSON", help='Connection: {"key": "...", "inputs": {...}}; prefer @file (inline JSON shows secrets in the process list).')
 def test_connection(connection: str) -> None:
     """Sign in and call WhoAmI: prints who you are, or what is wrong in plain words."""
-    from d365_components.runtime import open_connection, run_sync
-
     conn = open_connection(_load_json(connection, "--connection"))
     assert conn is not None  # a config dict always opens a connection
 
@@ -160,19 +207,16 @@ def test_connection(connection: str) -> None:
 
 
 @cli.command()
-@click.argument("key")
+@click.argument("key", shell_complete=_complete_keys(("triggers",)))
 @click.option("--input", "input_", default="{}", metavar="JSON|@FILE", help="Trigger inputs as JSON, or @file.")
 @click.option("--connection", required=True, metavar="JSON|@FILE", help="Connection config.")
 @click.option("--cursor", "cursor_file", type=click.Path(dir_okay=False, path_type=Path), help="File holding the cursor between runs (read if present, then updated).")
 def poll(key: str, input_: str, connection: str, cursor_file: Path | None) -> None:
     """Run the polling trigger KEY once: print its events as JSON lines and save the next cursor."""
-    from d365_components.runtime import poll as poll_once
-    from d365_components.runtime import run_sync
-
     cursor = None
     if cursor_file is not None and cursor_file.exists():
         cursor = _load_json(f"@{cursor_file}", "--cursor")
-    result = run_sync(poll_once(key, _load_json(input_, "--input"), cursor, _load_json(connection, "--connection")))
+    result = run_sync(poll_trigger(key, _load_json(input_, "--input"), cursor, _load_json(connection, "--connection")))
     for event in result.events:
         click.echo(json.dumps(event, ensure_ascii=False, default=str))
     if cursor_file is not None:
@@ -187,9 +231,6 @@ def poll(key: str, input_: str, connection: str, cursor_file: Path | None) -> No
 @click.option("--out", "directory", type=click.Path(file_okay=False, path_type=Path), help="Folder to write to (default: the package's manifests/).")
 def manifest(check: bool, components: tuple[str, ...], directory: Path | None) -> None:
     """Write manifests/<component>.json and manifests/manifest.schema.json from the code."""
-    from d365_components.manifest import default_directory, manifest_files, stale_files
-    from d365_components.registry import get_registry
-
     directory = directory or default_directory()
     files = manifest_files(get_registry(), list(components) or ["dynamics365"])
     if check:
@@ -212,6 +253,8 @@ def manifest(check: bool, components: tuple[str, ...], directory: Path | None) -
 @click.option("--faults", default=None, metavar="SPEC", help="Fault injection, e.g. '429=0.1,503=0.05,latency=20ms,seed=7'.")
 def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> None:
     """Run the embedded Dataverse emulator (HTTPS Web API and token endpoint) until Ctrl-C."""
+    require("emulator", "d365 emulator")
+    # optional dependency (the `emulator` extra), checked just above
     from d365_components.emulator.faults import Faults
     from d365_components.emulator.server import run_standalone
 
@@ -226,7 +269,7 @@ def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> No
 
 
 @cli.command("serve-trigger")
-@click.argument("key")
+@click.argument("key", shell_complete=_complete_keys(("triggers",)))
 @click.option("--input", "input_", default="{}", metavar="JSON|@FILE", help="Trigger inputs as JSON, or @file.")
 @click.option("--connection", metavar="JSON|@FILE", help="Connection (needed with --deploy).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -238,7 +281,9 @@ def serve_trigger(key: str, input_: str, connection: str | None, host: str, port
     spec = _load_json(connection, "--connection") if connection else None
     if deploy and spec is None:
         raise click.UsageError("--deploy needs --connection")
-    from d365_components.triggers.host import serve
+    require("webhook", "d365 serve-trigger")
+    # optional dependency (the `webhook` extra), checked just above
+    from d365_components.webhook_host import serve
 
     serve(key, _load_json(input_, "--input"), spec, host=host, port=port, deploy=deploy, public_url=public_url)
 
@@ -246,8 +291,6 @@ def serve_trigger(key: str, input_: str, connection: str | None, host: str, port
 @cli.command()
 def demo() -> None:
     """Start the emulator and walk through a sales day with the actions."""
-    from d365_components.demo import run_demo
-
     run_demo(out)
 
 
@@ -273,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
             for item in exc.errors:
                 click.echo(f"  {redact(str(item))}", err=True)
         sys.exit(1)
-    except D365Error as exc:
+    except (D365Error, MissingExtraError) as exc:
         click.echo(f"d365: error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -15,7 +15,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from d365_components.extras import require
 from d365_components.runtime import invoke, open_connection
+
+__all__ = ["run_demo"]
 
 LEADS = 2_000
 COMPANIES = ["Contoso", "Fabrikam", "Northwind", "Adventure Works", "Tailspin", "Litware", "Proseware"]
@@ -58,6 +61,7 @@ async def _sales_day(out: Console, emulator: Any) -> None:
     connection = open_connection(
         {"key": "dynamics365.oauth2_client_credentials", "inputs": emulator.connection_inputs()}
     )
+    assert connection is not None  # a config dict always opens a connection
     day = _Day(out, connection)
     try:
         me = await connection.test()
@@ -96,7 +100,8 @@ async def _sales_day(out: Console, emulator: Any) -> None:
                             "firstname": f"Lead{i}",
                             "lastname": "Prospect",
                             "companyname": COMPANIES[i % len(COMPANIES)],
-                            "estimatedamount": 1000 + (i % 50) * 250,
+                            # distinct amounts (7919 is prime to LEADS), so "top leads" has no ties
+                            "estimatedamount": 1000 + (i * 7919 % LEADS) * 5,
                         }
                         for i in range(LEADS)
                     ],
@@ -113,7 +118,7 @@ async def _sales_day(out: Console, emulator: Any) -> None:
                 "entityType": "leads",
                 "fieldNames": ["fullname", "companyname", "estimatedamount"],
                 "filterExpression": "companyname eq 'Contoso' and estimatedamount ge 10000",
-                "orderByFieldNames": ["estimatedamount desc"],
+                "orderByFieldNames": ["estimatedamount desc", "fullname"],
                 "recordsPerPage": 5,
                 "includeCount": True,
             },
@@ -207,7 +212,9 @@ async def _sales_day(out: Console, emulator: Any) -> None:
 
 
 def run_demo(out: Console | None = None) -> None:
-    """Start the emulator, run the sales day, stop the emulator."""
+    """Start the emulator, run the sales day, stop the emulator (needs the ``emulator`` extra)."""
+    require("emulator", "d365 demo")
+    # optional dependency (the `emulator` extra), checked just above
     from d365_components.emulator.server import Emulator
 
     out = out or Console()

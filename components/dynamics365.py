@@ -1,20 +1,126 @@
 """The Microsoft Dynamics 365 component: its display data and the hooks that register it.
 
-The built-ins go through the same hooks as any third-party plugin. Every module of the
-``actions``, ``triggers`` and ``connections`` packages is scanned for definitions, so adding an
-action means adding a class — nothing to list here.
+The built-ins go through the same hooks as any third-party plugin, listed here by hand (as llm
+and datasette list theirs): what ships is what this file names, and importing it loads only the
+definitions' modules — no server (the webhook host lives in ``d365_components.webhook_host``).
+A test checks that every definition class in actions/, triggers/ and connections/ is listed.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from types import ModuleType
-
+from d365_components.version import __version__
+from d365_components.actions import (
+    activities,
+    associations,
+    batch,
+    bulk,
+    cases,
+    data_sources,
+    fetchxml,
+    files,
+    filters,
+    leads,
+    metadata,
+    opportunities,
+    perform_action,
+    queries,
+    queues,
+    raw_request,
+    records,
+    table_forms,
+    users,
+)
+from d365_components.connections import oauth
 from d365_components.definitions import Action, Component, Connection, DataSource, Trigger
 from d365_components.hookspecs import Register, hookimpl
-from d365_components.registry import definitions_in
-from d365_components.version import __version__
+from d365_components.triggers import polling, webhook
+
+__all__ = [
+    "ACTIONS",
+    "COMPONENT",
+    "CONNECTIONS",
+    "DATA_SOURCES",
+    "TRIGGERS",
+    "register_actions",
+    "register_components",
+    "register_connections",
+    "register_data_sources",
+    "register_triggers",
+]
+
+CONNECTIONS: tuple[type[Connection], ...] = (
+    oauth.ClientCredentialsConnection,
+    oauth.CertificateConnection,
+    oauth.AuthCodeConnection,
+)
+
+ACTIONS: tuple[type[Action], ...] = (
+    # rows
+    records.CreateEntity,
+    records.GetEntity,
+    records.UpdateEntity,
+    records.UpsertEntity,
+    records.DeleteEntity,
+    associations.AssociateEntities,
+    associations.DisassociateEntities,
+    files.UploadFile,
+    files.DownloadFile,
+    files.DeleteFile,
+    files.AddNoteAttachment,
+    files.GetNoteAttachments,
+    # queries
+    queries.QueryEntities,
+    fetchxml.RunFetchXmlQuery,
+    filters.BuildFilterExpression,
+    # many rows at once
+    batch.RunBatchOperations,
+    bulk.BulkCreate,
+    bulk.BulkUpsert,
+    # metadata
+    metadata.ListEntityTypes,
+    metadata.ListEntities,
+    metadata.GetEntitiesMetadata,
+    metadata.GetEntityMetadata,
+    metadata.ListAttributes,
+    metadata.QueryAttributes,
+    metadata.GetAttribute,
+    metadata.CreateAttribute,
+    metadata.UpdateAttribute,
+    metadata.GetChoiceOptions,
+    table_forms.GetTableForm,
+    # messages, users and raw requests
+    perform_action.PerformUnboundAction,
+    perform_action.PerformBoundAction,
+    perform_action.CallFunction,
+    users.GetCurrentUser,
+    raw_request.RawRequest,
+    # CRM workflows
+    leads.QualifyLead,
+    leads.DisqualifyLead,
+    opportunities.WinOpportunity,
+    opportunities.LoseOpportunity,
+    cases.ResolveCase,
+    cases.CancelCase,
+    queues.AddToQueue,
+    queues.PickFromQueue,
+    activities.CreateActivity,
+    activities.CompleteActivity,
+)
+
+TRIGGERS: tuple[type[Trigger], ...] = (
+    webhook.DataverseWebhook,
+    polling.ChangedRows,
+)
+
+DATA_SOURCES: tuple[type[DataSource], ...] = (
+    data_sources.Tables,
+    data_sources.TableDefinitions,
+    data_sources.Columns,
+    data_sources.ChoiceOptions,
+    data_sources.Relationships,
+    data_sources.Records,
+    table_forms.TableForm,
+)
 
 COMPONENT = Component(
     key="dynamics365",
@@ -36,15 +142,6 @@ COMPONENT = Component(
 )
 
 
-def _modules(package: str) -> list[ModuleType]:
-    """Every public module of one of our packages, imported (sorted for a stable order)."""
-    root = importlib.import_module(f"d365_components.{package}")
-    names = sorted(
-        info.name for info in pkgutil.iter_modules(root.__path__) if not info.name.startswith("_")
-    )
-    return [importlib.import_module(f"{root.__name__}.{name}") for name in names]
-
-
 @hookimpl
 def register_components(register: Register) -> None:
     register(COMPONENT)
@@ -52,24 +149,23 @@ def register_components(register: Register) -> None:
 
 @hookimpl
 def register_connections(register: Register) -> None:
-    for definition in definitions_in(_modules("connections"), Connection):
+    for definition in CONNECTIONS:
         register(definition)
 
 
 @hookimpl
 def register_actions(register: Register) -> None:
-    for definition in definitions_in(_modules("actions"), Action):
+    for definition in ACTIONS:
         register(definition)
 
 
 @hookimpl
 def register_triggers(register: Register) -> None:
-    for definition in definitions_in(_modules("triggers"), Trigger):
+    for definition in TRIGGERS:
         register(definition)
 
 
 @hookimpl
 def register_data_sources(register: Register) -> None:
-    for package in ("actions", "triggers", "connections"):
-        for definition in definitions_in(_modules(package), DataSource):
-            register(definition)
+    for definition in DATA_SOURCES:
+        register(definition)

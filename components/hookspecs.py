@@ -3,7 +3,8 @@
 A plugin module (or the ``d365_components`` entry point of a distribution) implements any of
 these with ``@hookimpl``. The core owns the registry; a plugin only hands over classes, and the
 registry checks each one as it arrives (key format, description, publishable schema, no
-duplicate key).
+duplicate key). README.md's "Hooks" section documents each hook for plugin authors (a test keeps
+it and these docstrings in step).
 """
 
 from __future__ import annotations
@@ -43,24 +44,26 @@ class Register(Protocol):
 
 @hookspec
 def register_components(register: Register) -> None:
-    """Register :class:`~d365_components.definitions.Component` display data (key, label...)."""
+    """Register the :class:`~d365_components.definitions.Component` display data of your component
+    (key, label, description; icon, documentation URL, version and category optional)."""
 
 
 @hookspec
 def register_connections(register: Register) -> None:
-    """Register Connection subclasses, e.g. ``register(ClientCredentialsConnection)``."""
+    """Register Connection subclasses (how to sign in and open the Web API client),
+    e.g. ``register(ClientCredentialsConnection)``."""
 
 
 @hookspec
 def register_actions(register: Register) -> None:
-    """Register Action subclasses."""
+    """Register Action subclasses (Inputs, an output schema with an example, ``async perform``)."""
 
 
 @hookspec
 def register_triggers(register: Register) -> None:
-    """Register WebhookTrigger and PollingTrigger subclasses."""
+    """Register WebhookTrigger and PollingTrigger subclasses (what starts a flow)."""
 
 
 @hookspec
 def register_data_sources(register: Register) -> None:
-    """Register DataSource subclasses (dropdown fillers for generated forms)."""
+    """Register DataSource subclasses (dropdown fillers for generated forms, named by ``x-data-source``)."""

@@ -17,7 +17,7 @@ from typing import Any
 from d365_components.definitions import Definition
 from d365_components.registry import Registry
 
-__all__ = ["MANIFEST_SCHEMA", "build_manifest", "manifest_files", "render", "stale_files"]
+__all__ = ["MANIFEST_SCHEMA", "build_manifest", "default_directory", "manifest_files", "render", "stale_files"]
 
 FORMAT_VERSION = 1
 DRAFT = "https://json-schema.org/draft/2020-12/schema"

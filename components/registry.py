@@ -31,7 +31,7 @@ from d365_components.definitions import (
 from d365_components.errors import DefinitionError, DuplicateKeyError, UnknownKeyError
 from d365_components.inputs import InputModel, schema_problems
 
-__all__ = ["Registry", "build_registry", "get_registry", "make_plugin_manager", "reset_registry"]
+__all__ = ["Registry", "build_registry", "definitions_in", "get_registry", "make_plugin_manager", "reset_registry"]
 
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*\.[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 BUILTIN_PLUGINS = ("d365_components.dynamics365",)

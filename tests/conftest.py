@@ -3,6 +3,7 @@ factory for emulators a test wants to itself (short token lifetimes, plain http.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
@@ -10,6 +11,11 @@ import pytest
 import pytest_asyncio
 
 from d365_components.emulator.server import Emulator
+from d365_components.registry import LOAD_PLUGINS_ENV
+
+# The suite checks our own component: third-party d365_components plugins installed in this
+# environment stay out of the registry (tests that want a plugin load it themselves).
+os.environ[LOAD_PLUGINS_ENV] = "0"
 
 ODATA_HEADERS = {
     "Accept": "application/json",

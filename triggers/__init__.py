@@ -6,6 +6,8 @@
 ``registration``  the serviceendpoint, steps and images a webhook needs, reconciled by name
 ``payload``       RemoteExecutionContext JSON -> a plain event (old and new values, images)
 ``polling``       ``dynamics365.changed_rows``: changes since a JSON cursor, exactly once
-``host``          a small ASGI host serving webhook triggers (``d365 serve-trigger``, tests)
 ================  ===========================================================================
+
+The server that hosts webhook triggers is ``d365_components.webhook_host`` (it runs definitions,
+it is not one).
 """

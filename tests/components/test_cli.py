@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from d365_components import extras
 from d365_components.cli import main
+from d365_components.registry import LOAD_PLUGINS_ENV
 
 PLUGINS = Path(__file__).parents[1] / "plugins"
 
@@ -21,7 +23,7 @@ def d365(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         [sys.executable, "-c", "from d365_components.cli import main; main()", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**os.environ, "COLUMNS": "200", LOAD_PLUGINS_ENV: "1", **(env or {})},
         timeout=120,
     )
 
@@ -117,3 +119,45 @@ def test_emulator_arguments_fail_in_one_line(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["describe", "dynamics365.create_entty"])
     assert "Did you mean dynamics365.create_entity?" in capsys.readouterr().err
+
+
+def test_list_reads_at_80_columns_and_through_a_pipe() -> None:
+    result = d365("list", env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    listed = json.loads(d365("list", "--json").stdout)
+    assert all(len(line) <= 80 for line in lines)
+    assert len(lines) < len(listed) * 1.5  # about one line a definition
+    for row in listed:  # every key whole on a line, followed by the start of its label
+        line = next(line for line in lines if line.split()[:1] == [row["key"]])
+        assert row["label"].startswith(line.split(None, 1)[1].strip())
+    words = {word for row in listed for word in row["label"].split()}
+    assert all(word in words for line in lines if line.startswith("   ") for word in line.split())  # no word cut
+    wide = d365("list", "--wide", "--kind", "triggers", env={"COLUMNS": "80"})
+    assert "webhook" in wide.stdout and all(len(line) <= 80 for line in wide.stdout.splitlines())
+
+
+def test_describe_shows_names_and_titles(capsys) -> None:
+    main(["describe", "dynamics365.query_entities"])
+    text = capsys.readouterr().out
+    assert "entityType - Table (string, required)" in text
+    assert "recordsPerPage - Rows per page (integer, default 100)" in text
+
+
+def test_at_file_expands_the_home_directory(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "inputs.json").write_text('{"conditions": [{"column": "name", "operator": "eq", "value": "x"}]}')
+    main(["run", "dynamics365.build_filter_expression", "--input", "@~/inputs.json"])
+    assert json.loads(capsys.readouterr().out) == {"filterExpression": "name eq 'x'"}
+
+
+def test_a_missing_extra_is_one_line(monkeypatch, capsys) -> None:
+    monkeypatch.setitem(extras.EXTRAS, "emulator", ("no_such_module_d365",))
+    monkeypatch.setitem(extras.EXTRAS, "webhook", ("no_such_module_d365",))
+    for argv, extra in ((["emulator"], "emulator"), (["demo"], "emulator"),
+                        (["serve-trigger", "dynamics365.webhook"], "webhook")):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 1
+        assert capsys.readouterr().err == (
+            f"d365: error: d365 {argv[0]} needs the {extra} extra: pip install 'd365-components[{extra}]'\n")

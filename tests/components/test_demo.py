@@ -16,3 +16,6 @@ def test_demo_runs_a_sales_day_end_to_end() -> None:
     assert "Done: 14 steps" in text
     assert "2,000 written, 0 failed" in text and "2,000 rows, 2,000 distinct" in text
     assert "Won, actual revenue 48,000" in text
+    top = text.split("Top Contoso leads", 1)[1].split("└", 1)[0]
+    amounts = [float(line.split("│")[3].replace(",", "")) for line in top.splitlines() if "Contoso" in line]
+    assert len(amounts) == 5 and amounts == sorted(amounts, reverse=True)

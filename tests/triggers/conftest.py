@@ -13,7 +13,7 @@ import uvicorn
 
 from d365_components.emulator.extensions import EmulatorFeatures
 from d365_components.emulator.server import Emulator
-from d365_components.triggers.host import HostedTrigger, create_trigger_app
+from d365_components.webhook_host import HostedTrigger, create_trigger_app
 
 CONNECTION = "dynamics365.oauth2_client_credentials"
 

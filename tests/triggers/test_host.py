@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from d365_components.errors import InputValidationError
-from d365_components.triggers.host import HostedTrigger, create_trigger_app
+from d365_components.webhook_host import HostedTrigger, create_trigger_app
 
 ROW = "6d81597f-0f9f-e711-8122-000d3aa2331c"
 

@@ -19,7 +19,7 @@ from d365_components.triggers.webhook import DataverseWebhook, registration_for
 
 SERVE = (
     "import json, sys\n"
-    "from d365_components.triggers.host import serve\n"
+    "from d365_components.webhook_host import serve\n"
     "serve('dynamics365.webhook', json.loads(sys.argv[1]), json.loads(sys.argv[2]), port=int(sys.argv[3]), deploy=True)\n"
 )
 

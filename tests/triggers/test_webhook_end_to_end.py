@@ -8,8 +8,8 @@ import uuid
 from d365_components.definitions import Context
 from d365_components.runtime import deploy_webhook, open_connection, parse_inputs, remove_webhook
 from d365_components.triggers import registration
-from d365_components.triggers.host import HostedTrigger
 from d365_components.triggers.webhook import DataverseWebhook, registration_for
+from d365_components.webhook_host import HostedTrigger
 
 KEY = "dynamics365.webhook"
 

@@ -13,7 +13,7 @@ import inspect
 import json
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +24,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from d365_components.definitions import Connection, WebhookRequest
-from d365_components.errors import WebhookRejected
 from d365_components.redaction import get_logger, redact
 from d365_components.registry import get_registry
 from d365_components.runtime import (
@@ -35,12 +34,12 @@ from d365_components.runtime import (
     parse_inputs,
     remove_webhook,
 )
+from d365_components.triggers.webhook import DEFAULT_MAX_BODY
 
 __all__ = ["HostedTrigger", "create_trigger_app", "serve"]
 
-log = get_logger("d365_components.triggers.host")
+log = get_logger("d365_components.webhook_host")
 EventCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
-DEFAULT_MAX_BODY = 4 * 1024 * 1024
 #: every method reaches the trigger, which answers 405 itself to what it does not take
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -78,7 +77,7 @@ def _log_failure(message: str, *args: Any) -> None:
     log.error(message + "\n%s", *args, redact(traceback.format_exc()))
 
 
-def _endpoint(hosted: HostedTrigger, connection: Connection | None, limit: int):
+def _endpoint(hosted: HostedTrigger, connection: Connection | None, limit: int) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         body = await _read_body(request, limit)
         if body is None:
@@ -89,10 +88,8 @@ def _endpoint(hosted: HostedTrigger, connection: Connection | None, limit: int):
             query=dict(request.query_params),
             body=body,
         )
-        try:
+        try:  # a trigger's refusal (WebhookRejected) comes back as an answer from the runtime
             answer = await handle_webhook(hosted.key, hosted.inputs, incoming, connection, state=hosted.state)
-        except WebhookRejected as exc:  # triggers may refuse by raising instead of answering
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except Exception:
             _log_failure("trigger %s failed on a request", hosted.key)
             return JSONResponse({"error": "The trigger failed on this request."}, status_code=500)
@@ -113,9 +110,11 @@ def _endpoint(hosted: HostedTrigger, connection: Connection | None, limit: int):
 
 
 def create_trigger_app(triggers: list[HostedTrigger]) -> Starlette:
-    """An ASGI app serving each trigger at its path (inputs are validated now, not per request).
+    """An ASGI app serving each trigger at its path.
 
-    Connections are opened once when the app starts and closed when it stops.
+    Inputs are validated here, so a bad configuration fails before serving (the runtime checks
+    them again on each request, as for any invocation). Connections are opened once here and
+    closed when the app stops.
     """
     registry = get_registry()
     routes, opened = [], []
@@ -129,7 +128,7 @@ def create_trigger_app(triggers: list[HostedTrigger]) -> Starlette:
         routes.append(Route(hosted.path, _endpoint(hosted, connection, limit), methods=_ALL_METHODS))
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
@@ -145,8 +144,8 @@ def _print_event(event: dict[str, Any]) -> None:
 
 def serve(
     key: str,
-    inputs: dict,
-    connection: dict | None,
+    inputs: dict[str, Any],
+    connection: dict[str, Any] | None,
     *,
     host: str = "127.0.0.1",
     port: int = 8765,
