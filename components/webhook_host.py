@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from d365_components.definitions import Connection, WebhookRequest
+from d365_components.definitions import DEFAULT_MAX_BODY, Connection, WebhookRequest
 from d365_components.redaction import get_logger, redact
 from d365_components.registry import get_registry
 from d365_components.runtime import (
@@ -34,7 +34,6 @@ from d365_components.runtime import (
     parse_inputs,
     remove_webhook,
 )
-from d365_components.triggers.webhook import DEFAULT_MAX_BODY
 
 __all__ = ["HostedTrigger", "create_trigger_app", "serve"]
 

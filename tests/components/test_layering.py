@@ -53,17 +53,8 @@ KNOWN_EXCEPTIONS = {
 EXTRAS = frozenset({"starlette", "uvicorn", "trustme", "jwt", "lark", "pytest"})
 #: other imports inside functions the library keeps, by (module, imported module), and why
 LOCAL_IMPORTS = {
-    (f"{PACKAGE}.cli", f"{PACKAGE}.triggers.host"): "the webhook host is an extra",
     (f"{PACKAGE}.cli", f"{PACKAGE}.webhook_host"): "the webhook host is an extra",
-    (f"{PACKAGE}.cli", f"{PACKAGE}.demo"): "the demo runs the emulator, an extra",
-    (f"{PACKAGE}.triggers.host", "socket"): "known debt: move to the top of the module",
     (f"{PACKAGE}.webhook_host", "socket"): "known debt: move to the top of the module",
-    # known debt in modules being reworked (issue 10): the CLI imports the top lazily
-    (f"{PACKAGE}.cli", f"{PACKAGE}.registry"): "known debt: import at the top of the module",
-    (f"{PACKAGE}.cli", f"{PACKAGE}.runtime"): "known debt: import at the top of the module",
-    (f"{PACKAGE}.cli", f"{PACKAGE}.manifest"): "known debt: import at the top of the module",
-    (f"{PACKAGE}.cli", "rich.progress"): "known debt: import at the top of the module",
-    (f"{PACKAGE}.testing", f"{PACKAGE}.runtime"): "known debt: import at the top of the module",
 }
 
 
