@@ -51,14 +51,14 @@ NO_METADATA_CHANGES = "emulator: GET RetrieveMetadataChanges(Query=@p1) is 404"
 NO_COLUMN_DELETE = "emulator: DELETE EntityDefinitions(id)/Attributes(id) is 405"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sdk_emulator() -> Iterator[Emulator]:
     """An org of its own: the SDK creates tables, columns, keys and relationships in it."""
     with Emulator() as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def client(sdk_emulator: Emulator) -> Iterator[DataverseClient]:
     """The SDK's client, signed in with a client secret against the emulator's token endpoint."""
     assert sdk_emulator.ca_bundle is not None
@@ -75,7 +75,7 @@ def client(sdk_emulator: Emulator) -> Iterator[DataverseClient]:
             yield sdk
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tag() -> str:
     """A marker in every name this module writes, so its rows never meet the seed's."""
     return f"sdk-{uuid.uuid4().hex[:8]}"
@@ -243,7 +243,7 @@ def test_records_list_pages(client, tag):
     assert sizes == [2, 1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def account_code_key(client: DataverseClient) -> str:
     """An alternate key the SDK creates itself (a fresh org has none on account), once Active."""
     client.tables.add_columns("account", {"new_SdkCode": "string"})
@@ -618,7 +618,7 @@ def test_tables_create_one_to_many_relationship(client):
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def many_to_many(client: DataverseClient) -> str:
     client.tables.create_many_to_many_relationship(
         ManyToManyRelationshipMetadata(
@@ -671,7 +671,7 @@ def test_tables_delete_relationship(client):
 # -- files ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def file_column(client: DataverseClient) -> str:
     client.tables.add_columns("account", {"new_SdkDocument": "file"})
     return "new_sdkdocument"
