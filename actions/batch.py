@@ -28,6 +28,7 @@ from d365_components.actions._common import (
 )
 from d365_components.connections.batch import MAX_OPERATIONS, BatchOperation, BatchResult
 from d365_components.connections.odata import entity_path, is_guid
+from d365_components.inputs import absent, equals, forbidden, given, rules
 
 _SET_NAME = NAME_PATTERN
 _NEEDS_KEY = ("update", "upsert", "delete")
@@ -44,19 +45,16 @@ class BatchItem(InputModel):
 
     model_config = ConfigDict(
         title="Write",
-        json_schema_extra={
-            # Published so a form and the validator agree: these actions address an existing row.
-            "allOf": [
-                {
-                    "if": {"properties": {"action": {"enum": list(_NEEDS_KEY)}}, "required": ["action"]},
-                    "then": {"required": ["key"]},
-                },
-                {
-                    "if": {"properties": {"action": {"enum": list(_NEEDS_DATA)}}, "required": ["action"]},
-                    "then": {"required": ["data"]},
-                },
-            ]
-        }
+        # Published so a form and the validator agree on what each action needs.
+        json_schema_extra=rules(
+            forbidden("is required for update, upsert and delete: the row's GUID or an alternate key object",
+                      ["key"], equals("action", *_NEEDS_KEY), absent("key")),
+            forbidden("is required for create, update and upsert: an object of column values",
+                      ["data"], equals("action", *_NEEDS_DATA), absent("data")),
+            forbidden("is not used by delete; remove it", ["data"], equals("action", "delete"), given("data")),
+            forbidden("etag applies only to update and delete", ["etag"], equals("action", "create", "upsert"),
+                      {"required": ["etag"], "properties": {"etag": {"type": "string", "minLength": 1}}}),
+        ),
     )
 
     collection: str = InputField(
@@ -84,6 +82,12 @@ class BatchItem(InputModel):
         ),
         examples=[EXAMPLE_ID, {"accountnumber": "A-100"}],
         validate_default=True,
+        schema={"anyOf": [
+            {"type": "string", "title": "Row ID", "pattern": GUID_PATTERN},
+            {"type": "object", "title": "Alternate key", "minProperties": 1, "propertyNames": {"pattern": _SET_NAME},
+             "additionalProperties": {"type": ["string", "number", "integer", "boolean"]}},
+            {"type": "null", "title": "None"},
+        ]},
     )
     data: dict[str, Any] | None = InputField(
         None,
@@ -151,6 +155,11 @@ class RunBatchOperations(Action):
     group = "Batch"
 
     class Inputs(InputModel):
+        model_config = ConfigDict(json_schema_extra=rules(forbidden(
+            "atomic and continueOnError cannot both be true: a change set is all or nothing",
+            ["atomic", "continueOnError"], equals("atomic", True), equals("continueOnError", True),
+        )))
+
         actions: list[BatchItem] = InputField(
             title="Operations",
             description=(

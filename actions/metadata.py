@@ -13,7 +13,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
-from pydantic import field_validator
+from pydantic import ConfigDict, field_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
@@ -27,6 +27,7 @@ from d365_components.actions._common import (
 )
 from d365_components.connections.odata import is_guid, quote
 from d365_components.errors import FieldError, InputValidationError, RecordNotFoundError
+from d365_components.inputs import forbidden, rules
 
 T = TypeVar("T")
 NS = NAMESPACE  # the short name other modules import
@@ -396,6 +397,7 @@ class GetEntitiesMetadata(Action):
         tables: list[str] = InputField(
             [], title="Tables", description="Logical names of the tables; empty means every table.",
             examples=[["account", "contact"]], widget="list", data_source=TABLE_DEFINITIONS,
+            schema={"items": {"type": "string", "pattern": NAME_PATTERN}},
         )
         include_custom: bool = InputField(True, title="Include custom tables", description="Include tables made by customizers.")
         include_only_top_level: bool = InputField(
@@ -484,6 +486,12 @@ class QueryAttributes(Action):
     group = "Metadata"
 
     class Inputs(InputModel):
+        model_config = ConfigDict(json_schema_extra=rules(forbidden(
+            "needs attributeType: only a typed column has OptionSet and similar properties", ["expandPropertyNames"],
+            {"required": ["expandPropertyNames"], "properties": {"expandPropertyNames": {"minItems": 1}}},
+            {"not": {"required": ["attributeType"], "properties": {"attributeType": {"type": "string", "minLength": 1}}}},
+        )))
+
         table: str = table_field()
         attribute_type: OptionalAttributeType = attribute_type_field(
             "Only columns of this type, with the type's own properties (MaxLength, OptionSet...)."

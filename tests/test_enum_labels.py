@@ -12,12 +12,12 @@ from d365_components.registry import get_registry
 
 
 def enums(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """(pointer, schema) of every enum, at any depth; ``if`` branches are conditions, not fields."""
+    """(pointer, schema) of every enum, at any depth; ``if`` and ``not`` (rules) are conditions, not fields."""
     if isinstance(node, dict):
         if "enum" in node:
             yield path, node
         for key, value in node.items():
-            if key != "if":
+            if key not in ("if", "not"):
                 yield from enums(value, f"{path}/{key}")
     elif isinstance(node, list):
         for index, value in enumerate(node):
