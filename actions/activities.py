@@ -71,10 +71,10 @@ class Party(InputModel):
     """One sender, recipient or attendee: a row (table + id) or, for email, a bare address."""
 
     model_config = ConfigDict(title="Party", json_schema_extra=rules(
-        forbidden("give both table and id of the party", ["table", "id"], given("table"), absent("id")),
-        forbidden("give both table and id of the party", ["table", "id"], absent("table"), given("id")),
-        forbidden("give the party as table + id, or as address (not both)", ["id", "address"], absent("id"), absent("address")),
-        forbidden("give the party as table + id, or as address (not both)", ["id", "address"], given("id"), given("address")),
+        forbidden("give both table and id of the party", [], given("table"), absent("id")),
+        forbidden("give both table and id of the party", [], absent("table"), given("id")),
+        forbidden("give the party as table + id, or as address (not both)", [], absent("id"), absent("address")),
+        forbidden("give the party as table + id, or as address (not both)", [], given("id"), given("address")),
     ))
 
     role: Literal["from", "to", "cc", "bcc", "required", "optional", "organizer"] = InputField(
@@ -116,9 +116,9 @@ class CreateActivity(Action):
 
     class Inputs(InputModel):
         model_config = ConfigDict(json_schema_extra=rules(*[
-            forbidden(f"a {kind} takes {', '.join(sorted(ROLES_OF[kind])) or 'no parties'}", ["parties", "activityType"],
+            forbidden(f"a {kind} takes {', '.join(sorted(ROLES_OF[kind])) or 'no parties'}", ["parties/*/role", "activityType"],
                       equals("activityType", kind) if kind != "task" else {"not": {"required": ["activityType"], "properties": {"activityType": {"not": {"const": "task"}}}}},
-                      {"required": ["parties"], "properties": {"parties": {"contains": {
+                      {"required": ["parties"], "properties": {"parties": {"type": "array", "contains": {"type": "object",
                           "required": ["role"], "properties": {"role": _not_one_of(ROLES_OF[kind])}}}}})
             for kind in ROLES_OF
         ]))

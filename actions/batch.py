@@ -47,9 +47,9 @@ class BatchItem(InputModel):
         title="Write",
         # Published so a form and the validator agree on what each action needs.
         json_schema_extra=rules(
-            forbidden("is required for update, upsert and delete: the row's GUID or an alternate key object",
+            forbidden("is required",
                       ["key"], equals("action", *_NEEDS_KEY), absent("key")),
-            forbidden("is required for create, update and upsert: an object of column values",
+            forbidden("is required",
                       ["data"], equals("action", *_NEEDS_DATA), absent("data")),
             forbidden("is not used by delete; remove it", ["data"], equals("action", "delete"), given("data")),
             forbidden("etag applies only to update and delete", ["etag"], equals("action", "create", "upsert"),

@@ -488,7 +488,7 @@ class QueryAttributes(Action):
     class Inputs(InputModel):
         model_config = ConfigDict(json_schema_extra=rules(forbidden(
             "needs attributeType: only a typed column has OptionSet and similar properties", ["expandPropertyNames"],
-            {"required": ["expandPropertyNames"], "properties": {"expandPropertyNames": {"minItems": 1}}},
+            {"required": ["expandPropertyNames"], "properties": {"expandPropertyNames": {"type": "array", "minItems": 1}}},
             {"not": {"required": ["attributeType"], "properties": {"attributeType": {"type": "string", "minLength": 1}}}},
         )))
 
@@ -588,6 +588,16 @@ class CreateAttribute(Action):
     group = "Metadata"
 
     class Inputs(InputModel):
+        model_config = ConfigDict(json_schema_extra=rules(
+            forbidden('needs "@odata.type" (e.g. Microsoft.Dynamics.CRM.StringAttributeMetadata) or "AttributeType" (String)',
+                      ["attributeBody"], {"required": ["attributeBody"], "properties": {"attributeBody": {
+                          "type": "object", "not": {"required": ["@odata.type"], "properties": {"@odata.type": {}}},
+                          "properties": {"AttributeType": {"enum": [None, "", 0, False, [], {}]}}}}}),
+            forbidden('needs "SchemaName" with the customization prefix, e.g. "new_Code"',
+                      ["attributeBody"], {"required": ["attributeBody"], "properties": {"attributeBody": {
+                          "type": "object", "not": {"required": ["SchemaName"], "properties": {"SchemaName": {"type": "string"}}}}}}),
+        ))
+
         table: str = table_field()
         attribute_body: dict[str, Any] = body_field(
             "The column's AttributeMetadata as JSON: @odata.type (or AttributeType), SchemaName, DisplayName "

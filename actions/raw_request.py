@@ -57,7 +57,7 @@ _REFUSED_HEADER = r"^\s*(?:" + "|".join(_any_case(name) for name in sorted(REFUS
 
 
 def _nonempty(name: str) -> dict[str, Any]:
-    return {"required": [name], "properties": {name: {"minItems": 1}}}
+    return {"required": [name], "properties": {name: {"type": "array", "minItems": 1}}}
 
 
 @dataclass(frozen=True)
@@ -98,11 +98,11 @@ class RawRequest(Action):
             forbidden("give the body as data, or as formData/fileData, not both", ["data", "fileData"],
                       given("data"), _nonempty("fileData")),
             forbidden(f"cannot set {', '.join(sorted(REFUSED_HEADERS))} (the connection sets them)", ["headers"],
-                      {"required": ["headers"], "properties": {"headers": {"contains": {
-                          "required": ["key"], "properties": {"key": {"pattern": _REFUSED_HEADER}}}}}}),
+                      {"required": ["headers"], "properties": {"headers": {"type": "array", "contains": {"type": "object",
+                          "required": ["key"], "properties": {"key": {"type": "string", "pattern": _REFUSED_HEADER}}}}}}),
             forbidden("every file content must be base64-encoded", ["fileData"],
-                      {"required": ["fileData"], "properties": {"fileData": {"contains": {
-                          "required": ["value"], "properties": {"value": {"not": {"pattern": BASE64_PATTERN}}}}}}}),
+                      {"required": ["fileData"], "properties": {"fileData": {"type": "array", "contains": {"type": "object",
+                          "required": ["value"], "properties": {"value": {"type": "string", "not": {"pattern": BASE64_PATTERN}}}}}}}),
         ))
 
         url: str = InputField(

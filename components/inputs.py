@@ -333,8 +333,21 @@ def _refused(pointer: str, rule: dict[str, Any], instance: Any) -> list[tuple[st
     for branch in rule.get("anyOf", [rule]):
         if _VALIDATOR(branch, format_checker=_FORMATS).is_valid(instance):
             message = branch.get("description") or "is not allowed together with the other inputs"
-            found.extend((f"{pointer}/{name}", message) for name in branch.get("x-fields", [""]))
+            for name in branch.get("x-fields") or [""]:  # none: the object itself
+                found.extend((f"{pointer}/{where}".rstrip("/"), message) for where in _expand(name, branch, instance))
     return found or [(pointer, "is not allowed")]
+
+
+def _expand(name: str, branch: dict[str, Any], instance: Any) -> list[str]:
+    """``parties/*/role`` -> the positions of the items the rule's ``contains`` matched."""
+    if "/*/" not in name:
+        return [name]
+    array, rest = name.split("/*/", 1)
+    items = instance.get(array, []) if isinstance(instance, dict) else []
+    conditions = [c.get("properties", {}).get(array, {}).get("contains") for c in branch.get("allOf", [])]
+    contains = next((c for c in conditions if c is not None), {})
+    checker = _VALIDATOR(contains, format_checker=_FORMATS)
+    return [f"{array}/{index}/{rest}" for index, item in enumerate(items) if checker.is_valid(item)] or [array]
 
 
 def _messages(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
@@ -343,6 +356,13 @@ def _messages(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     kw, schema, value = error.validator, error.schema, error.validator_value
     if kw == "not" and isinstance(value, dict):
         return _refused(pointer, value, error.instance)
+    if kw in ("anyOf", "oneOf") and error.context:
+        # the variant of the value's own type says best what is wrong (a text that is not a GUID)
+        fitting = [e for e in error.context if _VALIDATOR(
+            {"type": value[e.schema_path[0]].get("type", [])}).is_valid(error.instance)] if all(
+            isinstance(v, dict) and "type" in v for v in value) else []
+        if fitting:
+            return [m for e in fitting for m in _messages(e)]
     if kw == "required":
         missing = error.message.split("'")[1] if "'" in error.message else "?"
         return [(f"{pointer}/{missing}", "is required")]
