@@ -95,7 +95,7 @@ def InputField(
             dropdown widget, on the list's ``items`` when the field is a list of choices.
         schema: more JSON Schema keywords for rules pydantic cannot say (``propertyNames``...).
     """
-    hints = {
+    hints: dict[str, Any] = {
         "x-widget": widget,
         "x-language": language,
         "x-data-source": data_source,
@@ -104,7 +104,7 @@ def InputField(
         "x-group": group,
         "x-advanced": advanced or None,
     }
-    extra = {k: v for k, v in hints.items() if v is not None}
+    extra: dict[str, Any] = {k: v for k, v in hints.items() if v is not None}
     if widget == "any":
         extra["type"] = list(ANY_VALUE_TYPES)
     extra.update(schema or {})
@@ -218,7 +218,8 @@ def _simplify(node: Any) -> Any:
         return [_simplify(v) for v in node]
     if not isinstance(node, dict):
         return node
-    node = {k: _simplify(v) for k, v in node.items()}
+    # rules (under not) are written by hand, exactly as meant: leave them as they are
+    node = {k: v if k == "not" else _simplify(v) for k, v in node.items()}
     if node.get("format") == "date-time":
         node.setdefault("pattern", DATE_TIME_PATTERN)
     variants = node.get("anyOf")
@@ -329,10 +330,10 @@ def _type_phrase(expected: Any) -> str:
 
 def _refused(pointer: str, rule: dict[str, Any], instance: Any) -> list[tuple[str, str]]:
     """The fields and messages of the combinations in a ``not`` rule that ``instance`` matches."""
-    found = []
+    found: list[tuple[str, str]] = []
     for branch in rule.get("anyOf", [rule]):
         if _VALIDATOR(branch, format_checker=_FORMATS).is_valid(instance):
-            message = branch.get("description") or "is not allowed together with the other inputs"
+            message = str(branch.get("description") or "is not allowed together with the other inputs")
             for name in branch.get("x-fields") or [""]:  # none: the object itself
                 found.extend((f"{pointer}/{where}".rstrip("/"), message) for where in _expand(name, branch, instance))
     return found or [(pointer, "is not allowed")]
@@ -345,7 +346,7 @@ def _expand(name: str, branch: dict[str, Any], instance: Any) -> list[str]:
     array, rest = name.split("/*/", 1)
     items = instance.get(array, []) if isinstance(instance, dict) else []
     conditions = [c.get("properties", {}).get(array, {}).get("contains") for c in branch.get("allOf", [])]
-    contains = next((c for c in conditions if c is not None), {})
+    contains: dict[str, Any] = next((c for c in conditions if c is not None), {})
     checker = _VALIDATOR(contains, format_checker=_FORMATS)
     return [f"{array}/{index}/{rest}" for index, item in enumerate(items) if checker.is_valid(item)] or [array]
 
