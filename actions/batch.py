@@ -82,12 +82,10 @@ class BatchItem(InputModel):
         ),
         examples=[EXAMPLE_ID, {"accountnumber": "A-100"}],
         validate_default=True,
-        schema={"anyOf": [
-            {"type": "string", "title": "Row ID", "pattern": GUID_PATTERN},
-            {"type": "object", "title": "Alternate key", "minProperties": 1, "propertyNames": {"pattern": _SET_NAME},
-             "additionalProperties": {"type": ["string", "number", "integer", "boolean"]}},
-            {"type": "null", "title": "None"},
-        ]},
+        # text is a GUID, an object an alternate key: type-specific keywords apply to their type only
+        schema={"anyOf": None, "type": ["string", "object", "null"], "pattern": GUID_PATTERN,
+                "minProperties": 1, "propertyNames": {"pattern": _SET_NAME},
+                "additionalProperties": {"type": ["string", "number", "integer", "boolean"]}},
     )
     data: dict[str, Any] | None = InputField(
         None,

@@ -93,7 +93,8 @@ def InputField(
         enum_labels: a label per choice (``{4: "Lost"}``), in the order of the choices. Published as
             ``x-enum-labels`` (a list parallel to ``enum``, as generated table forms do) with a
             dropdown widget, on the list's ``items`` when the field is a list of choices.
-        schema: more JSON Schema keywords for rules pydantic cannot say (``propertyNames``...).
+        schema: more JSON Schema keywords for rules pydantic cannot say (``propertyNames``...); a
+            keyword given as None is removed (``{"anyOf": None, "type": [...]}`` replaces a union).
     """
     hints: dict[str, Any] = {
         "x-widget": widget,
@@ -107,16 +108,22 @@ def InputField(
     extra: dict[str, Any] = {k: v for k, v in hints.items() if v is not None}
     if widget == "any":
         extra["type"] = list(ANY_VALUE_TYPES)
-    extra.update(schema or {})
+    dropped = [key for key, value in (schema or {}).items() if value is None]
+    extra.update({key: value for key, value in (schema or {}).items() if value is not None})
     if enum_labels is not None:
         extra.setdefault("x-widget", "dropdown")
+    hook: Any = extra or None
+    if enum_labels:
+        hook = _with_enum_labels(extra, enum_labels)
+    elif dropped:
+        hook = _without(extra, dropped)
     return Field(
         default,
         title=title,
         description=description,
         examples=examples,
         alias=alias,
-        json_schema_extra=_with_enum_labels(extra, enum_labels) if enum_labels else extra or None,
+        json_schema_extra=hook,
         **constraints,
     )
 
@@ -134,6 +141,17 @@ def _with_enum_labels(extra: dict[str, Any], labels: dict[Any, str]) -> Any:
         target.setdefault("x-widget", "dropdown")
 
     return add
+
+
+def _without(extra: dict[str, Any], dropped: list[str]) -> Any:
+    """A schema hook that adds keywords and removes those given as None (``{"anyOf": None}``)."""
+
+    def change(schema: dict[str, Any]) -> None:
+        schema.update(extra)
+        for key in dropped:
+            schema.pop(key, None)
+
+    return change
 
 
 def _key(value: Any) -> Any:
@@ -223,6 +241,11 @@ def _simplify(node: Any) -> Any:
     if node.get("format") == "date-time":
         node.setdefault("pattern", DATE_TIME_PATTERN)
     variants = node.get("anyOf")
+    plain = [{"type": "object", "additionalProperties": True}, {"type": "array", "items": {}}]
+    if isinstance(variants, list) and all(v in plain or set(v) == {"type"} for v in variants) and len(variants) > 2:
+        # a union of bare types is a type list (forms render it; rjsf cannot match bare objects in anyOf)
+        types = sorted((v["type"] for v in variants), key=lambda t: (t != "string", t == "null"))
+        return {**{k: v for k, v in node.items() if k != "anyOf"}, "type": types}
     if isinstance(variants, list) and len(variants) == 2 and {"type": "null"} in variants:
         other = next(v for v in variants if v != {"type": "null"})
         if isinstance(other.get("type"), str):

@@ -118,6 +118,11 @@ def jsonforms_ui_schema(schema: dict[str, Any]) -> dict[str, Any]:
     groups: dict[str, dict[str, Any]] = {}
     for name, prop in _ordered(schema):
         control = _jsonforms_control(name, prop)
+        if "object" in _types(prop) and prop.get("properties"):
+            # vanilla JSON Forms has no object renderer: lay the pair out as a group of its fields
+            control = {"type": "Group", "label": prop.get("title", name), "elements": [
+                _jsonforms_control(sub, sub_prop, f"#/properties/{name}/properties") for sub, sub_prop in _ordered(prop)
+            ]}
         group = prop.get("x-group")
         if not group:
             elements.append(control)
