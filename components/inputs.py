@@ -253,11 +253,34 @@ def _simplify(node: Any) -> Any:
             merged["type"] = [other["type"], "null"]
             if merged.get("format") == "date-time":
                 merged.setdefault("pattern", DATE_TIME_PATTERN)
-            return merged
+            return _labelled(merged)
     # Nested models: keep form titles on fields, drop pydantic's class-name titles on objects.
     if node.get("type") == "object" and "properties" in node:
         node.setdefault("additionalProperties", False)
+    return _labelled(node)
+
+
+def _labelled(node: dict[str, Any]) -> dict[str, Any]:
+    """Labelled choices as ``oneOf`` of ``const`` + ``title``: rjsf and JSON Forms both show that as
+    a dropdown of labels out of the box (with ``enum`` they show raw codes). ``x-enum-labels`` stays."""
+    labels, choices = node.get("x-enum-labels"), node.get("enum")
+    if isinstance(labels, list) and isinstance(choices, list) and len(labels) == len(choices):
+        node = {k: v for k, v in node.items() if k != "enum"}
+        node["oneOf"] = [{"const": c, "title": label} for c, label in zip(choices, labels, strict=True)]
+        if "type" not in node:  # every property has a type (a choice of null too)
+            found = sorted({_json_type(c) for c in choices}, key=lambda t: t == "null")
+            node["type"] = found[0] if len(found) == 1 else found
     return node
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    return {float: "number", str: "string", list: "array", dict: "object"}.get(type(value), "string")
 
 
 def schema_problems(schema: dict[str, Any], *, where: str) -> list[str]:
@@ -380,6 +403,8 @@ def _messages(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     kw, schema, value = error.validator, error.schema, error.validator_value
     if kw == "not" and isinstance(value, dict):
         return _refused(pointer, value, error.instance)
+    if kw == "oneOf" and all(isinstance(v, dict) and "const" in v for v in value):
+        return [(pointer, "must be one of: " + ", ".join(json.dumps(v["const"]) for v in value))]
     if kw in ("anyOf", "oneOf") and error.context:
         # the variant of the value's own type says best what is wrong (a text that is not a GUID)
         fitting = [e for e in error.context if _VALIDATOR(

@@ -22,8 +22,8 @@ def _types(prop: dict[str, Any]) -> set[str]:
 
 
 def _is_text(prop: dict[str, Any]) -> bool:
-    """Only text, or text or null: a textarea fits it (a free value or an object does not)."""
-    return _types(prop) in ({"string"}, {"string", "null"})
+    """Text (maybe among other types, as JSON-or-text bodies): a textarea fits it; an object does not."""
+    return "string" in _types(prop)
 
 
 def _options(prop: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,8 @@ def sample(prop: dict[str, Any]) -> Any:
         return copy.deepcopy(prop["default"])
     if prop.get("enum"):
         return prop["enum"][0]
+    if prop.get("oneOf") and "const" in prop["oneOf"][0]:
+        return prop["oneOf"][0]["const"]
     types = _types(prop)
     if "string" in types:
         pattern = prop.get("pattern")

@@ -57,7 +57,6 @@ window.renderForm = async ({ renderer, schema, uiSchema, data, title }) => {
     flushSync(() =>
       root.render(
         <div className="rjsf-form">
-          {heading}
           <Form ref={ref} schema={schema} uiSchema={uiSchema || {}} formData={data} validator={rjsfValidator} showErrorList="top" />
         </div>,
       ),
