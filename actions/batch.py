@@ -26,8 +26,10 @@ from d365_components.actions._common import (
     impersonation_headers,
     plain_id,
 )
+from d365_components.actions._lookups import bind_values, metadata_for
 from d365_components.connections.batch import MAX_OPERATIONS, BatchOperation, BatchResult
 from d365_components.connections.odata import entity_path, is_guid
+from d365_components.errors import FieldError, InputValidationError
 from d365_components.inputs import absent, equals, forbidden, given, rules
 
 _SET_NAME = NAME_PATTERN
@@ -59,7 +61,7 @@ class BatchItem(InputModel):
 
     collection: str = InputField(
         title="Table",
-        description="The entity set name of the table (accounts, contacts).",
+        description="The table: its entity set name (accounts) or logical name (account).",
         examples=["accounts"],
         pattern=_SET_NAME,
         data_source=TABLES,
@@ -91,7 +93,8 @@ class BatchItem(InputModel):
         None,
         title="Column values",
         description=(
-            "The columns to write. Lookups as \"parentcustomerid_account@odata.bind\": \"accounts(<id>)\"; "
+            "The columns to write. A lookup takes {\"table\": \"accounts\", \"id\": \"<guid>\"}, {\"table\", \"key\"}, "
+            "a GUID (one-table lookups) or \"parentcustomerid_account@odata.bind\": \"accounts(<id>)\"; "
             "in an atomic batch \"$1\" stands for the row created by operation 1 (1-based)."
         ),
         examples=[{"name": "Contoso", "telephone1": "555-0100"}],
@@ -240,7 +243,7 @@ class RunBatchOperations(Action):
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         headers = impersonation_headers(inputs.impersonate_user_id)
-        operations = [_operation(item, headers) for item in inputs.actions]
+        operations = [_operation(item, headers) for item in await _resolved(ctx, inputs.actions)]
         answers = await ctx.client.batch(
             operations, atomic=inputs.atomic, continue_on_error=inputs.continue_on_error
         )
@@ -254,6 +257,28 @@ class RunBatchOperations(Action):
             "notApplied": counts["rolledBack"] + counts["notRun"],
             "rolledBack": inputs.atomic and counts["succeeded"] < len(results),
         }
+
+
+async def _resolved(ctx: Context, items: list[BatchItem]) -> list[BatchItem]:
+    """Items with their table as an entity set and their lookups as ``navprop@odata.bind``, as the
+    record actions take them (metadata read once, cached); every bad one named before any request."""
+    metadata = metadata_for(ctx.client)
+    resolved: list[BatchItem] = []
+    problems: list[FieldError] = []
+    for index, item in enumerate(items):
+        try:
+            table = await metadata.table(item.collection, pointer=f"/actions/{index}/collection")
+            data = item.data
+            if data is not None:
+                pointers = {column: f"/actions/{index}/data/{column}" for column in data}
+                data = await bind_values(metadata, table, dict(data), pointers)
+        except InputValidationError as exc:
+            problems.extend(exc.errors)
+            continue
+        resolved.append(item.model_copy(update={"collection": table.entity_set, "data": data}))
+    if problems:
+        raise InputValidationError(problems, subject="inputs of dynamics365.run_batch_operations")
+    return resolved
 
 
 def _operation(item: BatchItem, headers: dict[str, str]) -> BatchOperation:
