@@ -79,7 +79,7 @@ class BatchItem(InputModel):
         None,
         title="Key",
         description=(
-            "The row: its GUID, or an alternate key object such as {\"accountnumber\": \"A-100\"}. "
+            "The GUID of the row, or an alternate key object such as {\"accountnumber\": \"A-100\"}. "
             "Required for update, upsert and delete."
         ),
         examples=[EXAMPLE_ID, {"accountnumber": "A-100"}],

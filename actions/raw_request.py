@@ -97,10 +97,10 @@ class RawRequest(Action):
                       given("data"), _nonempty("formData")),
             forbidden("give the body as data, or as formData/fileData, not both", ["data", "fileData"],
                       given("data"), _nonempty("fileData")),
-            forbidden(f"cannot set {', '.join(sorted(REFUSED_HEADERS))} (the connection sets them)", ["headers"],
+            forbidden(f"cannot set {', '.join(sorted(REFUSED_HEADERS))} (the connection sets them)", ["headers/*/key"],
                       {"required": ["headers"], "properties": {"headers": {"type": "array", "contains": {"type": "object",
                           "required": ["key"], "properties": {"key": {"type": "string", "pattern": _REFUSED_HEADER}}}}}}),
-            forbidden("every file content must be base64-encoded", ["fileData"],
+            forbidden("every file content must be base64-encoded", ["fileData/*/value"],
                       {"required": ["fileData"], "properties": {"fileData": {"type": "array", "contains": {"type": "object",
                           "required": ["value"], "properties": {"value": {"type": "string", "not": {"pattern": BASE64_PATTERN}}}}}}}),
         ))
