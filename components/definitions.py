@@ -13,7 +13,6 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
@@ -103,9 +102,13 @@ class Definition:
         return None
 
 
-@cache
 def _published_inputs(cls: type[Definition]) -> dict[str, Any]:
-    return publish_schema(cls.Inputs, title=cls.label)
+    """Published once per class, kept on the class itself (never inherited: a subclass has its own)."""
+    published: dict[str, Any] | None = vars(cls).get("_published_inputs")
+    if published is None:
+        published = publish_schema(cls.Inputs, title=cls.label)
+        type.__setattr__(cls, "_published_inputs", published)
+    return published
 
 
 @dataclass

@@ -370,7 +370,7 @@ def _type_phrase(expected: Any) -> str:
         "null": "empty",
     }
     if isinstance(expected, list):
-        return " or ".join(names.get(t, t) for t in expected)
+        return " or ".join(names.get(str(t), str(t)) for t in expected)
     return names.get(expected, str(expected))
 
 
@@ -445,8 +445,8 @@ def _messages(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         }.get(value, f"must be a valid {value}"),
         "minProperties": lambda: "must not be empty",
     }
-    phrase = phrases.get(kw)
-    return [(pointer, phrase() if phrase else error.message)]
+    phrase: Any = phrases.get(kw)
+    return [(pointer, str(phrase()) if phrase else error.message)]
 
 
 def _malformed_json(schema: dict[str, Any], data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -458,8 +458,8 @@ def _malformed_json(schema: dict[str, Any], data: dict[str, Any]) -> list[tuple[
         if looks_like_json and types & {"object", "array"} and "string" not in types:
             try:
                 json.loads(value)
-            except ValueError as exc:
-                where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
+            except json.JSONDecodeError as exc:
+                where = f" at line {exc.lineno} column {exc.colno}"
                 found.append((f"/{name}", f"is not valid JSON ({getattr(exc, 'msg', exc)}{where})"))
     return found
 
