@@ -62,6 +62,8 @@ def _rjsf_field(prop: dict[str, Any]) -> dict[str, Any]:
     items = prop.get("items")
     if isinstance(items, dict) and items.get("type") == "object" and "properties" in items:
         ui["items"] = rjsf_ui_schema(items, root=False)
+    elif isinstance(items, dict) and not items.get("title"):
+        ui["items"] = {"ui:label": False}  # a list of short texts: no "Columns-1" label per row
     return ui
 
 

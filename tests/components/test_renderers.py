@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from d365_contract_corpus import definitions, example_inputs
+from d365_contract_corpus import definitions, example_inputs, refusals, sample
 
 from d365_components.ui_schemas import ui_schemas
 from d365_components.vocabulary import vocabulary_schema
@@ -33,6 +33,18 @@ SCREENSHOTS = [
     ("dynamics365.query_entities", "jsonforms", True),
     ("dynamics365.raw_request", "rjsf", True),
 ]
+
+
+def showcase(definition: Any) -> dict[str, Any]:
+    """The example with every optional input that has an example added, while the library accepts it:
+    what the screenshots show."""
+    data = example_inputs(definition)
+    for name, prop in definition.input_schema()["properties"].items():
+        if name not in data and prop.get("examples"):
+            tried = {**data, name: sample(prop)}
+            if refusals(definition, tried) is None:
+                data = tried
+    return data
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +64,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.skip(f"missing: {', '.join(missing)}")
     forms = [
         {"key": d.key, "title": d.label, "schema": d.input_schema(), "ui": ui_schemas(d.input_schema()),
-         "example": example_inputs(d)}
+         "example": example_inputs(d), "showcase": showcase(d)}
         for d in definitions()
     ]
     request = tmp_path_factory.mktemp("render") / "forms.json"

@@ -57,6 +57,7 @@ try {
         const filled = await page.evaluate((a) => window.renderForm(a), { ...args, data: form.example });
         const name = [form.key, renderer, withUi].join("|");
         if (wanted.has(name)) {
+          await page.evaluate((a) => window.renderForm(a), { ...args, data: form.showcase || form.example });
           const file = join(outDir, `${form.key}.${renderer}${withUi ? ".ui" : ""}.png`);
           await page.locator("#form").screenshot({ path: file });
           shots.push(file);

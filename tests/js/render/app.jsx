@@ -32,6 +32,28 @@ function withVocabularyKeywords(ajv) {
 // JSON Forms: its default Ajv cannot load 2020-12, so it gets an Ajv2020 (as a runtime would give it)
 const jsonformsAjv = withVocabulary(new Ajv2020({ allErrors: true, verbose: true, strict: false }));
 
+// What a runtime's rjsf ObjectFieldTemplate does with our uiSchema's ui:options.groups: a section
+// per x-group, advanced ones collapsed (rjsf's default template draws one flat list).
+function GroupedObject(props) {
+  const groups = (props.uiSchema && props.uiSchema["ui:options"] && props.uiSchema["ui:options"].groups) || {};
+  const grouped = new Set(Object.values(groups).flatMap((g) => g.fields));
+  const byName = Object.fromEntries(props.properties.map((p) => [p.name, p]));
+  return (
+    <fieldset id={props.idSchema && props.idSchema.$id}>
+      {props.title ? <legend>{props.title}</legend> : null}
+      {props.description ? <p className="field-description">{props.description}</p> : null}
+      {props.properties.filter((p) => !grouped.has(p.name)).map((p) => <div key={p.name}>{p.content}</div>)}
+      {Object.entries(groups).map(([label, group]) => (
+        <details key={label} className="group" open={!group.collapsed}>
+          <summary>{label}</summary>
+          {group.fields.filter((n) => byName[n]).map((n) => <div key={n}>{byName[n].content}</div>)}
+        </details>
+      ))}
+      {props.canExpand && props.canExpand() ? null : null}
+    </fieldset>
+  );
+}
+
 const container = document.getElementById("form");
 let root = null;
 
@@ -57,7 +79,8 @@ window.renderForm = async ({ renderer, schema, uiSchema, data, title }) => {
     flushSync(() =>
       root.render(
         <div className="rjsf-form">
-          <Form ref={ref} schema={schema} uiSchema={uiSchema || {}} formData={data} validator={rjsfValidator} showErrorList="top" />
+          <Form ref={ref} schema={schema} uiSchema={uiSchema || {}}
+            templates={uiSchema ? { ObjectFieldTemplate: GroupedObject } : undefined} formData={data} validator={rjsfValidator} showErrorList="top" />
         </div>,
       ),
     );
