@@ -163,10 +163,13 @@ def alternate_key_field(
         widget="code",
         language="json",
         min_length=1,
+        schema={"propertyNames": {"pattern": NAME_PATTERN}},
     )
 
 
-def field_names_field(description: str, *, table_input: str = "entityType", title: str = "Columns") -> Any:
+def field_names_field(
+    description: str, *, table_input: str = "entityType", title: str = "Columns", schema: dict[str, Any] | None = None
+) -> Any:
     """``fieldNames``: columns to read ($select), picked from the table's readable columns."""
     return InputField(
         [],
@@ -176,6 +179,7 @@ def field_names_field(description: str, *, table_input: str = "entityType", titl
         widget="list",
         data_source=COLUMNS,
         data_source_inputs={"table": table_input, "purpose": literal("read")},
+        schema=schema,
     )
 
 

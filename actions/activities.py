@@ -29,6 +29,7 @@ from d365_components.actions._common import (
 )
 from d365_components.actions._lookups import Metadata, metadata_for
 from d365_components.connections.odata import entity_path
+from d365_components.inputs import absent, equals, forbidden, given, rules
 
 __all__ = ["CompleteActivity", "CreateActivity"]
 
@@ -69,7 +70,12 @@ class RowReference(InputModel):
 class Party(InputModel):
     """One sender, recipient or attendee: a row (table + id) or, for email, a bare address."""
 
-    model_config = ConfigDict(title="Party")
+    model_config = ConfigDict(title="Party", json_schema_extra=rules(
+        forbidden("give both table and id of the party", [], given("table"), absent("id")),
+        forbidden("give both table and id of the party", [], absent("table"), given("id")),
+        forbidden("give the party as table + id, or as address (not both)", [], absent("id"), absent("address")),
+        forbidden("give the party as table + id, or as address (not both)", [], given("id"), given("address")),
+    ))
 
     role: Literal["from", "to", "cc", "bcc", "required", "optional", "organizer"] = InputField(
         title="Role",
@@ -97,6 +103,10 @@ class Party(InputModel):
         return self
 
 
+def _not_one_of(roles: set[str]) -> dict[str, Any]:
+    return {"not": {"enum": sorted(roles)}} if roles else {}
+
+
 class CreateActivity(Action):
     """Create a task, phone call, email or appointment, regarding a row, with its parties and dates."""
 
@@ -105,6 +115,14 @@ class CreateActivity(Action):
     group = "Activities"
 
     class Inputs(InputModel):
+        model_config = ConfigDict(json_schema_extra=rules(*[
+            forbidden(f"a {kind} takes {', '.join(sorted(ROLES_OF[kind])) or 'no parties'}", ["parties/*/role", "activityType"],
+                      equals("activityType", kind) if kind != "task" else {"not": {"required": ["activityType"], "properties": {"activityType": {"not": {"const": "task"}}}}},
+                      {"required": ["parties"], "properties": {"parties": {"type": "array", "contains": {"type": "object",
+                          "required": ["role"], "properties": {"role": _not_one_of(ROLES_OF[kind])}}}}})
+            for kind in ROLES_OF
+        ]))
+
         activity_type: ActivityType = _activity_type()
         subject: str = InputField(title="Subject", description="The activity's subject.", examples=["Follow up on the quote"], min_length=1, max_length=200)
         description: str | None = InputField(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from d365_components import Action, Context, InputField
 from d365_components.actions._common import (
@@ -29,13 +29,22 @@ from d365_components.actions.records import _Addressed
 from d365_components.connections.odata import entity_path
 from d365_components.conventions import NAME, NAME_PATTERN, RELATIONSHIPS
 from d365_components.errors import DataverseError, FieldError, InputValidationError
+from d365_components.inputs import absent, exactly_one, forbidden, given, rules
 
 __all__ = ["AssociateEntities", "DisassociateEntities"]
 
 ALREADY_ASSOCIATED = "0x80040237"
 
 
+_RELATED_AT_MOST_ONE = forbidden(
+    "give relatedEntityId or relatedAlternateKey, not both", ["relatedEntityId", "relatedAlternateKey"],
+    given("relatedEntityId"), given("relatedAlternateKey"),
+)
+
+
 class _LinkInputs(_Addressed):
+    model_config = ConfigDict(json_schema_extra=rules(exactly_one("entityId", "alternateKey"), _RELATED_AT_MOST_ONE))
+
     relationship: str = InputField(
         title="Relationship",
         description=(
@@ -166,6 +175,12 @@ class AssociateEntities(Action):
     group = "Records"
 
     class Inputs(_LinkInputs):
+        model_config = ConfigDict(json_schema_extra=rules(
+            exactly_one("entityId", "alternateKey"), _RELATED_AT_MOST_ONE,
+            forbidden("give relatedEntityId or relatedAlternateKey (exactly one)", ["relatedEntityId", "relatedAlternateKey"],
+                      absent("relatedEntityId"), absent("relatedAlternateKey")),
+        ))
+
         @model_validator(mode="after")
         def _needs_related(self) -> AssociateEntities.Inputs:
             if self.related_key() is None:

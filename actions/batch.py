@@ -22,9 +22,12 @@ from d365_components.actions._common import (
     impersonation_headers,
     plain_id,
 )
+from d365_components.actions._lookups import bind_values, metadata_for
 from d365_components.connections.batch import MAX_OPERATIONS, BatchOperation, BatchResult
 from d365_components.connections.odata import entity_path, is_guid
-from d365_components.conventions import GUID, NAME, NAME_PATTERN, TABLES
+from d365_components.conventions import GUID, GUID_PATTERN, NAME, NAME_PATTERN, TABLES
+from d365_components.errors import FieldError, InputValidationError
+from d365_components.inputs import absent, equals, forbidden, given, rules
 
 _NEEDS_KEY = ("update", "upsert", "delete")
 _NEEDS_DATA = ("create", "update", "upsert")
@@ -40,24 +43,21 @@ class BatchItem(InputModel):
 
     model_config = ConfigDict(
         title="Write",
-        json_schema_extra={
-            # Published so a form and the validator agree: these actions address an existing row.
-            "allOf": [
-                {
-                    "if": {"properties": {"action": {"enum": list(_NEEDS_KEY)}}, "required": ["action"]},
-                    "then": {"required": ["key"]},
-                },
-                {
-                    "if": {"properties": {"action": {"enum": list(_NEEDS_DATA)}}, "required": ["action"]},
-                    "then": {"required": ["data"]},
-                },
-            ]
-        }
+        # Published so a form and the validator agree on what each action needs.
+        json_schema_extra=rules(
+            forbidden("is required",
+                      ["key"], equals("action", *_NEEDS_KEY), absent("key")),
+            forbidden("is required",
+                      ["data"], equals("action", *_NEEDS_DATA), absent("data")),
+            forbidden("is not used by delete; remove it", ["data"], equals("action", "delete"), given("data")),
+            forbidden("etag applies only to update and delete", ["etag"], equals("action", "create", "upsert"),
+                      {"required": ["etag"], "properties": {"etag": {"type": "string", "minLength": 1}}}),
+        ),
     )
 
     collection: str = InputField(
         title="Table",
-        description="The entity set name of the table (accounts, contacts).",
+        description="The table: its entity set name (accounts) or logical name (account).",
         examples=["accounts"],
         pattern=NAME_PATTERN,
         data_source=TABLES,
@@ -75,17 +75,22 @@ class BatchItem(InputModel):
         None,
         title="Key",
         description=(
-            "The row: its GUID, or an alternate key object such as {\"accountnumber\": \"A-100\"}. "
+            "The GUID of the row, or an alternate key object such as {\"accountnumber\": \"A-100\"}. "
             "Required for update, upsert and delete."
         ),
         examples=[EXAMPLE_ID, {"accountnumber": "A-100"}],
         validate_default=True,
+        # text is a GUID, an object an alternate key: type-specific keywords apply to their type only
+        schema={"anyOf": None, "type": ["string", "object", "null"], "pattern": GUID_PATTERN,
+                "minProperties": 1, "propertyNames": {"pattern": NAME_PATTERN},
+                "additionalProperties": {"type": ["string", "number", "integer", "boolean"]}},
     )
     data: dict[str, Any] | None = InputField(
         None,
         title="Column values",
         description=(
-            "The columns to write. Lookups as \"parentcustomerid_account@odata.bind\": \"accounts(<id>)\"; "
+            "The columns to write. A lookup takes {\"table\": \"accounts\", \"id\": \"<guid>\"}, {\"table\", \"key\"}, "
+            "a GUID (one-table lookups) or \"parentcustomerid_account@odata.bind\": \"accounts(<id>)\"; "
             "in an atomic batch \"$1\" stands for the row created by operation 1 (1-based)."
         ),
         examples=[{"name": "Contoso", "telephone1": "555-0100"}],
@@ -147,6 +152,11 @@ class RunBatchOperations(Action):
     group = "Batch"
 
     class Inputs(InputModel):
+        model_config = ConfigDict(json_schema_extra=rules(forbidden(
+            "atomic and continueOnError cannot both be true: a change set is all or nothing",
+            ["atomic", "continueOnError"], equals("atomic", True), equals("continueOnError", True),
+        )))
+
         actions: list[BatchItem] = InputField(
             title="Operations",
             description=(
@@ -229,7 +239,7 @@ class RunBatchOperations(Action):
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         headers = impersonation_headers(inputs.impersonate_user_id)
-        operations = [_operation(item, headers) for item in inputs.actions]
+        operations = [_operation(item, headers) for item in await _resolved(ctx, inputs.actions)]
         answers = await ctx.web_api.batch(
             operations, atomic=inputs.atomic, continue_on_error=inputs.continue_on_error
         )
@@ -243,6 +253,28 @@ class RunBatchOperations(Action):
             "notApplied": counts["rolledBack"] + counts["notRun"],
             "rolledBack": inputs.atomic and counts["succeeded"] < len(results),
         }
+
+
+async def _resolved(ctx: Context, items: list[BatchItem]) -> list[BatchItem]:
+    """Items with their table as an entity set and their lookups as ``navprop@odata.bind``, as the
+    record actions take them (metadata read once, cached); every bad one named before any request."""
+    metadata = metadata_for(ctx.client)
+    resolved: list[BatchItem] = []
+    problems: list[FieldError] = []
+    for index, item in enumerate(items):
+        try:
+            table = await metadata.table(item.collection, pointer=f"/actions/{index}/collection")
+            data = item.data
+            if data is not None:
+                pointers = {column: f"/actions/{index}/data/{column}" for column in data}
+                data = await bind_values(metadata, table, dict(data), pointers)
+        except InputValidationError as exc:
+            problems.extend(exc.errors)
+            continue
+        resolved.append(item.model_copy(update={"collection": table.entity_set, "data": data}))
+    if problems:
+        raise InputValidationError(problems, subject="inputs of dynamics365.run_batch_operations")
+    return resolved
 
 
 def _operation(item: BatchItem, headers: dict[str, str]) -> BatchOperation:

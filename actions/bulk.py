@@ -161,6 +161,7 @@ class BulkUpsert(_BulkAction):
     label = "Bulk Upsert"
     group = "Batch"
     message = "UpsertMultiple"
+    checks = {"/rows": "every row carries every column named in alternateKeyColumns (a key column)"}
 
     class Inputs(InputModel):
         entity_type: str = entity_type_field()

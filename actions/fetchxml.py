@@ -61,6 +61,8 @@ class RunFetchXmlQuery(Action):
     label = "Run Fetch XML Query"
     group = "Queries"
 
+    checks = {"/xmlQuery": "well-formed FetchXML: one <fetch> with one <entity name=...>"}
+
     class Inputs(InputModel):
         entity_type: str | None = entity_type_field(
             default=None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
@@ -21,6 +21,7 @@ from d365_components.actions._common import (
     plain_id,
     record_id_field,
 )
+from d365_components.inputs import equals, forbidden, given, rules
 
 __all__ = ["DisqualifyLead", "QualifyLead"]
 
@@ -43,6 +44,11 @@ class QualifyLead(Action):
     group = "Sales"
 
     class Inputs(InputModel):
+        model_config = ConfigDict(json_schema_extra=rules(forbidden(
+            "opportunityCustomerId is only used with createOpportunity", ["opportunityCustomerId", "createOpportunity"],
+            given("opportunityCustomerId"), equals("createOpportunity", False),
+        )))
+
         lead_id: str = lead_id_field()
         create_account: bool = InputField(
             True, title="Create account", description="Create an account from the lead's company name (the lead needs one)."

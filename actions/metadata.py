@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 import httpx
-from pydantic import field_validator
+from pydantic import ConfigDict, field_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import ADVANCED, NAMESPACE, literal
 from d365_components.connections.odata import is_guid, quote
-from d365_components.conventions import COLUMNS, NAME, NAME_OR_GUID_PATTERN, TABLE_DEFINITIONS
+from d365_components.conventions import COLUMNS, NAME, NAME_OR_GUID_PATTERN, NAME_PATTERN, TABLE_DEFINITIONS
 from d365_components.errors import FieldError, InputValidationError, RecordNotFoundError
+from d365_components.inputs import forbidden, rules
 
 T = TypeVar("T")
 NS = NAMESPACE  # the short name other modules import
@@ -388,6 +389,7 @@ class GetEntitiesMetadata(Action):
         tables: list[str] = InputField(
             [], title="Tables", description="Logical names of the tables; empty means every table.",
             examples=[["account", "contact"]], widget="list", data_source=TABLE_DEFINITIONS,
+            schema={"items": {"type": "string", "pattern": NAME_PATTERN}},
         )
         include_custom: bool = InputField(True, title="Include custom tables", description="Include tables made by customizers.")
         include_only_top_level: bool = InputField(
@@ -476,6 +478,12 @@ class QueryAttributes(Action):
     group = "Metadata"
 
     class Inputs(InputModel):
+        model_config = ConfigDict(json_schema_extra=rules(forbidden(
+            "needs attributeType: only a typed column has OptionSet and similar properties", ["expandPropertyNames"],
+            {"required": ["expandPropertyNames"], "properties": {"expandPropertyNames": {"type": "array", "minItems": 1}}},
+            {"not": {"required": ["attributeType"], "properties": {"attributeType": {"type": "string", "minLength": 1}}}},
+        )))
+
         table: str = table_field()
         attribute_type: OptionalAttributeType = attribute_type_field(
             "Only columns of this type, with the type's own properties (MaxLength, OptionSet...)."
@@ -572,6 +580,16 @@ class CreateAttribute(Action):
     group = "Metadata"
 
     class Inputs(InputModel):
+        model_config = ConfigDict(json_schema_extra=rules(
+            forbidden('needs "@odata.type" (e.g. Microsoft.Dynamics.CRM.StringAttributeMetadata) or "AttributeType" (String)',
+                      ["attributeBody"], {"required": ["attributeBody"], "properties": {"attributeBody": {
+                          "type": "object", "not": {"required": ["@odata.type"], "properties": {"@odata.type": {}}},
+                          "properties": {"AttributeType": {"enum": [None, "", 0, False, [], {}]}}}}}),
+            forbidden('needs "SchemaName" with the customization prefix, e.g. "new_Code"',
+                      ["attributeBody"], {"required": ["attributeBody"], "properties": {"attributeBody": {
+                          "type": "object", "not": {"required": ["SchemaName"], "properties": {"SchemaName": {"type": "string"}}}}}}),
+        ))
+
         table: str = table_field()
         attribute_body: dict[str, Any] = body_field(
             "The column's AttributeMetadata as JSON: @odata.type (or AttributeType), SchemaName, DisplayName "

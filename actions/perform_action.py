@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
@@ -26,6 +26,7 @@ from d365_components.actions._common import (
 from d365_components.actions._lookups import metadata_for
 from d365_components.connections.odata import RawLiteral
 from d365_components.conventions import DOTTED_NAME_PATTERN
+from d365_components.inputs import forbidden, given, rules
 
 __all__ = ["CallFunction", "PerformBoundAction", "PerformUnboundAction"]
 
@@ -154,6 +155,11 @@ class CallFunction(Action):
     group = "Other"
 
     class Inputs(InputModel):
+        model_config = ConfigDict(json_schema_extra=rules(forbidden(
+            "entityId needs entityType (the table the function is bound to)", ["entityId", "entityType"],
+            given("entityId"), {"not": {"required": ["entityType"], "properties": {"entityType": {"type": "string", "minLength": 1}}}},
+        )))
+
         function_name: str = _name_field("Function", ["RetrieveCurrentOrganization", "WhoAmI"])
         parameters: dict[str, Any] | None = _parameters_field(
             "The function's parameters as a JSON object: text, numbers, true/false, "

@@ -30,7 +30,10 @@ from d365_components.errors import FieldError, InputValidationError
 
 __all__ = ["QueryEntities"]
 
+_COLUMN = NAME  # whole strings only (a trailing newline is refused)
 _ORDER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*(\s+(asc|desc))?\Z", re.IGNORECASE)
+#: the same rule as a JSON Schema pattern (no flags there): blanks around, and blank entries, are ignored
+_ORDER_PATTERN = r"^\s*(?:[A-Za-z_][A-Za-z0-9_]*(?:/[A-Za-z_][A-Za-z0-9_]*)*(?:\s+(?:[Aa][Ss][Cc]|[Dd][Ee][Ss][Cc]))?)?\s*$"
 
 
 def _bad_names(values: list[str], pattern: re.Pattern[str], what: str, field: str) -> list[FieldError]:
@@ -60,7 +63,10 @@ class QueryEntities(Action):
 
     class Inputs(InputModel):
         entity_type: str = entity_type_field()
-        field_names: list[str] = field_names_field("Columns to return ($select); all when empty (slower).")
+        field_names: list[str] = field_names_field(
+            "Columns to return ($select); all when empty (slower).",
+            schema={"items": {"type": "string", "pattern": r"^\s*(?:[A-Za-z_][A-Za-z0-9_]*)?\s*$"}},
+        )
         filter_expression: str | None = InputField(
             None, title="Filter", description="An OData $filter, e.g. revenue gt 1000 and statecode eq 0. Text typed by users belongs in Filter conditions.",
             examples=["revenue gt 1000 and statecode eq 0"], widget="code", language="odata",
@@ -73,6 +79,7 @@ class QueryEntities(Action):
             [], title="Order by", description='Columns to sort by ($orderby), each optionally followed by "desc": "name", "createdon desc".',
             examples=[["createdon desc", "name"]], widget="list", data_source=COLUMNS,
             data_source_inputs={"table": "entityType", "purpose": "=read"},
+            schema={"items": {"type": "string", "pattern": _ORDER_PATTERN}},
         )
         expand_property_names: list[str] = expand_field()
         fetch_all: bool = InputField(False, title="Fetch all", description="Follow every page up to Max rows; otherwise return one page and a Next page ID.")

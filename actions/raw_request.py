@@ -23,6 +23,7 @@ from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import conflict
 from d365_components.connections.retry import RetryPolicy
 from d365_components.errors import FieldError, InputValidationError
+from d365_components.inputs import forbidden, given, rules
 from d365_components.redaction import redact
 
 __all__ = ["RawRequest"]
@@ -40,6 +41,23 @@ class KeyValue(InputModel):
 
     key: str = InputField(title="Name", description="The name (a header, query parameter or form field).", examples=["Prefer"], min_length=1)
     value: str = InputField("", title="Value", description="The value (text).", examples=["odata.maxpagesize=10"])
+
+
+#: base64 as ``base64.b64decode(validate=True)`` accepts it (padded, standard alphabet)
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+def _any_case(word: str) -> str:
+    """A regular expression matching ``word`` in any letter case (JSON Schema patterns have no flags)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+#: a header name the connection sets itself, in any case, with optional surrounding blanks
+_REFUSED_HEADER = r"^\s*(?:" + "|".join(_any_case(name) for name in sorted(REFUSED_HEADERS)) + r")\s*$"
+
+
+def _nonempty(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"type": "array", "minItems": 1}}}
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,19 @@ class RawRequest(Action):
     group = "Other"
 
     class Inputs(InputModel):
+        model_config = ConfigDict(json_schema_extra=rules(
+            forbidden("give the body as data, or as formData/fileData, not both", ["data", "formData"],
+                      given("data"), _nonempty("formData")),
+            forbidden("give the body as data, or as formData/fileData, not both", ["data", "fileData"],
+                      given("data"), _nonempty("fileData")),
+            forbidden(f"cannot set {', '.join(sorted(REFUSED_HEADERS))} (the connection sets them)", ["headers/*/key"],
+                      {"required": ["headers"], "properties": {"headers": {"type": "array", "contains": {"type": "object",
+                          "required": ["key"], "properties": {"key": {"type": "string", "pattern": _REFUSED_HEADER}}}}}}),
+            forbidden("every file content must be base64-encoded", ["fileData/*/value"],
+                      {"required": ["fileData"], "properties": {"fileData": {"type": "array", "contains": {"type": "object",
+                          "required": ["value"], "properties": {"value": {"type": "string", "not": {"pattern": BASE64_PATTERN}}}}}}}),
+        ))
+
         url: str = InputField(
             title="URL",
             description=(

@@ -39,6 +39,7 @@ from d365_components.connections.headers import control_headers
 from d365_components.connections.odata import GUID, entity_path
 from d365_components.conventions import COLUMNS, NAME
 from d365_components.errors import FieldError, InputValidationError
+from d365_components.inputs import exactly_one, rules
 
 __all__ = ["CreateEntity", "DeleteEntity", "GetEntity", "UpdateEntity", "UpsertEntity"]
 
@@ -131,6 +132,8 @@ def _if_match() -> Any:
 
 class _Addressed(InputModel):
     """Inputs naming one row: its table plus its ID or an alternate key."""
+
+    model_config = ConfigDict(json_schema_extra=rules(exactly_one("entityId", "alternateKey")))
 
     entity_type: str = entity_type_field()
     entity_id: str | None = entity_id_field(None, description="The GUID of the row (its primary key). Give Row ID or Alternate key, not both.")

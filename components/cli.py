@@ -22,7 +22,8 @@ from rich.progress import Progress
 from d365_components.demo import run_demo
 from d365_components.errors import D365Error, InputValidationError
 from d365_components.extras import MissingExtraError, require
-from d365_components.manifest import default_directory, manifest_files, stale_files
+from d365_components.inputs import coerce_form_values
+from d365_components.manifest import build_ui_schemas, default_directory, manifest_files, stale_files
 from d365_components.redaction import redact
 from d365_components.registry import get_registry
 from d365_components.runtime import fetch_choices, invoke, open_connection, run_sync
@@ -128,8 +129,9 @@ def list_definitions(kind: str | None, wide: bool, as_json: bool) -> None:
 def _type_of(prop: dict[str, Any]) -> str:
     declared = prop.get("type", "any")
     text = "|".join(t for t in declared if t != "null") if isinstance(declared, list) else str(declared)
-    if "enum" in prop:
-        text += " (" + ", ".join(map(str, prop["enum"])) + ")"
+    choices = prop.get("enum") or [v["const"] for v in prop.get("oneOf", []) if "const" in v]
+    if choices:
+        text += " (" + ", ".join(map(str, choices)) + ")"
     if prop.get("writeOnly"):
         text += " secret"
     return text
@@ -170,6 +172,8 @@ def describe(key: str, as_json: bool) -> None:
 def run(key: str, input_: str, connection: str | None) -> None:
     """Run the action KEY (or fill the data source KEY) and print its JSON output."""
     inputs = _load_json(input_, "--input")
+    if isinstance(inputs, dict):  # typed on a command line is form text: the published coercion step ("50" -> 50)
+        inputs = coerce_form_values(get_registry().get(key).input_schema(), inputs)
     spec = _load_json(connection, "--connection") if connection else None
     if key in get_registry().data_sources:
         _print_json(run_sync(fetch_choices(key, inputs, spec)))
@@ -229,8 +233,13 @@ def poll(key: str, input_: str, connection: str, cursor_file: Path | None) -> No
 @click.option("--check", is_flag=True, help="Fail if the checked-in manifests differ from the code.")
 @click.option("--component", "components", multiple=True, help="Component key (default: dynamics365).")
 @click.option("--out", "directory", type=click.Path(file_okay=False, path_type=Path), help="Folder to write to (default: the package's manifests/).")
-def manifest(check: bool, components: tuple[str, ...], directory: Path | None) -> None:
+@click.option("--ui", type=click.Choice(["rjsf", "jsonforms"]), help="Print each definition's ready-made UI schema for this renderer (JSON) instead.")
+def manifest(check: bool, components: tuple[str, ...], directory: Path | None, ui: str | None) -> None:
     """Write manifests/<component>.json and manifests/manifest.schema.json from the code."""
+    if ui:
+        keys = components or ("dynamics365",)
+        _print_json({k: v for c in keys for k, v in build_ui_schemas(get_registry(), c, ui).items()})
+        return
     directory = directory or default_directory()
     files = manifest_files(get_registry(), list(components) or ["dynamics365"])
     if check:

@@ -87,6 +87,9 @@ class Definition:
     group: ClassVar[str] = ""
     #: False for definitions that work without Dataverse (e.g. building a filter expression).
     needs_connection: ClassVar[bool] = True
+    #: rules on inputs that JSON Schema cannot say (input -> rule in words), published in the manifest;
+    #: keep them rare: every other rule is in the input schema.
+    checks: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def component_key(cls) -> str:

@@ -8,7 +8,6 @@ A test checks that every definition class in actions/, triggers/ and connections
 
 from __future__ import annotations
 
-from d365_components.version import __version__
 from d365_components.actions import (
     activities,
     associations,
@@ -34,6 +33,7 @@ from d365_components.connections import oauth
 from d365_components.definitions import Action, Component, Connection, DataSource, Trigger
 from d365_components.hookspecs import Register, hookimpl
 from d365_components.triggers import polling, webhook
+from d365_components.version import __version__
 
 __all__ = [
     "ACTIONS",

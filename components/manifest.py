@@ -5,6 +5,11 @@ connection, action, trigger and data source with its input schema, output schema
 ``MANIFEST_SCHEMA`` is the format of a manifest, published beside it as manifest.schema.json so
 runtimes can validate what they load. The checked-in copies under manifests/ are never edited by
 hand: ``d365 manifest`` writes them and ``d365 manifest --check`` fails when they are stale.
+
+Beside each manifest: ``vocabulary.schema.json`` (our ``x-`` keywords, as a meta-schema a strict
+validator loads) and ``<component>.ui.json`` (a ready-made rjsf and JSON Forms UI schema per
+definition, :func:`build_ui_schemas`). The manifest's ``inputContract`` says how inputs are checked:
+the coercion step, the formats, the vocabulary.
 """
 
 from __future__ import annotations
@@ -16,8 +21,34 @@ from typing import Any
 
 from d365_components.definitions import Definition
 from d365_components.registry import Registry
+from d365_components.ui_schemas import ui_schemas
+from d365_components.vocabulary import KEYWORDS, VOCABULARY_ID, vocabulary_schema
 
-__all__ = ["MANIFEST_SCHEMA", "build_manifest", "default_directory", "manifest_files", "render", "stale_files"]
+__all__ = ["INPUT_CONTRACT", "MANIFEST_SCHEMA", "build_manifest", "build_ui_schemas", "default_directory", "manifest_files", "render", "stale_files"]
+
+#: how a runtime checks inputs exactly as the library does (published in every manifest)
+INPUT_CONTRACT: dict[str, Any] = {
+    "dialect": "https://json-schema.org/draft/2020-12/schema",
+    "coercion": {
+        "function": "d365_components.inputs.coerce_form_values",
+        "description": (
+            "Optional step BEFORE validation, for text typed in a form: for a top-level input whose type has "
+            "no string, text becomes an integer, number, boolean (true/false/1/0/yes/no) or parsed JSON "
+            "object/array, and empty text means not given. Validation itself never coerces."
+        ),
+    },
+    "formats": {
+        "checked": ["date-time", "date", "uuid"],
+        "date-time": "RFC 3339 with an offset (2025-06-30T09:00:00Z), as ajv-formats checks it; also given as pattern.",
+        "annotations": ["password"],
+    },
+    "rules": (
+        "Rules between inputs are in each schema as not: {anyOf: [refused combination, ...]}; each combination's "
+        "description is the message and x-fields the inputs it names."
+    ),
+    "vocabulary": VOCABULARY_ID,
+    "uiSchemas": "<component>.ui.json: {definition key: {rjsf, jsonforms}}",
+}
 
 FORMAT_VERSION = 1
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -36,6 +67,12 @@ _definition = {
         "output": {"$ref": "#/$defs/schema", "description": "JSON Schema of the output, when declared."},
         "example": {"description": "An example output."},
         "mode": {"enum": ["webhook", "polling"], "description": "Triggers only."},
+        "checks": {
+            "type": "array",
+            "description": "Rules on inputs that JSON Schema cannot say, checked by the library after the schema.",
+            "items": {"type": "object", "required": ["input", "rule"], "properties": {
+                "input": {"type": "string"}, "rule": {"type": "string"}}},
+        },
     },
     "additionalProperties": False,
 }
@@ -69,10 +106,22 @@ MANIFEST_SCHEMA: dict[str, Any] = {
         "actions": {"type": "array", "items": {"$ref": "#/$defs/definition"}},
         "triggers": {"type": "array", "items": {"$ref": "#/$defs/definition"}},
         "dataSources": {"type": "array", "items": {"$ref": "#/$defs/definition"}},
+        "inputContract": {
+            "type": "object",
+            "description": "How inputs are checked: dialect, the coercion step, formats, rules, the x- vocabulary.",
+        },
     },
     "$defs": {
         "definition": _definition,
         "schema": {"type": ["object", "boolean"]},
+        "uiHints": {
+            "description": "The x- keywords input schemas carry (annotations: none changes what is valid).",
+            "type": "object",
+            "properties": {
+                keyword: {**entry["value"], "description": f"{entry['meaning']} Renderers: {entry['renderers']}"}
+                for keyword, entry in KEYWORDS.items()
+            },
+        },
     },
 }
 
@@ -96,6 +145,9 @@ def _describe(definition: type[Definition]) -> dict[str, Any]:
         entry["output"] = output
     if definition.example is not None:
         entry["example"] = definition.example
+    checks = getattr(definition, "checks", None)
+    if checks:
+        entry["checks"] = [{"input": name, "rule": rule} for name, rule in checks.items()]
     return entry
 
 
@@ -119,7 +171,18 @@ def build_manifest(registry: Registry, component_key: str) -> dict[str, Any]:
         "actions": [_describe(d) for d in registry.of_component(component_key, "actions")],
         "triggers": [_describe(d) for d in registry.of_component(component_key, "triggers")],
         "dataSources": [_describe(d) for d in registry.of_component(component_key, "data_sources")],
+        "inputContract": INPUT_CONTRACT,
     }
+
+
+def build_ui_schemas(registry: Registry, component_key: str, renderer: str | None = None) -> dict[str, Any]:
+    """Definition key -> ``{"rjsf": ..., "jsonforms": ...}`` (or only ``renderer``'s UI schema)."""
+    found: dict[str, Any] = {}
+    for kind in ("connections", "actions", "triggers", "data_sources"):
+        for definition in registry.of_component(component_key, kind):
+            both = ui_schemas(definition.input_schema())
+            found[definition.key] = both[renderer] if renderer else both
+    return found
 
 
 def render(document: dict[str, Any]) -> str:
@@ -134,7 +197,9 @@ def default_directory() -> Path:
 def manifest_files(registry: Registry, component_keys: list[str]) -> dict[str, str]:
     """File name -> content for the given components, plus manifest.schema.json."""
     files = {f"{key}.json": render(build_manifest(registry, key)) for key in component_keys}
+    files.update({f"{key}.ui.json": render(build_ui_schemas(registry, key)) for key in component_keys})
     files["manifest.schema.json"] = render(MANIFEST_SCHEMA)
+    files["vocabulary.schema.json"] = render(vocabulary_schema())
     return files
 
 

@@ -1,5 +1,6 @@
-"""Every choice a form shows has a label: each published ``enum`` carries ``x-enum-labels`` (one
-label per choice, in the same order, as generated table forms do) and a dropdown widget."""
+"""Every choice a form shows has a label: choices are published as ``oneOf`` of ``const`` + ``title``
+(rjsf and JSON Forms both show labels from that), with ``x-enum-labels`` (the same labels, in the
+same order, as generated table forms carry) and a dropdown widget; no bare ``enum`` is left."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from d365_components.registry import get_registry
 
 
 def enums(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """(pointer, schema) of every enum, at any depth; ``if`` branches are conditions, not fields."""
+    """(pointer, schema) of every enum, at any depth; ``if`` and ``not`` (rules) are conditions, not fields."""
     if isinstance(node, dict):
-        if "enum" in node:
+        if "enum" in node or (node.get("oneOf") and all("const" in v for v in node["oneOf"])):
             yield path, node
         for key, value in node.items():
-            if key != "if":
+            if key not in ("if", "not"):
                 yield from enums(value, f"{path}/{key}")
     elif isinstance(node, list):
         for index, value in enumerate(node):
@@ -31,7 +32,8 @@ DEFINITIONS = sorted(get_registry().all().items())
 def test_every_enum_has_labels_and_a_dropdown(key: str, definition: Any) -> None:
     for pointer, schema in enums(definition.input_schema()):
         labels = schema.get("x-enum-labels")
-        assert isinstance(labels, list) and len(labels) == len(schema["enum"]), f"{key}{pointer}: labels {labels}"
+        assert "enum" not in schema, f"{key}{pointer}: a bare enum shows raw codes"
+        assert [v["title"] for v in schema["oneOf"]] == labels, f"{key}{pointer}: labels {labels}"
         assert all(isinstance(label, str) and label for label in labels), f"{key}{pointer}: empty label"
         assert schema.get("x-widget") == "dropdown", f"{key}{pointer}: no dropdown widget"
 

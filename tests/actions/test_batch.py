@@ -11,6 +11,7 @@ import pytest_asyncio
 
 from d365_components.connections.oauth import ClientCredentialsConnection
 from d365_components.errors import InputValidationError
+from d365_components.inputs import coerce_form_values
 from d365_components.registry import get_registry
 from d365_components.runtime import invoke
 
@@ -124,8 +125,9 @@ async def test_etag_guards_an_update(connection, marker):
     assert second["results"][0]["error"]["status"] == 412
 
 
-async def test_json_text_is_accepted(connection, marker):
-    out = await run(connection, actions=f'[{{"collection": "accounts", "action": "create", "data": {{"name": "{marker}"}}}}]')
+async def test_json_text_is_accepted_after_the_coercion_step(connection, marker):
+    text = f'[{{"collection": "accounts", "action": "create", "data": {{"name": "{marker}"}}}}]'
+    out = await run(connection, **coerce_form_values(get_registry().get(KEY).input_schema(), {"actions": text}))
     assert out["succeeded"] == 1
 
 

@@ -15,6 +15,7 @@ from d365_components.connections.oauth import ClientCredentialsConnection
 from d365_components.emulator import messages
 from d365_components.emulator.server import Emulator
 from d365_components.errors import InputValidationError
+from d365_components.inputs import coerce_form_values
 from d365_components.registry import get_registry
 from d365_components.runtime import invoke
 
@@ -121,9 +122,10 @@ async def test_progress_is_reported(connection, prefix):
     assert seen[0] == (0, 250) and seen[-1] == (250, 250) and len(seen) == 4
 
 
-async def test_rows_as_json_text(connection, org, prefix):
+async def test_rows_as_json_text_after_the_coercion_step(connection, org, prefix):
     text = f'[{{"lastname": "{prefix}a"}}, {{"lastname": "{prefix}b"}}]'
-    out = await run(connection, "bulk_create", entityType="contacts", rows=text)
+    rows = coerce_form_values(get_registry().get("dynamics365.bulk_create").input_schema(), {"rows": text})["rows"]
+    out = await run(connection, "bulk_create", entityType="contacts", rows=rows)
     assert out["written"] == 2
 
 

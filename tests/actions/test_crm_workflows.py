@@ -68,7 +68,7 @@ async def test_qualify_lead_with_an_existing_contact_as_customer(run):
 
 async def test_disqualify_lead(run):
     lead_id = await create(run, "leads", {"lastname": unique()})
-    out = await run("dynamics365.disqualify_lead", {"leadId": lead_id, "status": "6"})
+    out = await run("dynamics365.disqualify_lead", {"leadId": lead_id, "status": 6})
     assert out == {"leadId": lead_id, "statecode": 2, "statuscode": 6}
     lead = await get(run, "leads", lead_id, "statecode", "statuscode")
     assert (lead["statecode"], lead["statuscode"]) == (2, 6)

@@ -8,8 +8,10 @@ import uuid
 import pytest
 import pytest_asyncio
 
+from d365_components.actions.queries import QueryEntities
 from d365_components.connections.client import BatchOperation
 from d365_components.errors import DataverseError, InputValidationError
+from d365_components.inputs import coerce_form_values
 from d365_components.runtime import invoke
 
 ROWS = 25
@@ -142,6 +144,7 @@ async def test_bad_inputs_all_named_before_any_request(offline_connection):
     assert offline_connection.sent == []
 
 
-async def test_form_strings_are_coerced(run, tagged):
-    out = await run("dynamics365.query_entities", _query(tagged, recordsPerPage="3", fetchAll="false", includeCount="true"))
+async def test_form_strings_are_coerced_by_the_published_step(run, tagged):
+    text = _query(tagged, recordsPerPage="3", fetchAll="false", includeCount="true")
+    out = await run("dynamics365.query_entities", coerce_form_values(QueryEntities.input_schema(), text))
     assert len(out["value"]) == 3 and out["count"] == ROWS

@@ -15,6 +15,7 @@ import pytest_asyncio
 from d365_components.actions.raw_request import RawRetryPolicy
 from d365_components.emulator import defaults
 from d365_components.errors import DataverseError, InputValidationError, RecordNotFoundError
+from d365_components.inputs import coerce_form_values
 from d365_components.registry import get_registry
 from d365_components.runtime import invoke, open_connection
 
@@ -150,8 +151,9 @@ async def test_retry_all_errors_sends_max_retries_more_times(raw):
     assert len(raw.sent) == 1
 
 
-async def test_form_strings_are_coerced(raw):
-    out = await raw({"url": "WhoAmI", "maxRetries": "1", "retryDelayMS": "0", "useExponentialBackoff": "true"})
+async def test_form_strings_are_coerced_by_the_published_step(raw):
+    text = {"url": "WhoAmI", "maxRetries": "1", "retryDelayMS": "0", "useExponentialBackoff": "true"}
+    out = await raw(coerce_form_values(get_registry().get(KEY).input_schema(), text))
     assert out["status"] == 200
 
 

@@ -25,7 +25,7 @@ CASES = [
      {"/recordsPerPage", "/maxRows"}),
     ("query_entities", {"entityType": "accounts", "fieldNames": ["name", "name,revenue"]}, {"/fieldNames/1"}),
     ("run_fetch_xml_query", {"xmlQuery": "<fetch><entity></fetch>"}, {"/xmlQuery"}),
-    ("run_batch_operations", {"actions": '[{"collection": "accounts", "action": "update"}]'},
+    ("run_batch_operations", {"actions": [{"collection": "accounts", "action": "update"}]},
      {"/actions/0/key", "/actions/0/data"}),
     ("run_batch_operations", {"actions": [{"collection": "accounts", "action": "create", "data": {}}],
                               "atomic": True, "continueOnError": True}, {"/atomic", "/continueOnError"}),

@@ -41,12 +41,13 @@ def test_all_errors_reported_at_once_with_pointers() -> None:
     assert "/recordsPerPage: must be between 1 and 5000" in str(info.value)
 
 
-def test_form_strings_are_coerced_once() -> None:
-    typed = validate_inputs(
-        Echo.input_schema(),
-        Echo.Inputs,
-        {"message": "hi", "recordsPerPage": "250", "fetchAll": "true", "options": '{"a": 1}', "apiKey": ""},
-    )
+def test_form_strings_are_coerced_only_by_the_published_step() -> None:
+    text = {"message": "hi", "recordsPerPage": "250", "fetchAll": "true", "options": '{"a": 1}', "apiKey": ""}
+    # validation is exactly the schema's: text is not a number
+    with pytest.raises(InputValidationError) as info:
+        validate_inputs(Echo.input_schema(), Echo.Inputs, text)
+    assert {e.pointer for e in info.value.errors} == {"/recordsPerPage", "/fetchAll", "/options"}
+    typed = validate_inputs(Echo.input_schema(), Echo.Inputs, coerce_form_values(Echo.input_schema(), text))
     assert typed.records_per_page == 250 and typed.fetch_all is True and typed.options == {"a": 1}
     # a string field is never touched, an empty string for a non-string field means "not given"
     assert coerce_form_values(Echo.input_schema(), {"message": "100", "recordsPerPage": ""}) == {"message": "100"}

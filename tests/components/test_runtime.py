@@ -22,9 +22,12 @@ def registry():
     return build_registry(pm)
 
 
-async def test_invoke_validates_coerces_and_returns_json(registry) -> None:
-    result = await invoke("acme.echo", {"message": "hi", "recordsPerPage": "5"}, registry=registry)
+async def test_invoke_validates_exactly_and_returns_json(registry) -> None:
+    result = await invoke("acme.echo", {"message": "hi", "recordsPerPage": 5}, registry=registry)
     assert result == {"message": "hi", "recordsPerPage": 5, "fetchAll": False}
+    # text is not a number: coercion is the runtime's explicit step (coerce_form_values), never implicit
+    with pytest.raises(InputValidationError):
+        await invoke("acme.echo", {"message": "hi", "recordsPerPage": "5"}, registry=registry)
 
 
 async def test_invalid_inputs_never_reach_perform(registry, monkeypatch) -> None:
