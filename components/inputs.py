@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -400,7 +400,10 @@ def _expand(name: str, branch: dict[str, Any], instance: Any) -> list[str]:
 def _messages(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     """(pointer, plain message) pairs for one jsonschema error."""
     pointer = _pointer(error.absolute_path)
-    kw, schema, value = error.validator, error.schema, error.validator_value
+    # jsonschema types these as "maybe unset"; an error raised by validation always has them
+    kw: Any = error.validator
+    schema: Any = error.schema
+    value: Any = error.validator_value
     if kw == "not" and isinstance(value, dict):
         return _refused(pointer, value, error.instance)
     if kw == "oneOf" and all(isinstance(v, dict) and "const" in v for v in value):
@@ -416,7 +419,7 @@ def _messages(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         missing = error.message.split("'")[1] if "'" in error.message else "?"
         return [(f"{pointer}/{missing}", "is required")]
     if kw == "additionalProperties":
-        extras = sorted(set(error.instance) - set(schema.get("properties", {})))
+        extras = sorted(set(cast(dict[str, Any], error.instance)) - set(schema.get("properties", {})))
         known = ", ".join(schema.get("properties", {})) or "none"
         return [(f"{pointer}/{extras[0] if extras else ''}", f"is not a known input (known: {known})")]
     if kw in {"minimum", "maximum"} and "minimum" in schema and "maximum" in schema:
