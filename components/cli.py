@@ -212,7 +212,7 @@ def manifest(check: bool, components: tuple[str, ...], directory: Path | None) -
 @click.option("--faults", default=None, metavar="SPEC", help="Fault injection, e.g. '429=0.1,503=0.05,latency=20ms,seed=7'.")
 def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> None:
     """Run the embedded Dataverse emulator (HTTPS Web API and token endpoint) until Ctrl-C."""
-    from d365_components.emulator.faults import Faults
+    from d365_components.emulator.limits.faults import Faults
     from d365_components.emulator.server import run_standalone
 
     try:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from d365_components.emulator.change_tracking import ChangeTracking, ChangeTrackingErrors
-from d365_components.emulator.faults import FaultInjector, Faults
-from d365_components.emulator.protection import Limits, ServiceProtection
+from d365_components.emulator.events.change_tracking import ChangeTracking, ChangeTrackingErrors
+from d365_components.emulator.events.webhooks import Webhooks
+from d365_components.emulator.limits.faults import FaultInjector, Faults
+from d365_components.emulator.limits.protection import Limits, ServiceProtection
 
 
 @dataclass
@@ -71,7 +72,6 @@ def install(app, *, settings: EmulatorFeatures | None = None) -> ExtendedApp:
     before = list(state.store.listeners)
     outer = app
     if settings.webhooks:
-        from d365_components.emulator.webhooks import Webhooks
         outer = Webhooks(outer, state, settings)
         state.webhooks = outer
     if settings.change_tracking:
