@@ -110,7 +110,7 @@ def keyset_paging(path: Path, sample_pages: int = 5) -> dict:
     """Pages of 5,000 accounts ordered by name (the records module's query shape), straight on the
     store: every page with the row-value seek, and `sample_pages` pages from the middle with the
     OR-expansion it replaced (a full pass that way would scan the index once per page)."""
-    from d365_components.emulator.query.odata import keyset_after
+    from d365_components.emulator.query.paging import keyset_after
     store = Store(standard_schema(), str(path))
     keys, size = ["t0.name", "t0.accountid"], 5000
 

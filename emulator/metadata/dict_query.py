@@ -7,7 +7,8 @@ from d365_components.emulator.protocol.errors import (
     bad_request,
     not_supported,
 )
-from d365_components.emulator.query.odata import parse_expand, parse_filter
+from d365_components.emulator.query.filter_grammar import parse_filter
+from d365_components.emulator.query.query_options import parse_expand
 
 # ---- querying metadata dicts -----------------------------------------------------------------
 

@@ -15,13 +15,8 @@ from d365_components.emulator.protocol.annotations import FORMATTED
 from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import DataverseError, bad_request, not_supported
 from d365_components.emulator.protocol.literals import split_top
-from d365_components.emulator.query.odata import (
-    FilterCompiler,
-    QueryUser,
-    Scope,
-    parse_filter,
-    substitute_aliases,
-)
+from d365_components.emulator.query.filter_compiler import FilterCompiler, QueryUser, Scope
+from d365_components.emulator.query.filter_grammar import parse_filter, substitute_aliases
 from d365_components.emulator.storage.schema import Column, Table
 
 ROW_LIMIT = 50_000

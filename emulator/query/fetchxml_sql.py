@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 
 from d365_components.emulator.protocol.errors import INVALID_ARGUMENT, DataverseError, bad_request
 from d365_components.emulator.query.fetchxml_parse import Attribute, Condition, Entity, Fetch, Filter, invalid
-from d365_components.emulator.query.odata import FilterCompiler, QueryUser, iso_datetime, like_pattern
+from d365_components.emulator.query.filter_compiler import FilterCompiler, QueryUser
+from d365_components.emulator.query.filter_values import iso_datetime, like_pattern
 from d365_components.emulator.storage.schema import Column, ManyToMany, Schema, Table
 from d365_components.emulator.storage.store import q
 

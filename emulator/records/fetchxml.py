@@ -47,7 +47,8 @@ from d365_components.emulator.query.fetchxml_sql import (
     plan,
     typed,
 )
-from d365_components.emulator.query.odata import QueryUser, keyset_after
+from d365_components.emulator.query.filter_compiler import QueryUser
+from d365_components.emulator.query.paging import keyset_after
 from d365_components.emulator.records.representation import add_value_annotations
 from d365_components.emulator.storage.schema import Table
 

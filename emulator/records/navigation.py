@@ -9,10 +9,7 @@ from d365_components.emulator.protocol.errors import (
     record_not_found,
     segment_not_found,
 )
-from d365_components.emulator.query.odata import (
-    parse_expand,
-    parse_select,
-)
+from d365_components.emulator.query.query_options import parse_expand, parse_select
 from d365_components.emulator.records.read import count_reply, query_collection
 from d365_components.emulator.records.representation import (
     MAX_PAGE,

@@ -9,17 +9,10 @@ from d365_components.emulator.protocol.errors import (
     method_not_allowed,
 )
 from d365_components.emulator.query import aggregate
-from d365_components.emulator.query.odata import (
-    compile_filter,
-    decode_token,
-    encode_token,
-    keyset_after,
-    parse_expand,
-    parse_orderby,
-    parse_select,
-    parse_top,
-    substitute_aliases,
-)
+from d365_components.emulator.query.filter_compiler import compile_filter
+from d365_components.emulator.query.filter_grammar import substitute_aliases
+from d365_components.emulator.query.paging import decode_token, encode_token, keyset_after
+from d365_components.emulator.query.query_options import parse_expand, parse_orderby, parse_select, parse_top
 from d365_components.emulator.records.representation import (
     MAX_PAGE,
     column_plan,

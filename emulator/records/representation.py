@@ -8,14 +8,9 @@ from d365_components.emulator.protocol.errors import (
     bad_request,
     not_supported,
 )
-from d365_components.emulator.query.odata import (
-    Expand,
-    QueryUser,
-    compile_filter,
-    parse_orderby,
-    parse_select,
-    substitute_aliases,
-)
+from d365_components.emulator.query.filter_compiler import QueryUser, compile_filter
+from d365_components.emulator.query.filter_grammar import substitute_aliases
+from d365_components.emulator.query.query_options import Expand, parse_orderby, parse_select
 from d365_components.emulator.records.rows import entity_url
 from d365_components.emulator.storage.schema import Column, Table
 from d365_components.emulator.storage.store import q

@@ -15,9 +15,7 @@ from d365_components.emulator.protocol.errors import (
 from d365_components.emulator.protocol.literals import (
     GUID_RE,
 )
-from d365_components.emulator.query.odata import (
-    iso_datetime,
-)
+from d365_components.emulator.query.filter_values import iso_datetime
 from d365_components.emulator.storage.schema import Column, Table
 
 ENTITY_REF = "CRM do not support direct update of Entity Reference properties, Use Navigation properties instead."

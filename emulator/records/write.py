@@ -12,10 +12,7 @@ from d365_components.emulator.protocol.errors import (
     unknown_body_property,
     version_mismatch,
 )
-from d365_components.emulator.query.odata import (
-    parse_expand,
-    parse_select,
-)
+from d365_components.emulator.query.query_options import parse_expand, parse_select
 from d365_components.emulator.records.representation import preference_headers, represent
 from d365_components.emulator.records.rows import (
     entity_url,
