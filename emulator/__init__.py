@@ -8,14 +8,15 @@ Module map, lowest layer first; a module imports only from its own layer or the 
 this list, never from the library (`d365_components.` outside `d365_components.emulator`):
 
 - `defaults`: the fixed ids of the emulated org (tenant, client, users, business unit, currency).
-- `protocol/`: the wire vocabulary every layer shares: `context` (the request `Ctx` and `Reply`),
-  `errors` (Dataverse error codes and bodies), `literals` (OData literals and URL segments),
-  `annotations` (formatted-value and lookup annotation names).
+- `protocol/`: the wire vocabulary every layer shares: `errors` (Dataverse error codes and bodies),
+  `literals` (OData literals and URL segments), `annotations` (formatted-value and lookup annotation
+  names).
 - `storage/`: the table model and its SQLite store: `schema` (tables, columns, relationships,
   option sets), `store` (SQL, row stamps, change listeners), `columns` (typed column constructors:
   `string_column`, `money_column`, ...), `table_builder` (system columns and lookup
   relationships), `standard_tables` (the 26 standard tables), `seed` (the rows a new store starts
   with, per seed profile).
+- `request/`: `context` (the request context `Ctx` every handler gets, and its `Reply`).
 - `query/`: query languages compiled to parameterized SQL: `filter_grammar`, `filter_values` and
   `filter_compiler` (OData $filter), `query_options` ($select, $orderby, $expand, $top), `paging`
   (keyset $skiptoken), `fetchxml_parse` and `fetchxml_sql` (FetchXML), `aggregate` ($apply).

@@ -26,9 +26,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from starlette.datastructures import State
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from d365_components.emulator.protocol.errors import QUERY_NOT_SUPPORTED, error_body
+from d365_components.emulator.storage.schema import Table
+from d365_components.emulator.storage.store import Store
 
 LOG_TABLE = "d365_change_log"
 TRACK = "odata.track-changes"
@@ -57,7 +63,7 @@ class ChangeTrackingErrors:
 class ChangeLog:
     """The store listener: records every change of a tracked table under a new sequence number."""
 
-    def __init__(self, store, clock: Callable[[], float] = time.time):
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
         store.execute(f'CREATE TABLE IF NOT EXISTS "{LOG_TABLE}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, '
@@ -85,7 +91,7 @@ class ChangeLog:
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
@@ -93,8 +99,8 @@ class _Refused(Exception):
 class ChangeTracking:
     """ASGI middleware for track-changes and delta requests; `app.state.change_tracking` is this object."""
 
-    def __init__(self, app, state, *, max_age: float = 7 * 86400, errors: ChangeTrackingErrors | None = None,
-                 clock: Callable[[], float] = time.time):
+    def __init__(self, app: ASGIApp, state: State, *, max_age: float = 7 * 86400, errors: ChangeTrackingErrors | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.app = app
         self.state = state
         self.max_age = max_age
@@ -122,7 +128,7 @@ class ChangeTracking:
 
     # ---- ASGI --------------------------------------------------------------------------------
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         m = _COLLECTION.match(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "GET" else None
         table = self.state.schema.by_set.get(m.group(2)) if m else None
         if table is None:
@@ -166,7 +172,7 @@ class ChangeTracking:
 
     # ---- initial sync: the app's page, plus the delta link on the last one -------------------
 
-    async def _initial(self, scope, receive, send, api, table, query, skiptoken):
+    async def _initial(self, scope: Scope, receive: Receive, send: Send, api: str, table: Table, query: dict[str, str], skiptoken: str | None) -> None:
         start = self._starts.get(skiptoken) if skiptoken else None
         if start is None:
             start = self.log.current()
@@ -197,7 +203,7 @@ class ChangeTracking:
 
     # ---- delta ---------------------------------------------------------------------------------
 
-    def _changes(self, table, since: int, page: int | None, position: str | None) -> tuple[list[dict], int]:
+    def _changes(self, table: Table, since: int, page: int | None, position: str | None) -> tuple[list[dict], int]:
         after, upto = since, self.log.current()
         if position:
             done, _, top = position.partition("!")
@@ -206,7 +212,7 @@ class ChangeTracking:
             after, upto = int(done), int(top)
         return self.log.since(table.logical_name, after, upto, None if page is None else page + 1), upto
 
-    def _delta(self, api, table, query, headers, caller, since) -> dict:
+    def _delta(self, api: str, table: Table, query: dict[str, str], headers: dict[str, str], caller: dict[str, Any], since: int) -> dict:
         page = _page_size(headers.get("prefer", ""))
         changes, upto = self._changes(table, since, page, query.get("$skiptoken"))
         more = len(changes) > page
@@ -232,7 +238,7 @@ class ChangeTracking:
             body["@odata.deltaLink"] = _link(api, table.entity_set, kept, {"$deltatoken": self.token(upto)})
         return body
 
-    def _fetch(self, api, table, query, headers, caller, ids: list[str]) -> dict[str, dict]:
+    def _fetch(self, api: str, table: Table, query: dict[str, str], headers: dict[str, str], caller: dict[str, Any], ids: list[str]) -> dict[str, dict]:
         """The current representation of `ids`, through the app's own query path."""
         found: dict[str, dict] = {}
         prefer = ",".join(p for p in headers.get("prefer", "").split(",")
@@ -272,11 +278,11 @@ def _link(api: str, entity_set: str, options: dict, extra: dict) -> str:
     return f"{api}/{entity_set}" + ("?" + "&".join(parts) if parts else "")
 
 
-def _asks_to_track(scope) -> bool:
+def _asks_to_track(scope: Scope) -> bool:
     return any(k == b"prefer" and b"track-changes" in v.lower() for k, v in scope.get("headers", ()))
 
 
-def _headers(scope) -> dict[str, str]:
+def _headers(scope: Scope) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in scope.get("headers", ()):
         name = k.decode("latin-1").lower()
@@ -285,11 +291,11 @@ def _headers(scope) -> dict[str, str]:
     return out
 
 
-async def _buffered(app, scope, receive) -> tuple[int, list, bytes]:
+async def _buffered(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[int, list, bytes]:
     start: dict = {}
     chunks: list[bytes] = []
 
-    async def capture(message):
+    async def capture(message: Message) -> None:
         if message["type"] == "http.response.start":
             start.update(message)
         elif message["type"] == "http.response.body":
@@ -299,7 +305,7 @@ async def _buffered(app, scope, receive) -> tuple[int, list, bytes]:
     return start.get("status", 500), list(start.get("headers", [])), b"".join(chunks)
 
 
-async def _send(send, status: int, body: bytes, content_type: str, extra: list | None = None) -> None:
+async def _send(send: Send, status: int, body: bytes, content_type: str, extra: list | None = None) -> None:
     headers = [(b"content-type", content_type.encode()), (b"odata-version", b"4.0"),
                (b"content-length", str(len(body)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -12,7 +12,9 @@ the finished text, which is exactly WCF's rule). A payload over the size limit l
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from d365_components.emulator.storage.schema import Column, Table
 
@@ -38,7 +40,7 @@ def entity_reference(logical_name: str, row_id: str, name: str | None = None, *,
     return {"__type": typed("EntityReference"), **ref} if with_type else ref
 
 
-def attribute_value(col: Column, row: dict):
+def attribute_value(col: Column, row: dict) -> Any:
     """A stored value as the SDK type Dataverse would put in an Entity's Attributes."""
     value = row.get(col.name)
     if value is None:
@@ -62,7 +64,7 @@ def attribute_value(col: Column, row: dict):
     return value
 
 
-def entity(table: Table, row: dict, columns=None, *, with_type: bool = True) -> dict:
+def entity(table: Table, row: dict, columns: Iterable[str] | None = None, *, with_type: bool = True) -> dict:
     """An Entity with the row's `columns` (all non-null ones when None); the id always included."""
     attributes, formatted = [], []
     names = list(columns) if columns is not None else [c for c, v in row.items() if v is not None]
@@ -91,7 +93,7 @@ def changed_columns(table: Table, before: dict, after: dict) -> list[str]:
             and before.get(c) != after.get(c)]
 
 
-def target(message: str, table: Table, before: dict | None, after: dict | None):
+def target(message: str, table: Table, before: dict | None, after: dict | None) -> dict[str, Any]:
     """InputParameters["Target"]: the new row (Create), the changes (Update), a reference (Delete)."""
     if message == "Delete":
         return entity_reference(table.logical_name, before[table.primary_id])
@@ -128,7 +130,7 @@ def build(*, message: str, table: Table, before: dict | None, after: dict | None
         if kind in (1, 2) and message != "Delete":
             post.append({"key": alias, "value": image(table, after, img.get("attributes"))})
 
-    def context(stage_: int, mode_: int, parent: dict | None, owning: dict | None, pre_, post_) -> dict:
+    def context(stage_: int, mode_: int, parent: dict | None, owning: dict | None, pre_: dict[str, Any] | None, post_: dict[str, Any] | None) -> dict:
         return {
             "BusinessUnitId": user["business_unit"],
             "CorrelationId": correlation_id,

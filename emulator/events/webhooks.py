@@ -37,10 +37,13 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 from defusedxml import ElementTree
+from starlette.datastructures import State
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from d365_components.emulator import defaults
 from d365_components.emulator.events import remote_context
@@ -57,6 +60,7 @@ from d365_components.emulator.storage.columns import (
     state_option_sets,
     string_column,
 )
+from d365_components.emulator.storage.store import Store
 from d365_components.emulator.storage.table_builder import TableBuilder
 
 log = logging.getLogger(__name__)
@@ -79,6 +83,16 @@ WHERE m.name = ? AND (s.sdkmessagefilterid IS NULL OR f.primaryobjecttypecode = 
   AND coalesce(s.statecode, 0) = 0 AND e.contract = 8
 ORDER BY coalesce(s.stage, 40), coalesce(s.rank, 1)
 """
+
+
+class WebhookSettings(Protocol):
+    """The webhook settings of `EmulatorFeatures` (emulator/extensions.py)."""
+
+    webhook_timeout: float
+    webhook_verify: bool | str
+    webhook_max_payload: int
+    webhook_retry_statuses: tuple[int, ...]
+    webhook_sync_error: tuple[int, str, str]
 
 
 @dataclass
@@ -146,7 +160,7 @@ class Outcome:
 class Webhooks:
     """Store listener + ASGI middleware + delivery worker; `app.state.webhooks` is this object."""
 
-    def __init__(self, app, state, settings):
+    def __init__(self, app: ASGIApp, state: State, settings: WebhookSettings) -> None:
         self.app = app
         self.state = state
         self.store = state.store
@@ -210,7 +224,7 @@ class Webhooks:
                 "SELECT 1 FROM sdkmessageprocessingstep WHERE mode = 0 AND coalesce(statecode, 0) = 0 LIMIT 1"))
         return self._has_sync
 
-    def _prepare(self, step, message, table_name, before, after, request: _Request | None) -> Delivery:
+    def _prepare(self, step: dict[str, Any], message: str, table_name: str, before: dict[str, Any] | None, after: dict[str, Any] | None, request: _Request | None) -> Delivery:
         table = self.store.schema.tables[table_name]
         row = after if after is not None else before
         acting = (after or {}).get("modifiedby") if message != "Delete" else None
@@ -272,7 +286,7 @@ class Webhooks:
         future.add_done_callback(self._done)
         return future
 
-    def _done(self, future) -> None:
+    def _done(self, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:
             self._pending.discard(future)
 
@@ -369,7 +383,7 @@ class Webhooks:
 
     # ---- the middleware: synchronous steps before the response ---------------------------------
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "GET" or not scope["path"].startswith("/api/data/"):
             return await self.app(scope, receive, send)
         request = _Request(scope)
@@ -380,7 +394,7 @@ class Webhooks:
             request.holding = True
             start, chunks = {}, []
 
-            async def capture(message):
+            async def capture(message: Message) -> None:
                 if message["type"] == "http.response.start":
                     start.update(message)
                 elif message["type"] == "http.response.body":
@@ -432,7 +446,7 @@ class Webhooks:
                     log.exception("could not undo %s of %s after a failed synchronous webhook", message, table_name)
 
 
-def _verify(value):
+def _verify(value: bool | str) -> bool | str:
     """httpx's `verify` from a setting: True/False, or the path of a CA bundle to trust."""
     return ssl.create_default_context(cafile=value) if isinstance(value, str) else value
 
@@ -486,7 +500,7 @@ def _no_secrets(text: str, step: dict) -> str:
 
 # ---- the tables webhooks need ------------------------------------------------------------------
 
-def add_tables(store) -> None:
+def add_tables(store: Store) -> None:
     """Add sdkmessageprocessingstepimage and asyncoperation to a live schema (once)."""
     schema = store.schema
     if "sdkmessageprocessingstepimage" in schema.tables and "asyncoperation" in schema.tables:

@@ -23,6 +23,9 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 API_PREFIX = "/api/data/"
 STATUSES = (429, 500, 502, 503, 504)
@@ -103,12 +106,12 @@ FaultSettings = Faults   # the name the extensions use
 class FaultInjector:
     """ASGI middleware that disturbs matching requests as its `Faults` say."""
 
-    def __init__(self, app, faults: Faults | str | None = None):
+    def __init__(self, app: ASGIApp, faults: Faults | str | None = None) -> None:
         self.app = app
         self._lock = threading.Lock()
         self.configure(faults)
 
-    def configure(self, faults: Faults | str | None = None, **fields) -> Faults:
+    def configure(self, faults: Faults | str | None = None, **fields: Any) -> Faults:
         """Use new faults (settings, a spec string, or None for none), with `fields` changed;
         the seeded sequence and `history` start over."""
         if isinstance(faults, str):
@@ -140,7 +143,7 @@ class FaultInjector:
             self.history.append((path, outcome))
         return outcome
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         faults = self.faults
         if scope["type"] != "http" or not faults.active or not scope["path"].startswith(faults.route):
             return await self.app(scope, receive, send)
@@ -154,7 +157,7 @@ class FaultInjector:
         return await _reply(send, int(outcome), faults.retry_after)
 
 
-async def _reply(send, status: int, retry_after: int) -> None:
+async def _reply(send: Send, status: int, retry_after: int) -> None:
     code, message = _ERRORS[status]
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     headers = [(b"content-type", b"application/json; odata.metadata=minimal"), (b"odata-version", b"4.0"),
@@ -165,7 +168,7 @@ async def _reply(send, status: int, retry_after: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _drop(receive, send) -> None:
+async def _drop(receive: Receive, send: Send) -> None:
     """Close the connection without sending anything: uvicorn's request cycle (the owner of
     `receive`) holds the transport. Elsewhere, promise a body and stop half-way instead."""
     cycle = getattr(receive, "__self__", None)

@@ -22,6 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from d365_components.emulator.protocol.errors import error_body
 
@@ -42,14 +45,14 @@ class Limits:
     execution_time: float = 1200.0        # seconds of combined execution time per window
     concurrent: int = 52                  # requests in flight
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("requests", "window", "execution_time", "concurrent"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"Limits.{name} must be positive, got {getattr(self, name)!r}")
 
 
 class Throttled(Exception):
-    def __init__(self, code: str, message: str, retry_after: int):
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.code, self.message, self.retry_after = code, message, retry_after
 
@@ -57,7 +60,7 @@ class Throttled(Exception):
 class _Usage:
     """One user's requests (start times) and executions (end time, seconds) in the window."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.starts: collections.deque[float] = collections.deque()
         self.executions: collections.deque[tuple[float, float]] = collections.deque()
         self.busy_seconds = 0.0
@@ -73,7 +76,7 @@ class _Usage:
 class ServiceProtection:
     """ASGI middleware enforcing `Limits` per user; `app.state.protection` is this object."""
 
-    def __init__(self, app, limits: Limits | None = None, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, app: ASGIApp, limits: Limits | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.app = app
         self.limits = limits or Limits()
         self.clock = clock
@@ -84,7 +87,7 @@ class ServiceProtection:
 
     # ---- run-time controls -------------------------------------------------------------------
 
-    def configure(self, limits: Limits | None = None, **changes) -> Limits:
+    def configure(self, limits: Limits | None = None, **changes: Any) -> Limits:
         """Replace the limits (`configure(requests=5, window=2)`); usage so far is kept."""
         self.limits = replace(limits or self.limits, **changes)
         return self.limits
@@ -102,7 +105,7 @@ class ServiceProtection:
 
     # ---- ASGI --------------------------------------------------------------------------------
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.enabled or not scope["path"].startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
@@ -113,7 +116,7 @@ class ServiceProtection:
             await self._reject(exc, user, send)
             return
 
-        async def send_with_headers(message):
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", []), *self._headers(user)]}
             await send(message)
@@ -164,7 +167,7 @@ class ServiceProtection:
             remaining = max(0, int(limits.execution_time - usage.busy_seconds))
         return [(BURST_HEADER.encode(), str(burst).encode()), (TIME_HEADER.encode(), str(remaining).encode())]
 
-    async def _reject(self, exc: Throttled, user: str, send) -> None:
+    async def _reject(self, exc: Throttled, user: str, send: Send) -> None:
         body = error_body(exc.code, exc.message)
         headers = [
             (b"content-type", b"application/json; odata.metadata=minimal"),
@@ -195,7 +198,7 @@ def _seconds(wait: float) -> int:
 _USER_KEYS: dict[bytes, str] = {}      # Authorization header -> user key; a client reuses its token
 
 
-def user_key(scope) -> str:
+def user_key(scope: Scope) -> str:
     """The token's `oid` (else `appid`/`sub`), read without verifying: the app verifies it."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":

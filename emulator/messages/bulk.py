@@ -9,13 +9,15 @@ Importing this module registers the messages (messages.py's registry) for every 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from types import TracebackType
 from typing import Any
 
 from d365_components.emulator.messages.registry import Bound, register_action
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import NOT_SUPPORTED, DataverseError, bad_request
 from d365_components.emulator.records.rows import lookup_key, not_found, parse_key
 from d365_components.emulator.records.write import convert_body, create_row
+from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import Table
 from d365_components.emulator.storage.standard_tables import standard_schema
 
@@ -80,10 +82,10 @@ MESSAGES = {
 }
 
 
-def register(table_names) -> None:
+def register(table_names: Iterable[str]) -> None:
     """Bind the bulk messages to each named table's collection."""
     for name, message in MESSAGES.items():
-        def handler(ctx: Ctx, params: dict, bound: Bound | None, message=message) -> Reply:
+        def handler(ctx: Ctx, params: dict, bound: Bound | None, message: str = message) -> Reply:
             return message(ctx, bound.table)
 
         for table_name in table_names:
@@ -140,13 +142,13 @@ def _update(ctx: Ctx, table: Table, row: dict, body: dict) -> None:
 class _item:
     """Prefix an item's error with its index, so a caller can find the bad record among many."""
 
-    def __init__(self, index: int):
+    def __init__(self, index: int) -> None:
         self.index = index
 
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind, exc, traceback) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> bool:
         if isinstance(exc, DataverseError) and not exc.message.startswith("Targets["):
             exc.message = f"Targets[{self.index}]: {exc.message}"
             exc.args = (exc.message,)

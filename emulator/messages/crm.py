@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any
 
 from d365_components.emulator.messages.registry import NAMESPACE, Bound, register_action, register_function
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import (
     INVALID_ARGUMENT,
     INVALID_OPERATION,
@@ -39,7 +38,9 @@ from d365_components.emulator.protocol.literals import GUID_RE
 from d365_components.emulator.records.representation import represent
 from d365_components.emulator.records.rows import resolve_reference
 from d365_components.emulator.records.write import convert_body
+from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.columns import (
+    ColumnSpec,
     LookupSpec,
     choice_column,
     datetime_column,
@@ -50,7 +51,7 @@ from d365_components.emulator.storage.columns import (
     string_column,
 )
 from d365_components.emulator.storage.schema import Table
-from d365_components.emulator.storage.store import utc_now
+from d365_components.emulator.storage.store import Store, utc_now
 from d365_components.emulator.storage.table_builder import TableBuilder
 
 QUALIFIED = 1
@@ -66,7 +67,7 @@ PARTICIPATION = {1: "Sender", 2: "To Recipient", 3: "CC Recipient", 4: "BCC Reci
 
 # ---- the tables the close messages need --------------------------------------------------------
 
-def add_tables(store) -> None:
+def add_tables(store: Store) -> None:
     """Add opportunityclose, incidentresolution and activityparty to a live schema, once.
 
     activityparty rows are the senders, recipients and attendees of emails, phone calls and
@@ -75,7 +76,7 @@ def add_tables(store) -> None:
     if all(name in schema.tables for name in NEW_TABLES):
         return
 
-    def common():
+    def common() -> list[ColumnSpec]:
         return [string_column("subject", 200, "Subject"), memo_column("description", 2000, "Description"),
                 datetime_column("actualstart", "Actual Start"), datetime_column("actualend", "Actual End"),
                 integer_column("actualdurationminutes", "Actual Duration", 0, 2147483647),
@@ -285,7 +286,7 @@ def qualify_lead(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
     })
 
 
-def _opportunity_customer(lead: dict, given, account: dict | None, contact: dict | None) -> tuple[str | None, str | None]:
+def _opportunity_customer(lead: dict, given: Any, account: dict | None, contact: dict | None) -> tuple[str | None, str | None]:
     """(table, id) of the new opportunity's customer: the one given, else the new account or
     contact, else the lead's own customer, parent account or parent contact."""
     if given is not None:

@@ -11,7 +11,6 @@ import time
 import uuid
 
 from d365_components.emulator.messages.registry import Bound, register_action
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import (
     INVALID_ARGUMENT,
     OBJECT_DOES_NOT_EXIST,
@@ -29,6 +28,7 @@ from d365_components.emulator.records.files import (
     is_file_column,
     read_range,
 )
+from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import Column, Table
 
 
@@ -56,7 +56,7 @@ def _token(kind: str, *parts: str) -> str:
     return base64.urlsafe_b64encode("|".join((kind, *parts)).encode()).decode()
 
 
-def _untoken(kind: str, token) -> list[str]:
+def _untoken(kind: str, token: object) -> list[str]:
     try:
         found, *parts = base64.urlsafe_b64decode(str(token).encode()).decode().split("|")
     except (ValueError, UnicodeDecodeError):

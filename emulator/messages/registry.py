@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from d365_components.emulator import defaults
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import bad_request, method_not_allowed, segment_not_found
 from d365_components.emulator.protocol.literals import Alias, parse_args, parse_literal, split_segment
+from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import Table
 
 NAMESPACE = "Microsoft.Dynamics.CRM."

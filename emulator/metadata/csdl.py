@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from d365_components.emulator.protocol.context import Ctx, Reply
+from d365_components.emulator.request.context import Ctx, Reply
+from d365_components.emulator.storage.schema import Schema
 
 # ---- service document and CSDL ------------------------------------------------------------
 
@@ -23,7 +24,7 @@ def csdl(ctx: Ctx) -> Reply:
     return Reply(200, cache[key], {"Content-Type": "application/xml"})
 
 
-def _build_csdl(schema) -> str:
+def _build_csdl(schema: Schema) -> str:
     out = ['<?xml version="1.0" encoding="utf-8"?>',
            '<edmx:Edmx Version="4.0" xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx">',
            '<edmx:DataServices>',

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from d365_components.emulator.metadata.shapes import (
     ATTRIBUTE_CLASS,
@@ -11,12 +12,12 @@ from d365_components.emulator.metadata.shapes import (
     NS,
     TYPE_OF_CLASS,
 )
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import (
     INVALID_ARGUMENT,
     bad_request,
     not_supported,
 )
+from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.columns import active_states, string_column
 from d365_components.emulator.storage.schema import (
     Column,
@@ -30,7 +31,7 @@ from d365_components.emulator.storage.table_builder import TableBuilder
 
 # ---- creating and updating columns -----------------------------------------------------------
 
-def _label_text(value, current: str, merge: bool) -> str:
+def _label_text(value: Any, current: str, merge: bool) -> str:
     """The 1033 label from a Label body; with MergeLabels, a label not sent keeps its old text."""
     if not isinstance(value, dict):
         return current if merge else ""

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from d365_components.emulator.protocol.context import Ctx, Reply
+from collections.abc import Callable
+from typing import Any
+
 from d365_components.emulator.protocol.errors import (
     bad_request,
     not_supported,
 )
-from d365_components.emulator.query.filter_grammar import parse_filter
-from d365_components.emulator.query.query_options import parse_expand
+from d365_components.emulator.query.filter_grammar import FilterNode, parse_filter
+from d365_components.emulator.query.query_options import Expand, parse_expand
+from d365_components.emulator.request.context import Ctx, Reply
 
-# ---- querying metadata dicts -----------------------------------------------------------------
+# a metadata object's navigation property -> its related objects (None: not a navigation property)
+Expander = Callable[[dict[str, Any], str], list[dict[str, Any]] | dict[str, Any] | None]
 
-def collection_reply(ctx: Ctx, items: list[dict], context: str, type_name: str, expander=None) -> Reply:
+
+
+def collection_reply(ctx: Ctx, items: list[dict], context: str, type_name: str, expander: Expander | None = None) -> Reply:
     for opt in ctx.query:
         if opt.startswith("$") and opt not in ("$select", "$filter", "$expand"):
             raise bad_request(f"The query parameter {opt} is not supported", "0x80060888")
@@ -25,7 +31,7 @@ def collection_reply(ctx: Ctx, items: list[dict], context: str, type_name: str, 
     return Reply.json(200, {"@odata.context": context + (f"({','.join(select)})" if select else ""), "value": value})
 
 
-def single_reply(ctx: Ctx, item: dict, context: str, type_name: str, expander=None) -> Reply:
+def single_reply(ctx: Ctx, item: dict, context: str, type_name: str, expander: Expander | None = None) -> Reply:
     for opt in ctx.query:
         if opt.startswith("$") and opt not in ("$select", "$expand"):
             raise bad_request(f"The query parameter {opt} is not supported", "0x80060888")
@@ -47,7 +53,7 @@ def _select(text: str | None, items: list[dict], type_name: str) -> list[str] | 
     return names
 
 
-def _shape(item: dict, select: list[str] | None, expands, expander, type_name: str) -> dict:
+def _shape(item: dict, select: list[str] | None, expands: list[Expand], expander: Expander | None, type_name: str) -> dict:
     if select is None:
         out = dict(item)
     else:
@@ -71,7 +77,7 @@ def _shape(item: dict, select: list[str] | None, expands, expander, type_name: s
     return out
 
 
-def evaluate(node, item: dict, type_name: str):
+def evaluate(node: FilterNode, item: dict, type_name: str) -> bool:
     """Evaluate a parsed $filter against a metadata dict (eq/ne/lt/gt, and/or/not, string functions)."""
     kind = node[0]
     if kind == "and":
@@ -102,7 +108,7 @@ def evaluate(node, item: dict, type_name: str):
     raise not_supported("Only comparisons, and/or/not and contains/startswith/endswith are supported in metadata queries.")
 
 
-def _operand(node, item: dict, type_name: str):
+def _operand(node: FilterNode, item: dict, type_name: str) -> Any:
     if node[0] == "lit":
         return node[2]
     value = item
@@ -113,5 +119,5 @@ def _operand(node, item: dict, type_name: str):
     return value
 
 
-def _norm(v):
+def _norm(v: Any) -> Any:
     return v.lower() if isinstance(v, str) else v

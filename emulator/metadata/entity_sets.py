@@ -8,7 +8,7 @@ from d365_components.emulator.metadata.customization import (
     create_relationship,
     update_attribute,
 )
-from d365_components.emulator.metadata.dict_query import collection_reply, single_reply
+from d365_components.emulator.metadata.dict_query import Expander, collection_reply, single_reply
 from d365_components.emulator.metadata.shapes import (
     ATTRIBUTE_CLASS,
     ENTITY_NAVS,
@@ -22,7 +22,6 @@ from d365_components.emulator.metadata.shapes import (
     option_set_json,
     relationship_json,
 )
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import (
     INVALID_ARGUMENT,
     OBJECT_DOES_NOT_EXIST,
@@ -33,6 +32,7 @@ from d365_components.emulator.protocol.errors import (
     segment_not_found,
 )
 from d365_components.emulator.protocol.literals import parse_args, split_segment
+from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import (
     ManyToMany,
     OneToMany,
@@ -135,7 +135,7 @@ def _entity_nav(ctx: Ctx, t: Table, nav: str) -> list[dict]:
             and t.logical_name in (r.entity1, r.entity2)]
 
 
-def _entity_expander(ctx: Ctx):
+def _entity_expander(ctx: Ctx) -> Expander:
     def expand(item: dict, nav: str) -> list[dict] | None:
         if nav not in ENTITY_NAVS:
             return None
@@ -195,8 +195,8 @@ def _attributes(ctx: Ctx, t: Table, key: str | None, rest: list[str], base: str)
     return single_reply(ctx, item, ctx_url, cast or "AttributeMetadata", _attribute_expander(ctx, t, cast is not None))
 
 
-def _attribute_expander(ctx: Ctx, t: Table, typed: bool = True):
-    def expand(item: dict, nav: str):
+def _attribute_expander(ctx: Ctx, t: Table, typed: bool = True) -> Expander:
+    def expand(item: dict, nav: str) -> list[dict] | dict | None:
         if nav not in ("OptionSet", "GlobalOptionSet"):
             return None
         if not typed:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from d365_components.emulator.storage.schema import (
+    AlternateKey,
     Column,
     ManyToMany,
     OneToMany,
     Option,
     OptionSet,
+    Schema,
     Table,
     stable_id,
 )
@@ -40,7 +42,7 @@ def label(text: str, owner_id: str = "") -> dict:
     return {"LocalizedLabels": [item], "UserLocalizedLabel": dict(item)}
 
 
-def managed(value, name: str, can_change: bool = True) -> dict:
+def managed(value: object, name: str, can_change: bool = True) -> dict:
     return {"Value": value, "CanBeChanged": can_change, "ManagedPropertyLogicalName": name}
 
 
@@ -155,7 +157,7 @@ def one_to_many_json(r: OneToMany) -> dict:
     }
 
 
-def many_to_many_json(r: ManyToMany, schema) -> dict:
+def many_to_many_json(r: ManyToMany, schema: Schema) -> dict:
     a, b = schema.tables[r.entity1], schema.tables[r.entity2]
     return {
         "@odata.type": f"#{NS}ManyToManyRelationshipMetadata",
@@ -168,11 +170,11 @@ def many_to_many_json(r: ManyToMany, schema) -> dict:
     }
 
 
-def relationship_json(r, schema) -> dict:
+def relationship_json(r: OneToMany | ManyToMany, schema: Schema) -> dict:
     return one_to_many_json(r) if isinstance(r, OneToMany) else many_to_many_json(r, schema)
 
 
-def key_json(t: Table, k) -> dict:
+def key_json(t: Table, k: AlternateKey) -> dict:
     k.metadata_id = k.metadata_id or stable_id("key", t.logical_name, k.name)
     return {"MetadataId": k.metadata_id, "LogicalName": k.name, "SchemaName": k.name, "EntityLogicalName": t.logical_name,
             "KeyAttributes": list(k.columns), "DisplayName": label(k.display or k.name, k.metadata_id),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from d365_components.emulator.protocol.errors import bad_request
 
@@ -90,7 +91,7 @@ def parse_args(text: str) -> tuple[object, dict[str, object]]:
     return positional, named
 
 
-def parse_literal(text: str):
+def parse_literal(text: str) -> Any:
     """One OData literal -> Python value (Guid, str, int, float, bool, None, list, dict, Alias)."""
     text = text.strip()
     if not text:
@@ -124,21 +125,21 @@ def parse_literal(text: str):
 class _Json:
     """A lenient JSON reader that also accepts single-quoted strings (Dataverse samples use both)."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str) -> None:
         self.text, self.i = text, 0
 
-    def value(self):
+    def value(self) -> Any:
         v = self._value()
         self._ws()
         if self.i != len(self.text):
             raise bad_request(f"Invalid JSON. Unexpected character at position {self.i} in '{self.text}'.")
         return v
 
-    def _ws(self):
+    def _ws(self) -> None:
         while self.i < len(self.text) and self.text[self.i].isspace():
             self.i += 1
 
-    def _value(self):
+    def _value(self) -> Any:
         self._ws()
         if self.i >= len(self.text):
             raise bad_request(f"Invalid JSON. Unexpected end of '{self.text}'.")

@@ -10,13 +10,14 @@ aggregated; more is 0x8004E023.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from d365_components.emulator.protocol.annotations import FORMATTED
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import DataverseError, bad_request, not_supported
 from d365_components.emulator.protocol.literals import split_top
 from d365_components.emulator.query.filter_compiler import FilterCompiler, QueryUser, Scope
 from d365_components.emulator.query.filter_grammar import parse_filter, substitute_aliases
+from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import Column, Table
 
 ROW_LIMIT = 50_000
@@ -125,7 +126,7 @@ def _aggregates(compiler: FilterCompiler, scope: Scope, body: str) -> list[tuple
     return out
 
 
-def _typed(col: Column, v):
+def _typed(col: Column, v: Any) -> Any:
     if v is None:
         return None
     if col.type == "Boolean":

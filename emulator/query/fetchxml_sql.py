@@ -20,8 +20,10 @@ for an unknown entity and the wording of the other messages are best guesses (UN
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from d365_components.emulator.protocol.errors import INVALID_ARGUMENT, DataverseError, bad_request
 from d365_components.emulator.query.fetchxml_parse import Attribute, Condition, Entity, Fetch, Filter, invalid
@@ -123,7 +125,7 @@ def no_attribute(table: str, name: str) -> DataverseError:
 
 
 class Planner:
-    def __init__(self, schema: Schema, fetch: Fetch, user: QueryUser | None, now: datetime | None = None):
+    def __init__(self, schema: Schema, fetch: Fetch, user: QueryUser | None, now: datetime | None = None) -> None:
         self.schema = schema
         self.fetch = fetch
         self.dates = FilterCompiler(schema, user, now)
@@ -245,7 +247,7 @@ class Planner:
 
     # ---- rows --------------------------------------------------------------------------------
 
-    def _add(self, scope: Scope, col: Column, key: str, expr: str, **kw) -> Output:
+    def _add(self, scope: Scope, col: Column, key: str, expr: str, **kw: Any) -> Output:
         out = Output(f"c{len(self.outputs)}", key, col, scope.table, expr, scope=scope, **kw)
         self.outputs.append(out)
         if col.type_column and out.kind == "column":
@@ -449,7 +451,7 @@ class Planner:
                 raise invalid(f"Condition for attribute '{where}': the operator '{op}' expects {need} value(s).")
             return [typed(col, v, where) for v in values]
 
-        def param(value) -> str:
+        def param(value: Any) -> str:
             params.append(value)
             return "?"
 
@@ -492,7 +494,7 @@ class Planner:
             return f"(NOT COALESCE(({checks}), 0))" if op.startswith("not") else f"({checks})"
         return self._date_condition(c, col, e, where, one, param)
 
-    def _date_condition(self, c: Condition, col: Column, e: str, where: str, one, param) -> str:
+    def _date_condition(self, c: Condition, col: Column, e: str, where: str, one: Callable[[], str], param: Callable[[Any], str]) -> str:
         op = c.operator
         m = _X_FUNCTION.fullmatch(op.replace("older-than", "olderthan"))
         if op in DATE_FUNCTIONS:
@@ -528,10 +530,10 @@ def sql_text(name: str) -> str:
     return "'" + name.replace("'", "''") + "'"
 
 
-def option_labels(schema: Schema):
+def option_labels(schema: Schema) -> Callable[[str, str, Any], str | None]:
     """The Python behind the `d365_option_label` SQL function: a choice value's label, from the live schema."""
 
-    def label(table: str, column: str, value):
+    def label(table: str, column: str, value: Any) -> str | None:
         if value is None:
             return None
         col = schema.tables.get(table, None) and schema.tables[table].columns.get(column)
@@ -552,7 +554,7 @@ def _fmt(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def typed(col: Column, text: str, where: str = ""):
+def typed(col: Column, text: str, where: str = "") -> Any:
     """A condition value (always text in FetchXML) -> the value as the store keeps it."""
     t = col.type
     try:

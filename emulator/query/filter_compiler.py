@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from d365_components.emulator.protocol.errors import bad_request, not_supported, unknown_property
-from d365_components.emulator.query.filter_grammar import parse_filter
+from d365_components.emulator.query.filter_grammar import FilterNode, parse_filter
 from d365_components.emulator.query.filter_values import (
     OP_NAMES,
     SQL_OPS,
@@ -39,18 +39,18 @@ class QueryUser:
 class FilterCompiler:
     """Compiles a parsed $filter for one root table into (sql, params)."""
 
-    def __init__(self, schema: Schema, user: QueryUser | None = None, now: datetime | None = None):
+    def __init__(self, schema: Schema, user: QueryUser | None = None, now: datetime | None = None) -> None:
         self.schema = schema
         self.user = user
         self.now = now or datetime.now(UTC).replace(microsecond=0)
         self.params: list = []
         self._aliases = 0
 
-    def new_alias(self, prefix="t") -> str:
+    def new_alias(self, prefix: str = "t") -> str:
         self._aliases += 1
         return f"{prefix}{self._aliases}"
 
-    def compile(self, node, scope: Scope, vars: dict[str, Scope] | None = None) -> str:
+    def compile(self, node: FilterNode, scope: Scope, vars: dict[str, Scope] | None = None) -> str:
         vars = vars or {}
         kind = node[0]
         if kind == "or":
@@ -97,11 +97,11 @@ class FilterCompiler:
         return (f"(SELECT {expr} FROM {q(target.logical_name)} AS {inner.alias} "
                 f"WHERE {inner.alias}.{q(target.primary_id)} = {scope.alias}.{q(nav.column)})"), col
 
-    def _param(self, value) -> str:
+    def _param(self, value: FilterNode) -> str:
         self.params.append(sql_number(value))
         return "?"
 
-    def _compare(self, op, left, right, scope, vars) -> str:
+    def _compare(self, op: str, left: FilterNode, right: FilterNode, scope: Scope, vars: dict[str, Scope] | None) -> str:
         if left[0] == "lit" and right[0] == "path":
             left, right, op = right, left, {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}.get(op, op)
         if left[0] == "path" and right[0] == "path":
@@ -128,7 +128,7 @@ class FilterCompiler:
             return f"({expr} <> {self._param(value)} OR {expr} IS NULL)"
         return f"({expr} {SQL_OPS[op]} {self._param(value)})"
 
-    def _func(self, name, args, scope, vars) -> str:
+    def _func(self, name: str, args: list[FilterNode], scope: Scope, vars: dict[str, Scope] | None) -> str:
         patterns = {"contains": "%{}%", "startswith": "{}%", "endswith": "%{}"}
         if name not in patterns:
             if name in ("tolower", "toupper", "length", "substring", "indexof", "trim", "concat", "year", "month", "day"):
@@ -143,7 +143,7 @@ class FilterCompiler:
                               f"The function signatures considered are: {name}(Edm.String Nullable=true, Edm.String Nullable=true).")
         return f"({expr} LIKE {self._param(patterns[name].format(like_pattern(args[1][2])))} ESCAPE '\\')"
 
-    def _lambda(self, node, scope, vars) -> str:
+    def _lambda(self, node: FilterNode, scope: Scope, vars: dict[str, Scope] | None) -> str:
         _, names, op, var, expr = node
         if names[0] in vars:
             scope, names = vars[names[0]], names[1:]
@@ -175,7 +175,7 @@ class FilterCompiler:
 
     # Microsoft.Dynamics.CRM query functions
 
-    def _crm(self, name, args, scope, vars) -> str:
+    def _crm(self, name: str, args: list[FilterNode], scope: Scope, vars: dict[str, Scope] | None) -> str:
         prop = args.get("PropertyName")
         if prop is None or prop[1] not in ("string", "enum"):
             raise bad_request(f"The function '{name}' requires a PropertyName parameter.")
@@ -201,7 +201,7 @@ class FilterCompiler:
             raise not_supported(f"The query function 'Microsoft.Dynamics.CRM.{name}' is not supported by the emulator.")
         raise bad_request(f"An unknown function with name 'Microsoft.Dynamics.CRM.{name}' was found.")
 
-    def _values(self, col, values) -> list:
+    def _values(self, col: Column, values: list[FilterNode]) -> list:
         if values is None or values[1] != "array":
             raise bad_request("The PropertyValues parameter must be an array of values.")
         out = []
@@ -210,77 +210,77 @@ class FilterCompiler:
             out.append(coerce(col, kind, v))
         return out
 
-    def _crm_In(self, expr, col, value, values):
+    def _crm_In(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         vals = self._values(col, values)
         if not vals:
             return "0"
         return f"({expr} IN ({', '.join(self._param(v) for v in vals)}))"
 
-    def _crm_NotIn(self, expr, col, value, values):
+    def _crm_NotIn(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         vals = self._values(col, values)
         if not vals:
             return "1"
         return f"({expr} NOT IN ({', '.join(self._param(v) for v in vals)}) OR {expr} IS NULL)"
 
-    def _crm_Between(self, expr, col, value, values):
+    def _crm_Between(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         vals = self._values(col, values)
         if len(vals) != 2:
             raise bad_request("Between requires exactly two PropertyValues.")
         return f"({expr} BETWEEN {self._param(vals[0])} AND {self._param(vals[1])})"
 
-    def _crm_NotBetween(self, expr, col, value, values):
+    def _crm_NotBetween(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         vals = self._values(col, values)
         if len(vals) != 2:
             raise bad_request("NotBetween requires exactly two PropertyValues.")
         return f"({expr} NOT BETWEEN {self._param(vals[0])} AND {self._param(vals[1])} OR {expr} IS NULL)"
 
-    def _user(self):
+    def _user(self) -> QueryUser:
         if self.user is None:
             raise bad_request("EqualUserId needs a calling user.")
         return self.user
 
-    def _crm_EqualUserId(self, expr, col, value, values):
+    def _crm_EqualUserId(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return f"({expr} = {self._param(self._user().user_id)})"
 
-    def _crm_NotEqualUserId(self, expr, col, value, values):
+    def _crm_NotEqualUserId(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return f"({expr} <> {self._param(self._user().user_id)} OR {expr} IS NULL)"
 
-    def _crm_EqualBusinessId(self, expr, col, value, values):
+    def _crm_EqualBusinessId(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return f"({expr} = {self._param(self._user().business_unit_id)})"
 
-    def _crm_NotEqualBusinessId(self, expr, col, value, values):
+    def _crm_NotEqualBusinessId(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return f"({expr} <> {self._param(self._user().business_unit_id)} OR {expr} IS NULL)"
 
-    def _contain_values(self, expr, col, values, negate):
+    def _contain_values(self, expr: str, col: Column, values: list[FilterNode], negate: bool) -> str:
         vals = self._values(Column("x", "String"), values)
         checks = " OR ".join(f"(',' || {expr} || ',') LIKE {self._param(f'%,{v},%')}" for v in vals) or "0"
         return f"(NOT COALESCE(({checks}), 0))" if negate else f"({checks})"
 
-    def _crm_ContainValues(self, expr, col, value, values):
+    def _crm_ContainValues(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return self._contain_values(expr, col, values, False)
 
-    def _crm_DoesNotContainValues(self, expr, col, value, values):
+    def _crm_DoesNotContainValues(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return self._contain_values(expr, col, values, True)
 
-    def _like(self, expr, value, pattern, negate=False):
+    def _like(self, expr: str, value: FilterNode, pattern: str, negate: bool = False) -> str:
         if value is None or value[1] != "string":
             raise bad_request("The PropertyValue parameter must be a string.")
         cond = f"{expr} LIKE {self._param(pattern.format(like_pattern(value[2])))} ESCAPE '\\'"
         return f"(NOT COALESCE({cond}, 0))" if negate else f"({cond})"
 
-    def _crm_Like(self, expr, col, value, values):
+    def _crm_Like(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return self._like(expr, value, "{}")
 
-    def _crm_NotLike(self, expr, col, value, values):
+    def _crm_NotLike(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return self._like(expr, value, "{}", True)
 
-    def _crm_Contains(self, expr, col, value, values):
+    def _crm_Contains(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return self._like(expr, value, "%{}%")
 
-    def _crm_DoesNotContain(self, expr, col, value, values):
+    def _crm_DoesNotContain(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return self._like(expr, value, "%{}%", True)
 
-    def _date_function(self, name, value):
+    def _date_function(self, name: str, value: FilterNode) -> tuple[datetime, datetime]:
         now = self.now
         today = datetime(now.year, now.month, now.day, tzinfo=UTC)
         day = timedelta(days=1)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
+from typing import Any
 
-from lark import Lark, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import LarkError, VisitError
 
 from d365_components.emulator.protocol.errors import bad_request, not_supported
+
+# a parsed $filter: ('cmp', op, left, right), ('lit', kind, value), ('path', [names]), ...
+FilterNode = tuple[Any, ...]
 
 GRAMMAR = r"""
 ?start: or_expr
@@ -51,63 +55,63 @@ NAME: /[A-Za-z_][A-Za-z0-9_]*/
 
 @v_args(inline=True)
 class _ToTuples(Transformer):
-    def or_(self, a, b):
+    def or_(self, a: FilterNode, b: FilterNode) -> FilterNode:
         return ("or", a, b)
 
-    def and_(self, a, b):
+    def and_(self, a: FilterNode, b: FilterNode) -> FilterNode:
         return ("and", a, b)
 
-    def not_(self, a):
+    def not_(self, a: FilterNode) -> FilterNode:
         return ("not", a)
 
-    def compare(self, left, op, right):
+    def compare(self, left: FilterNode, op: Tree, right: FilterNode) -> FilterNode:
         return ("cmp", str(op.children[0]), left, right)
 
-    def func(self, name, *args):
+    def func(self, name: Token, *args: FilterNode) -> FilterNode:
         return ("func", str(name), [a for a in args if a is not None])
 
-    def crm(self, name, *named):
+    def crm(self, name: Token, *named: FilterNode) -> FilterNode:
         return ("crm", str(name).rsplit(".", 1)[1], dict(n for n in named if n is not None))
 
-    def named(self, name, value):
+    def named(self, name: Token, value: FilterNode) -> tuple[str, FilterNode]:
         return (str(name), value)
 
-    def array(self, *items):
+    def array(self, *items: FilterNode) -> FilterNode:
         return ("lit", "array", [i[2] for i in items if i is not None])
 
-    def lambda_(self, path, var=None, expr=None):
+    def lambda_(self, path: FilterNode, var: Token | None = None, expr: FilterNode | None = None) -> FilterNode:
         *names, op = str(path).split("/")
         return ("lambda", names, op, str(var) if var is not None else None, expr)
 
-    def path(self, *names):
+    def path(self, *names: Token) -> FilterNode:
         return ("path", [str(n) for n in names])
 
-    def string(self, tok):
+    def string(self, tok: Token) -> FilterNode:
         return ("lit", "string", tok[1:-1].replace("''", "'"))
 
-    def dqstring(self, tok):
+    def dqstring(self, tok: Token) -> FilterNode:
         return ("lit", "string", json.loads(tok))
 
-    def guid(self, tok):
+    def guid(self, tok: Token) -> FilterNode:
         return ("lit", "guid", tok.lower())
 
-    def datetime(self, tok):
+    def datetime(self, tok: Token) -> FilterNode:
         return ("lit", "datetime", str(tok))
 
-    def number(self, tok):
+    def number(self, tok: Token) -> FilterNode:
         body = tok.rstrip("mMdDlLfF")
         return ("lit", "number", float(body) if any(c in body for c in ".eE") else int(body))
 
-    def enum(self, tok):
+    def enum(self, tok: Token) -> FilterNode:
         return ("lit", "enum", tok[tok.index("'") + 1:-1].replace("''", "'"))
 
-    def true(self):
+    def true(self) -> FilterNode:
         return ("lit", "bool", True)
 
-    def false(self):
+    def false(self) -> FilterNode:
         return ("lit", "bool", False)
 
-    def null(self):
+    def null(self) -> FilterNode:
         return ("lit", "null", None)
 
 
@@ -116,7 +120,7 @@ _to_tuples = _ToTuples()
 
 
 @lru_cache(maxsize=512)
-def parse_filter(text: str):
+def parse_filter(text: str) -> FilterNode:
     """$filter text -> tuple tree; 400 with the position on a syntax error."""
     try:
         return _to_tuples.transform(_parser.parse(text))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from d365_components.emulator.protocol.errors import bad_request, not_supported
 from d365_components.emulator.storage.schema import Column
@@ -34,7 +35,7 @@ def iso_datetime(text: str) -> str:
         raise bad_request(f"The date-time '{text}' is outside the supported range.") from None
 
 
-def coerce(col: Column, kind: str, value, op: str = "eq"):
+def coerce(col: Column, kind: str, value: Any, op: str = "eq") -> Any:
     """A filter literal -> the stored value for `col`, or 400 naming both types."""
     t = col.type
     if kind == "null":
@@ -76,11 +77,11 @@ def coerce(col: Column, kind: str, value, op: str = "eq"):
     return ok
 
 
-def _is_whole(value) -> bool:
+def _is_whole(value: Any) -> bool:
     return isinstance(value, int) or (math.isfinite(value) and value.is_integer())
 
 
-def sql_number(value):
+def sql_number(value: Any) -> Any:
     """Ints beyond SQLite's 64-bit INTEGER bind as REAL (SQLite raises OverflowError otherwise)."""
     if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
         return float(value)
@@ -112,6 +113,6 @@ def like_pattern(text: str) -> str:
     return "".join(out)
 
 
-def _mismatch(col: Column, kind: str, op: str):
+def _mismatch(col: Column, kind: str, op: str) -> None:
     raise bad_request("A binary operator with incompatible types was detected. Found operand types "
                       f"'{col.edm_type}' and '{EDM_OF_KIND.get(kind, kind)}' for operator kind '{OP_NAMES.get(op, op)}'.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from d365_components.emulator.protocol.errors import bad_request
 
@@ -23,7 +24,7 @@ def decode_token(token: str, width: int) -> list:
     return values
 
 
-def _sql_scalar(value) -> bool:
+def _sql_scalar(value: Any) -> bool:
     """A value SQLite can bind: tokens are opaque, but a hand-made one must not become a 500."""
     if isinstance(value, int):
         return -(1 << 63) <= value < (1 << 63)

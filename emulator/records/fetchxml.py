@@ -30,12 +30,12 @@ import json
 import re
 import weakref
 from types import SimpleNamespace
+from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
 from d365_components.emulator import defaults
 from d365_components.emulator.protocol.annotations import FORMATTED
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import DataverseError, bad_request
 from d365_components.emulator.query.fetchxml_parse import MAX_PAGE, Fetch, invalid, parse_fetch, parse_xml
 from d365_components.emulator.query.fetchxml_sql import (
@@ -50,7 +50,9 @@ from d365_components.emulator.query.fetchxml_sql import (
 from d365_components.emulator.query.filter_compiler import QueryUser
 from d365_components.emulator.query.paging import keyset_after
 from d365_components.emulator.records.representation import add_value_annotations
-from d365_components.emulator.storage.schema import Table
+from d365_components.emulator.request.context import Ctx, Reply
+from d365_components.emulator.storage.schema import Column, Table
+from d365_components.emulator.storage.store import Store
 
 PAGING_COOKIE = "Microsoft.Dynamics.CRM.fetchxmlpagingcookie"
 MORE_RECORDS = "Microsoft.Dynamics.CRM.morerecords"
@@ -100,7 +102,7 @@ def handle(ctx: Ctx, table: Table) -> Reply:
 
 # ---- running the SQL --------------------------------------------------------------------------
 
-def _prepare(store) -> None:
+def _prepare(store: Store) -> None:
     """Register the SQL function that sorts choices by label, once per store connection."""
     if store not in _prepared:
         with store.lock:
@@ -154,7 +156,7 @@ def _count(ctx: Ctx, p: Plan, cap: int) -> int:
 
 # ---- rows as JSON -----------------------------------------------------------------------------
 
-def json_value(col, v):
+def json_value(col: Column, v: Any) -> Any:
     t = col.type
     if t == "Boolean":
         return bool(v)
@@ -194,7 +196,7 @@ def _encode(text: str) -> str:
     return re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(text, safe=""))
 
 
-def _cookie_text(key: SortKey, v) -> str:
+def _cookie_text(key: SortKey, v: Any) -> str:
     if key.column is not None and key.column.type in _GUID_TYPES:
         return "{" + str(v).upper() + "}"
     return json.dumps(v) if isinstance(v, float) else str(v)
@@ -234,7 +236,7 @@ def _cookie_keys(fetch: Fetch, p: Plan) -> list | None:
 
 # ---- without HTTP ---------------------------------------------------------------------------------
 
-def execute_fetch(store, entity_set: str, fetch_xml: str, *, annotations: set[str] | str | None = None,
+def execute_fetch(store: Store, entity_set: str, fetch_xml: str, *, annotations: set[str] | str | None = None,
                   org_url: str = "https://emulator.local", count: bool = False,
                   user_id: str = defaults.APP_USER_ID,
                   business_unit_id: str = defaults.BUSINESS_UNIT_ID) -> tuple[int, dict[str, str], dict]:

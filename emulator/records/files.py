@@ -17,7 +17,7 @@ Routes, served by `handle(ctx, table, row, column, rest)` for `{set}({key})/{col
 * `PATCH` with `x-ms-transfer-mode: chunked` -> 200, `Location: ...?sessiontoken=<t>`,
   `x-ms-chunk-size`; then `PATCH <Location>` with `Content-Range: bytes a-b/total` per chunk
   -> 206, the last one -> 204;
-* `GET .../$value` -> 200 (or 206 with `Range: bytes=a-b`), `x-ms-file-size`, `x-ms-file-name`,
+* `GET .../$value` -> 200 (or 206 with `Range: bytes = a-b`), `x-ms-file-size`, `x-ms-file-name`,
   `mimetype`; `GET` without `$value` -> the file id, as for any property;
 * `DELETE` -> 204.
 
@@ -36,7 +36,6 @@ import secrets
 import time
 import uuid
 
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import (
     INVALID_ARGUMENT,
     OBJECT_DOES_NOT_EXIST,
@@ -46,7 +45,9 @@ from d365_components.emulator.protocol.errors import (
     segment_not_found,
 )
 from d365_components.emulator.records.read import property_value
+from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import Column, Table
+from d365_components.emulator.storage.store import Store
 
 FILE_TYPES = frozenset({"File", "Image"})
 CHUNK_SIZE = 4 * 1024 * 1024                  # what Dataverse answers in x-ms-chunk-size
@@ -73,7 +74,7 @@ _TABLES = (
 
 # ---- setup ----------------------------------------------------------------------------------
 
-def install(store) -> None:
+def install(store: Store) -> None:
     """Create the file tables and the sample file columns; drop a row's files with the row."""
     with store.lock:
         if getattr(store, "files_installed", False):
@@ -95,7 +96,7 @@ def install(store) -> None:
         store.files_installed = True
 
 
-def add_file_column(store, table: Table, name: str, display: str, *, max_size_kb: int = DEFAULT_MAX_SIZE_KB,
+def add_file_column(store: Store, table: Table, name: str, display: str, *, max_size_kb: int = DEFAULT_MAX_SIZE_KB,
                     kind: str = "File") -> Column:
     """Add a file (or image) column and its read-only `<name>_name` companion to a live table."""
     col = Column(name, kind, display=display, max_value=max_size_kb, writable=False, is_custom=name.startswith("new_"),
@@ -116,7 +117,7 @@ def is_file_column(col: Column | None) -> bool:
     return col is not None and col.type in FILE_TYPES
 
 
-def _purge_row(store, table: Table, row_id: str) -> None:
+def _purge_row(store: Store, table: Table, row_id: str) -> None:
     with store.lock:
         for f in store.execute("SELECT fileid FROM _d365_files WHERE tablename = ? AND rowid_ = ?",
                                [table.logical_name, row_id]):
@@ -217,7 +218,7 @@ def upload_chunk(ctx: Ctx, table: Table, row: dict, col: Column, token: str) -> 
     return Reply.empty(204)
 
 
-def forget_abandoned(store) -> None:
+def forget_abandoned(store: Store) -> None:
     """Drop upload sessions older than SESSION_LIFETIME with their chunks, so they cannot pile up."""
     old = [r["token"] for r in store.execute("SELECT token FROM _d365_file_uploads WHERE startedat < ?",
                                              [time.time() - SESSION_LIFETIME])]
@@ -237,7 +238,7 @@ def _complete(blocks: list[dict], total: int) -> bool:
     return end == total
 
 
-def _session(store, token: str, table: Table, row: dict, col: Column) -> dict:
+def _session(store: Store, token: str, table: Table, row: dict, col: Column) -> dict:
     rows = store.execute("SELECT * FROM _d365_file_uploads WHERE token = ?", [token])
     if not rows or (rows[0]["tablename"], rows[0]["rowid_"], rows[0]["columnname"]) != (
             table.logical_name, row[table.primary_id], col.name):
@@ -247,7 +248,7 @@ def _session(store, token: str, table: Table, row: dict, col: Column) -> dict:
 
 
 def download(ctx: Ctx, table: Table, row: dict, col: Column) -> Reply:
-    """The file's bytes: all of them, or the `Range: bytes=a-b` asked for (206)."""
+    """The file's bytes: all of them, or the `Range: bytes = a-b` asked for (206)."""
     info = file_of(ctx.store, table, row, col)
     size = info["size"]
     headers = {"Content-Type": "application/octet-stream", "x-ms-file-size": str(size),
@@ -272,7 +273,7 @@ def download(ctx: Ctx, table: Table, row: dict, col: Column) -> Reply:
     return Reply(206, read_range(ctx.store, info["fileid"], first, last - first + 1), headers)
 
 
-def read_range(store, owner: str, offset: int, length: int) -> bytes:
+def read_range(store: Store, owner: str, offset: int, length: int) -> bytes:
     """`length` bytes from `offset`, reading only the blocks that overlap them."""
     if length <= 0:
         return b""
@@ -288,7 +289,7 @@ def read_range(store, owner: str, offset: int, length: int) -> bytes:
     return bytes(out)
 
 
-def delete_file(store, table: Table, row: dict, col: Column, *, user: str) -> None:
+def delete_file(store: Store, table: Table, row: dict, col: Column, *, user: str) -> None:
     """Remove the column's file (no file: nothing to do) and clear the column."""
     with store.transaction():
         file_id = row.get(col.name)
@@ -312,13 +313,13 @@ def attach(ctx: Ctx, table: Table, row: dict, col: Column, file_id: str, name: s
                  user=ctx.user_id, on_behalf_of=ctx.on_behalf_of, before=row)
 
 
-def drop_file(store, file_id: str) -> None:
+def drop_file(store: Store, file_id: str) -> None:
     with store.lock:
         store.conn.execute("DELETE FROM _d365_file_blocks WHERE owner = ?", [file_id])
         store.conn.execute("DELETE FROM _d365_files WHERE fileid = ?", [file_id])
 
 
-def file_of(store, table: Table, row: dict, col: Column) -> dict:
+def file_of(store: Store, table: Table, row: dict, col: Column) -> dict:
     file_id = row.get(col.name)
     rows = store.execute("SELECT * FROM _d365_files WHERE fileid = ?", [file_id]) if file_id else []
     if not rows:

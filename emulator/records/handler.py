@@ -9,7 +9,6 @@ Semantics follow reference/dataverse-web-api.md §2 and §3: 204 + OData-EntityI
 
 from __future__ import annotations
 
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import (
     method_not_allowed,
     segment_not_found,
@@ -22,6 +21,7 @@ from d365_components.emulator.records.navigation import collection_nav, single_n
 from d365_components.emulator.records.read import count_reply, property_value, query_collection, retrieve
 from d365_components.emulator.records.rows import find_row
 from d365_components.emulator.records.write import create, delete, upsert
+from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import Table
 
 # ---- routing ------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import (
     bad_request,
     method_not_allowed,
@@ -20,12 +19,13 @@ from d365_components.emulator.records.representation import (
 )
 from d365_components.emulator.records.rows import entity_url, find_row, resolve_reference
 from d365_components.emulator.records.write import link_rows
-from d365_components.emulator.storage.schema import Table
+from d365_components.emulator.request.context import Ctx, Reply
+from d365_components.emulator.storage.schema import CollectionNav, SingleNav, Table
 from d365_components.emulator.storage.store import q
 
 # ---- navigation properties ------------------------------------------------------------------
 
-def single_nav(ctx: Ctx, table: Table, row: dict, nav, rest: list[str]) -> Reply:
+def single_nav(ctx: Ctx, table: Table, row: dict, nav: SingleNav | CollectionNav, rest: list[str]) -> Reply:
     col = table.columns[nav.column]
     target_name = row.get(col.type_column) if col.type_column else nav.targets[0]
     target_id = row.get(nav.column)
@@ -69,7 +69,7 @@ def single_nav(ctx: Ctx, table: Table, row: dict, nav, rest: list[str]) -> Reply
     return Reply.json(200, payload, preference_headers(ctx))
 
 
-def collection_nav(ctx: Ctx, table: Table, row: dict, nav, sub_key: str | None, rest: list[str]) -> Reply:
+def collection_nav(ctx: Ctx, table: Table, row: dict, nav: SingleNav | CollectionNav, sub_key: str | None, rest: list[str]) -> Reply:
     target = ctx.schema.tables[nav.target]
     row_id = row[table.primary_id]
     where, params = nav_where(nav, target, row_id)
@@ -107,7 +107,7 @@ def collection_nav(ctx: Ctx, table: Table, row: dict, nav, sub_key: str | None, 
     return query_collection(ctx, target, where, params, context_path=target.entity_set)
 
 
-def _unlink(ctx: Ctx, table: Table, row: dict, nav, target: Table, target_row: dict) -> None:
+def _unlink(ctx: Ctx, table: Table, row: dict, nav: SingleNav | CollectionNav, target: Table, target_row: dict) -> None:
     row_id, target_id = row[table.primary_id], target_row[target.primary_id]
     if nav.many_to_many:
         ctx.store.disassociate(nav.intersect, (nav.own_id, nav.target_id), (row_id, target_id))

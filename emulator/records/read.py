@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from d365_components.emulator.protocol.context import Ctx, Reply
 from d365_components.emulator.protocol.errors import (
     QUERY_NOT_SUPPORTED,
     bad_request,
@@ -25,6 +24,7 @@ from d365_components.emulator.records.representation import (
 )
 from d365_components.emulator.records.rows import find_row
 from d365_components.emulator.records.values import ENTITY_REF, to_storage
+from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import Column, Table
 from d365_components.emulator.storage.store import q
 

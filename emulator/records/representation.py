@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from d365_components.emulator.protocol.annotations import ASSOCIATED_NAV, FORMATTED, LOOKUP_NAME
-from d365_components.emulator.protocol.context import Ctx
 from d365_components.emulator.protocol.errors import (
     bad_request,
     not_supported,
@@ -12,7 +13,8 @@ from d365_components.emulator.query.filter_compiler import QueryUser, compile_fi
 from d365_components.emulator.query.filter_grammar import substitute_aliases
 from d365_components.emulator.query.query_options import Expand, parse_orderby, parse_select
 from d365_components.emulator.records.rows import entity_url
-from d365_components.emulator.storage.schema import Column, Table
+from d365_components.emulator.request.context import Ctx
+from d365_components.emulator.storage.schema import CollectionNav, Column, SingleNav, Table
 from d365_components.emulator.storage.store import q
 
 MAX_PAGE = 5000
@@ -57,7 +59,7 @@ def to_json(ctx: Ctx, table: Table, row: dict, plan: list[tuple]) -> dict:
     return out
 
 
-def add_value_annotations(ctx: Ctx, table: Table, row: dict, col: Column, json_name: str, v, out: dict) -> None:
+def add_value_annotations(ctx: Ctx, table: Table, row: dict, col: Column, json_name: str, v: Any, out: dict) -> None:
     formatted = None
     t = col.type
     if col.option_set is not None and t != "MultiSelectPicklist":
@@ -92,7 +94,7 @@ def _format_date(v: str, date_only: bool) -> str:
     return f"{mo}/{d}/{y} {(h % 12) or 12}:{mi:02d} {'AM' if h < 12 else 'PM'}"
 
 
-def _primary_name(ctx: Ctx, table_name: str, row_id: str):
+def _primary_name(ctx: Ctx, table_name: str, row_id: str) -> str | None:
     key = ("name", table_name, row_id)
     if key not in ctx.cache:
         t = ctx.schema.tables[table_name]
@@ -172,7 +174,7 @@ def expand_row(ctx: Ctx, table: Table, row: dict, out: dict, expands: list[Expan
             raise bad_request(f"Could not find a property named '{e.nav}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}'.")
 
 
-def nav_where(nav, target: Table, row_id: str) -> tuple[str, list]:
+def nav_where(nav: SingleNav | CollectionNav, target: Table, row_id: str) -> tuple[str, list]:
     if nav.many_to_many:
         return (f"t0.{q(target.primary_id)} IN (SELECT {q(nav.target_id)} FROM {q(nav.intersect)} "
                 f"WHERE {q(nav.own_id)} = ?)"), [row_id]

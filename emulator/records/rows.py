@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from d365_components.emulator.protocol.context import Ctx
 from d365_components.emulator.protocol.errors import (
     DataverseError,
     bad_request,
@@ -21,6 +20,7 @@ from d365_components.emulator.protocol.literals import (
     split_path,
     split_segment,
 )
+from d365_components.emulator.request.context import Ctx
 from d365_components.emulator.storage.schema import Table
 from d365_components.emulator.storage.store import q
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from typing import Any
 
 from d365_components.emulator.protocol.errors import (
     OPTION_OUT_OF_RANGE,
@@ -22,7 +23,7 @@ ENTITY_REF = "CRM do not support direct update of Entity Reference properties, U
 
 # ---- writes ---------------------------------------------------------------------------------
 
-def to_storage(table: Table, col: Column, value):
+def to_storage(table: Table, col: Column, value: Any) -> Any:
     """A JSON value -> the stored value for `col`, or the 400 Dataverse gives."""
     if value is None:
         return None
@@ -92,7 +93,7 @@ def to_storage(table: Table, col: Column, value):
     return value
 
 
-def cannot_convert(value, edm: str) -> DataverseError:
+def cannot_convert(value: Any, edm: str) -> DataverseError:
     return bad_request(f"Cannot convert the literal '{json.dumps(value) if not isinstance(value, str) else value}' "
                        f"to the expected type '{edm}'.")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from d365_components.emulator.protocol.context import Ctx, Reply
+from typing import Any
+
 from d365_components.emulator.protocol.errors import (
     INVALID_ARGUMENT,
     INVALID_STATE_STATUS,
@@ -23,7 +24,8 @@ from d365_components.emulator.records.rows import (
     resolve_reference,
 )
 from d365_components.emulator.records.values import ENTITY_REF, to_storage
-from d365_components.emulator.storage.schema import Table
+from d365_components.emulator.request.context import Ctx, Reply
+from d365_components.emulator.storage.schema import CollectionNav, SingleNav, Table
 
 STATES_BY_MESSAGE = {
     ("opportunity", 1): ("Won", "WinOpportunity"),
@@ -89,14 +91,14 @@ def convert_body(ctx: Ctx, table: Table, body: dict, *, creating: bool) -> tuple
     return values, later
 
 
-def _deep_target(ctx: Ctx, nav, value: dict) -> str:
+def _deep_target(ctx: Ctx, nav: SingleNav | CollectionNav, value: dict) -> str:
     typed = str(value.get("@odata.type") or "").lstrip("#").rsplit(".", 1)[-1]
     if typed in nav.targets:
         return typed
     return nav.targets[0]
 
 
-def _bind(ctx: Ctx, table: Table, nav_name: str, value, values: dict, later: list) -> None:
+def _bind(ctx: Ctx, table: Table, nav_name: str, value: Any, values: dict, later: list) -> None:
     if nav_name in table.single_navs:
         nav = table.single_navs[nav_name]
         col = table.columns[nav.column]
@@ -122,7 +124,7 @@ def _bind(ctx: Ctx, table: Table, nav_name: str, value, values: dict, later: lis
                       "declared named streams can be represented as properties without values.")
 
 
-def link_rows(ctx: Ctx, table: Table, row: dict, nav, target: Table, target_row: dict, *, strict: bool = False) -> None:
+def link_rows(ctx: Ctx, table: Table, row: dict, nav: SingleNav | CollectionNav, target: Table, target_row: dict, *, strict: bool = False) -> None:
     """Add `target_row` to `row`'s collection navigation property `nav`."""
     row_id, target_id = row[table.primary_id], target_row[target.primary_id]
     if nav.many_to_many:
@@ -138,7 +140,7 @@ def link_rows(ctx: Ctx, table: Table, row: dict, nav, target: Table, target_row:
                      before=target_row)
 
 
-def _deep_children(ctx: Ctx, table: Table, row: dict, nav, items: list) -> None:
+def _deep_children(ctx: Ctx, table: Table, row: dict, nav: SingleNav | CollectionNav, items: list) -> None:
     target = ctx.schema.tables[nav.target]
     for item in items:
         if not isinstance(item, dict):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 LOOKUP_TYPES = frozenset({"Lookup", "Customer", "Owner"})
 CHOICE_TYPES = frozenset({"Picklist", "State", "Status"})
@@ -59,11 +60,11 @@ class OptionSet:
     display: str = ""
     metadata_id: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.metadata_id = self.metadata_id or stable_id("optionset", self.name)
         self._labels = {o.value: o.label for o in self.options}
 
-    def label(self, value) -> str | None:
+    def label(self, value: Any) -> str | None:
         return self._labels.get(value)
 
     def values(self) -> list[int]:
@@ -95,7 +96,7 @@ class Column:
     metadata_id: str = ""
     table: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.schema_name = self.schema_name or self.name
         self.display = self.display or self.name
 
@@ -149,7 +150,7 @@ class OneToMany:
     is_custom: bool = False
     metadata_id: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.metadata_id = self.metadata_id or stable_id("rel", self.schema_name)
 
     @property
@@ -166,7 +167,7 @@ class ManyToMany:
     is_custom: bool = False
     metadata_id: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.metadata_id = self.metadata_id or stable_id("rel", self.schema_name)
 
 
@@ -217,7 +218,7 @@ class Table:
     single_navs: dict[str, SingleNav] = field(default_factory=dict)
     collection_navs: dict[str, CollectionNav] = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.schema_name = self.schema_name or self.logical_name.capitalize()
         self.display = self.display or self.schema_name
         self.display_collection = self.display_collection or self.display + "s"
@@ -244,7 +245,7 @@ class Table:
 class Schema:
     """All tables and relationships; `version` changes with every schema change."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.tables: dict[str, Table] = {}
         self.by_set: dict[str, Table] = {}
         self.relationships: dict[str, OneToMany | ManyToMany] = {}

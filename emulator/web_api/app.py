@@ -20,16 +20,17 @@ import re
 from urllib.parse import parse_qsl, quote, unquote
 
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from d365_components.emulator import defaults
-from d365_components.emulator.identity.provider import InvalidToken
+from d365_components.emulator.identity.provider import IdentityProvider, InvalidToken
 from d365_components.emulator.messages import built_in
 from d365_components.emulator.messages import registry as messages
 from d365_components.emulator.metadata import csdl, entity_sets
-from d365_components.emulator.protocol.context import JSON_TYPE, Ctx, Reply
 from d365_components.emulator.protocol.errors import (
     NOT_A_MEMBER,
     DataverseError,
@@ -40,6 +41,7 @@ from d365_components.emulator.protocol.errors import (
 )
 from d365_components.emulator.protocol.literals import split_path, split_segment
 from d365_components.emulator.records import fetchxml, handler, rows
+from d365_components.emulator.request.context import JSON_TYPE, Ctx, Reply
 from d365_components.emulator.storage.seed import seed_rows
 from d365_components.emulator.storage.standard_tables import standard_schema
 from d365_components.emulator.storage.store import Store
@@ -53,7 +55,7 @@ METADATA_SETS = frozenset({"EntityDefinitions", "RelationshipDefinitions", "Glob
 _API_URL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+)?/api/data/(v[^/?]+)/?([^?]*)(?:\?(.*))?$", re.S)
 
 
-def create_app(*, identity, org_url: str, db: str = ":memory:", seed: str | None = "demo") -> Starlette:
+def create_app(*, identity: IdentityProvider, org_url: str, db: str = ":memory:", seed: str | None = "demo") -> Starlette:
     schema = standard_schema()
     store = Store(schema, db)
     if store.get("organization", defaults.ORGANIZATION_ID) is None:
@@ -102,7 +104,7 @@ class _EmulatorApp(Starlette):
 
     web_api: _WebApi
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in _WEB_API_METHODS and not scope.get("root_path"):
             m = _WEB_API_PATH.fullmatch(scope["path"])
             if m is not None and m.group(2) != "$batch":
@@ -116,11 +118,11 @@ class _EmulatorApp(Starlette):
 class _WebApi:
     """The raw ASGI endpoint of `/api/data/...`: the hot path, so no Request/Response objects."""
 
-    def __init__(self, identity, state):
+    def __init__(self, identity: IdentityProvider, state: State) -> None:
         self.identity = identity
         self.state = state
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[str, str] = {}
         for k, v in scope["headers"]:
             name = k.decode("latin-1").lower()
@@ -151,12 +153,12 @@ class _WebApi:
         await send({"type": "http.response.body", "body": payload})
 
 
-async def _not_found(request: Request, exc) -> Response:
+async def _not_found(request: Request, exc: Exception) -> Response:
     segment = request.url.path.rstrip("/").rsplit("/", 1)[-1] or "/"
     return _reply_response(_error_reply(segment_not_found(segment)))
 
 
-async def _not_allowed(request: Request, exc) -> Response:
+async def _not_allowed(request: Request, exc: Exception) -> Response:
     return _reply_response(_error_reply(method_not_allowed(request.method)))
 
 
@@ -167,7 +169,7 @@ def _header_value(value: str) -> bytes:
         return quote(value, safe=":/?#[]@!$&'()*+,;=%").encode()
 
 
-def _dispatch(state, method: str, version: str, path: str, raw_query: str, headers: dict[str, str],
+def _dispatch(state: State, method: str, version: str, path: str, raw_query: str, headers: dict[str, str],
               body: bytes, caller: dict) -> tuple[int, dict[str, str], bytes]:
     try:
         if version not in VERSIONS:
@@ -227,7 +229,7 @@ def route(ctx: Ctx) -> Reply:
     raise segment_not_found(name)
 
 
-def _effective_user(state, caller: dict, headers: dict[str, str]) -> tuple[str, str | None, str]:
+def _effective_user(state: State, caller: dict, headers: dict[str, str]) -> tuple[str, str | None, str]:
     """The systemuser a request acts as: the token's user, or the one it impersonates."""
     caller_user = _user_by(state, "azureactivedirectoryobjectid", caller.get("oid"))
     if caller_user is None and caller.get("appid"):
@@ -245,7 +247,7 @@ def _effective_user(state, caller: dict, headers: dict[str, str]) -> tuple[str, 
     return acting[0], on_behalf_of, acting[1]
 
 
-def _user_by(state, column: str, value: str | None) -> tuple[str, str] | None:
+def _user_by(state: State, column: str, value: str | None) -> tuple[str, str] | None:
     if not value:
         return None
     key = (column, value.lower())

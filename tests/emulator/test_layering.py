@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).parents[2] / "emulator"
 PACKAGE = "d365_components.emulator"
 # lowest first, as in the module map of emulator/__init__.py; a module may import its own layer or lower
-LAYERS = ["defaults", "protocol", "storage", "query", "records", "metadata", "messages", "identity", "limits",
+LAYERS = ["defaults", "protocol", "storage", "request", "query", "records", "metadata", "messages", "identity", "limits",
           "events", "web_api", "extensions", "tls", "server"]
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from d365_components.emulator.protocol.errors import bad_request
 from d365_components.emulator.protocol.literals import split_top
+from d365_components.emulator.storage.schema import Schema
+from d365_components.emulator.storage.store import Store
 
 JSON_TYPE = "application/json; odata.metadata=minimal"
 
@@ -56,11 +58,11 @@ class Ctx:
     cache: dict = field(default_factory=dict)          # per-request lookups (formatted lookup names)
 
     @property
-    def store(self):
+    def store(self) -> Store:
         return self.state.store
 
     @property
-    def schema(self):
+    def schema(self) -> Schema:
         return self.state.store.schema
 
     @property
