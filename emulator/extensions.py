@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -50,7 +51,7 @@ class EmulatorFeatures:
 class ExtendedApp:
     """The wrapped ASGI app; `state` and everything else read through to the inner app."""
 
-    def __init__(self, app: ASGIApp, outer: ASGIApp) -> None:
+    def __init__(self, app: Starlette, outer: ASGIApp) -> None:
         self.app = app
         self._outer = outer
 
@@ -65,7 +66,7 @@ class ExtendedApp:
         return getattr(self.app, name)
 
 
-def install(app: ASGIApp, *, settings: EmulatorFeatures | None = None) -> ExtendedApp:
+def install(app: Starlette | ExtendedApp, *, settings: EmulatorFeatures | None = None) -> ExtendedApp:
     """Wrap `app` (from `create_app`) in the extensions that `settings` turn on. Installing on an
     app that already has them replaces the earlier install (its listeners are removed)."""
     settings = settings or EmulatorFeatures()
@@ -74,7 +75,7 @@ def install(app: ASGIApp, *, settings: EmulatorFeatures | None = None) -> Extend
     state = app.state
     _uninstall(state)
     before = list(state.store.listeners)
-    outer = app
+    outer: ASGIApp = app
     if settings.webhooks:
         outer = Webhooks(outer, state, settings)
         state.webhooks = outer

@@ -9,9 +9,9 @@ Importing this module registers the messages (messages.py's registry) for every 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from d365_components.emulator.messages.registry import Bound, register_action
 from d365_components.emulator.protocol.errors import NOT_SUPPORTED, DataverseError, bad_request
@@ -85,7 +85,8 @@ MESSAGES = {
 def register(table_names: Iterable[str]) -> None:
     """Bind the bulk messages to each named table's collection."""
     for name, message in MESSAGES.items():
-        def handler(ctx: Ctx, params: dict, bound: Bound | None, message: str = message) -> Reply:
+        def handler(ctx: Ctx, params: dict, bound: Bound | None, message: Callable[[Ctx, Table], Reply] = message) -> Reply:
+            assert bound is not None, "registered bound to a table"
             return message(ctx, bound.table)
 
         for table_name in table_names:
@@ -148,7 +149,7 @@ class _item:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None) -> Literal[False]:
         if isinstance(exc, DataverseError) and not exc.message.startswith("Targets["):
             exc.message = f"Targets[{self.index}]: {exc.message}"
             exc.args = (exc.message,)

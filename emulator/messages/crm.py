@@ -224,6 +224,7 @@ def _date_only(value: str) -> str:
 
 def qualify_lead(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
     """Create what the flags ask for from the lead's data, link it all, close the lead as Qualified."""
+    assert bound is not None, "registered bound to lead"
     lead_table, lead = bound.table, bound.row
     if lead is None:
         raise bad_request("QualifyLead is bound to one lead: leads(<id>)/Microsoft.Dynamics.CRM.QualifyLead.")
@@ -305,7 +306,7 @@ def _opportunity_customer(lead: dict, given: Any, account: dict | None, contact:
 # ---- WinOpportunity / LoseOpportunity -----------------------------------------------------------
 
 def _close_activity(ctx: Ctx, params: dict, message: str, parameter: str, activity: str, column: str,
-                    target: str) -> tuple[dict, dict, dict]:
+                    target: str) -> tuple[dict, Table, dict]:
     """Create the close activity (`opportunityclose`, `incidentresolution`) from its entity
     parameter; returns (values given, the created activity, the closed row's table row)."""
     add_tables(ctx.store)
@@ -375,6 +376,7 @@ def close_incident(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
 
 def add_to_queue(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
     """Put a case or activity in the bound queue; an item already waiting in a queue moves here."""
+    assert bound is not None, "registered bound to queue"
     queue = bound.row
     if queue is None:
         raise bad_request("AddToQueue is bound to one queue: queues(<id>)/Microsoft.Dynamics.CRM.AddToQueue.")
@@ -440,6 +442,7 @@ def pick_from_queue(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
 
 def release_to_queue(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
     """Give a picked item back to its queue (no worker)."""
+    assert bound is not None, "registered bound to queueitem"
     item = bound.row
     if item is None:
         raise bad_request("ReleaseToQueue is bound to one queue item: queueitems(<id>)/Microsoft.Dynamics.CRM.ReleaseToQueue.")
@@ -477,7 +480,7 @@ def calculate_rollup_field(ctx: Ctx, params: dict, bound: Bound | None) -> Reply
     if compute is None and field not in table.columns:
         raise bad_request(f"The attribute '{field}' is not a rollup attribute of '{table.logical_name}'.",
                           INVALID_ARGUMENT)
-    payload = {"@odata.context": f"{ctx.api}/$metadata#{table.entity_set}/$entity"}
+    payload: dict[str, Any] = {"@odata.context": f"{ctx.api}/$metadata#{table.entity_set}/$entity"}
     if compute is not None:
         value, now = compute(ctx, row[table.primary_id]), utc_now()
         stored = {k: v for k, v in {field: value, f"{field}_date": now, f"{field}_state": 1}.items()

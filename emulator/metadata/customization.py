@@ -49,7 +49,7 @@ def _attribute_type(body: dict) -> str:
     if kind not in CREATABLE:
         raise bad_request(f"The attribute type '{odata_type or kind}' cannot be created; expected one of "
                           f"{', '.join(sorted(ATTRIBUTE_CLASS[k] for k in CREATABLE))}.", INVALID_ARGUMENT)
-    return kind
+    return str(kind)
 
 
 def _options(body: dict, name: str, kind: str) -> OptionSet:

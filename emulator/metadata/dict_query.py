@@ -59,7 +59,7 @@ def _shape(item: dict, select: list[str] | None, expands: list[Expand], expander
     else:
         out = {k: v for k, v in item.items() if k in select or k in ("MetadataId", "@odata.type")}
     for e in expands:
-        related = expander(item, e.nav) if expander else None
+        related: Any = expander(item, e.nav) if expander else None
         if related is None:
             raise bad_request(f"Could not find a property named '{e.nav}' on type 'Microsoft.Dynamics.CRM.{type_name}'.")
         if isinstance(related, dict) and "__single__" in related:

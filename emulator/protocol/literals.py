@@ -146,7 +146,7 @@ class _Json:
         ch = self.text[self.i]
         if ch == "[":
             self.i += 1
-            items = []
+            items: list[Any] = []
             self._ws()
             if self.text[self.i:self.i + 1] == "]":
                 self.i += 1
@@ -162,7 +162,7 @@ class _Json:
                     raise bad_request(f"Invalid JSON. A comma character ',' was expected in scope 'Array'. '{self.text}'")
         if ch == "{":
             self.i += 1
-            obj = {}
+            obj: dict[str, Any] = {}
             self._ws()
             if self.text[self.i:self.i + 1] == "}":
                 self.i += 1
@@ -191,5 +191,7 @@ class _Json:
             self.i = j + 1
             return raw if ch == "'" else json.loads(ch + raw + ch)
         m = re.compile(r"[^,\]\}\s]+").match(self.text, self.i)
+        if m is None:
+            raise bad_request(f"Invalid JSON. Expected a value at position {self.i} in '{self.text}'.")
         self.i = m.end()
         return parse_literal(m.group(0))

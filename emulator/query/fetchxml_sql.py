@@ -305,6 +305,7 @@ class Planner:
             for order in scope.entity.orders:
                 if order.alias is not None:
                     out = self._output(order.alias)
+                    assert out.scope is not None, "an aliased output has its scope"
                     target, col = out.scope, out.column
                 else:
                     target = self.scope_for(order.entityname, scope)

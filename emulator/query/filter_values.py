@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from d365_components.emulator.protocol.errors import bad_request, not_supported
 from d365_components.emulator.storage.schema import Column
@@ -113,6 +113,6 @@ def like_pattern(text: str) -> str:
     return "".join(out)
 
 
-def _mismatch(col: Column, kind: str, op: str) -> None:
+def _mismatch(col: Column, kind: str, op: str) -> NoReturn:
     raise bad_request("A binary operator with incompatible types was detected. Found operand types "
                       f"'{col.edm_type}' and '{EDM_OF_KIND.get(kind, kind)}' for operator kind '{OP_NAMES.get(op, op)}'.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from d365_components.emulator.protocol.errors import (
     QUERY_NOT_SUPPORTED,
     bad_request,
@@ -84,7 +86,7 @@ def query_collection(ctx: Ctx, table: Table, base_where: str = "", base_params: 
         if expands:
             expand_row(ctx, table, row, value, expands)
         values.append(value)
-    body = {"@odata.context": f"{ctx.api}/$metadata#{context_path or table.entity_set}{context_select(cols, expands)}"}
+    body: dict[str, Any] = {"@odata.context": f"{ctx.api}/$metadata#{context_path or table.entity_set}{context_select(cols, expands)}"}
     if ctx.annotations and ctx.wants("Microsoft.Dynamics.CRM.globalmetadataversion"):
         body["@Microsoft.Dynamics.CRM.globalmetadataversion"] = str(ctx.schema.version)
     if opts.get("$count") == "true":

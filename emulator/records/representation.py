@@ -42,7 +42,7 @@ def column_plan(ctx: Ctx, table: Table, cols: list[Column] | None) -> list[tuple
 
 
 def to_json(ctx: Ctx, table: Table, row: dict, plan: list[tuple]) -> dict:
-    out = {"@odata.etag": f'W/"{row.get("versionnumber")}"'}
+    out: dict[str, Any] = {"@odata.etag": f'W/"{row.get("versionnumber")}"'}
     annotate = bool(ctx.annotations)
     for name, json_name, kind, col in plan:
         v = row.get(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal, overload
 from urllib.parse import unquote
 
 from d365_components.emulator.protocol.errors import (
@@ -69,6 +70,12 @@ def lookup_key(ctx: Ctx, table: Table, values: dict) -> dict | None:
     where = " AND ".join(f"t0.{q(c)} = ?" for c in values)
     rows = ctx.store.select(table.logical_name, where, list(values.values()), limit=1)
     return rows[0] if rows else None
+
+
+@overload
+def find_row(ctx: Ctx, table: Table, key: str, *, required: Literal[True]) -> dict: ...
+@overload
+def find_row(ctx: Ctx, table: Table, key: str, *, required: bool) -> dict | None: ...
 
 
 def find_row(ctx: Ctx, table: Table, key: str, *, required: bool) -> dict | None:

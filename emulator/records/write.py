@@ -117,7 +117,11 @@ def _bind(ctx: Ctx, table: Table, nav_name: str, value: Any, values: dict, later
         if not isinstance(value, list):
             raise bad_request(f"The value of '{nav_name}@odata.bind' must be an array of URLs.")
         refs = [resolve_reference(ctx, v, (nav.target,), nav_name) for v in value]
-        later.append(lambda row, nav=nav, refs=refs: [link_rows(ctx, table, row, nav, t, r) for t, r in refs])
+        def link_all(row: dict, nav: CollectionNav = nav, refs: list[tuple[Table, dict]] = refs) -> None:
+            for t, r in refs:
+                link_rows(ctx, table, row, nav, t, r)
+
+        later.append(link_all)
         return
     raise bad_request(f"An undeclared property '{nav_name}' which only has property annotations in the payload but no "
                       "property value was found in the payload. In OData, only declared navigation properties and "

@@ -100,7 +100,7 @@ class Ctx:
             raise bad_request("The request body is empty; a JSON object was expected.")
         try:
             data = json.loads(self.body)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise bad_request(f"Invalid JSON in the request body: {exc.msg} at position {exc.pos}.") from None
         if not isinstance(data, dict):
             raise bad_request("The request body must be a JSON object.")

@@ -79,7 +79,7 @@ class Store:
         self.listeners: list[Listener] = []
         self._depth = 0
         self._pending: list[tuple] = []
-        self._sql: dict[Any, str] = {}
+        self._sql: dict[Any, Any] = {}
         self.plans: dict = {}             # serialization plans cached by the records layer
         if path != ":memory:":
             self.conn.execute("PRAGMA journal_mode=WAL")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from urllib.parse import parse_qsl, quote, unquote
 
 from starlette.applications import Starlette
@@ -69,10 +70,11 @@ def create_app(*, identity: IdentityProvider, org_url: str, db: str = ":memory:"
 
     routes = [
         Route("/api/data/{version}/$batch", batch, methods=["POST"]),
-        Route("/api/data/{version}/{path:path}", _WebApi(identity, lambda: app.state), methods=METHODS),
+        Route("/api/data/{version}/{path:path}", _WebApi(identity, lambda: app_state), methods=METHODS),
         *identity.routes(),
     ]
     app = _EmulatorApp(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+    app_state = app.state
     app.web_api = routes[1].app
     app.state.store = store
     app.state.schema = schema
@@ -118,7 +120,7 @@ class _EmulatorApp(Starlette):
 class _WebApi:
     """The raw ASGI endpoint of `/api/data/...`: the hot path, so no Request/Response objects."""
 
-    def __init__(self, identity: IdentityProvider, state: State) -> None:
+    def __init__(self, identity: IdentityProvider, state: Callable[[], State]) -> None:
         self.identity = identity
         self.state = state
 
@@ -236,7 +238,7 @@ def _effective_user(state: State, caller: dict, headers: dict[str, str]) -> tupl
         caller_user = _user_by(state, "applicationid", caller.get("appid"))
     if caller_user is None:
         raise DataverseError(403, NOT_A_MEMBER, "The user is not a member of the organization.")
-    acting = caller_user
+    acting: tuple[str, str] | None = caller_user
     if headers.get("callerobjectid"):
         acting = _user_by(state, "azureactivedirectoryobjectid", headers["callerobjectid"])
     elif headers.get("mscrmcallerid"):
