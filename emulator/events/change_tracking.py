@@ -76,6 +76,7 @@ class ChangeLog:
         if t is None or not t.change_tracking:
             return
         row = after if after is not None else before
+        assert row is not None, "a write has a before or an after image"
         self.store.execute(f'INSERT OR REPLACE INTO "{LOG_TABLE}" (tbl, id, op, at) VALUES (?, ?, ?, ?)',
                            (table, row[t.primary_id], message, self.clock()))
 
@@ -131,7 +132,7 @@ class ChangeTracking:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         m = _COLLECTION.match(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "GET" else None
         table = self.state.schema.by_set.get(m.group(2)) if m else None
-        if table is None:
+        if m is None or table is None:
             return await self.app(scope, receive, send)
         if b"token" not in scope.get("query_string", b"") and not _asks_to_track(scope):
             return await self.app(scope, receive, send)       # the usual query: no need to parse it

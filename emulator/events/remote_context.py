@@ -36,7 +36,7 @@ def wcf_date(value: str | datetime, offset: str = "") -> str:
 
 
 def entity_reference(logical_name: str, row_id: str, name: str | None = None, *, with_type: bool = True) -> dict:
-    ref = {"Id": row_id, "KeyAttributes": [], "LogicalName": logical_name, "Name": name, "RowVersion": None}
+    ref: dict[str, Any] = {"Id": row_id, "KeyAttributes": [], "LogicalName": logical_name, "Name": name, "RowVersion": None}
     return {"__type": typed("EntityReference"), **ref} if with_type else ref
 
 
@@ -96,8 +96,11 @@ def changed_columns(table: Table, before: dict, after: dict) -> list[str]:
 def target(message: str, table: Table, before: dict | None, after: dict | None) -> dict[str, Any]:
     """InputParameters["Target"]: the new row (Create), the changes (Update), a reference (Delete)."""
     if message == "Delete":
+        assert before is not None, "a deleted row has a before image"
         return entity_reference(table.logical_name, before[table.primary_id])
+    assert after is not None, "a created or updated row has an after image"
     if message == "Update":
+        assert before is not None, "an updated row has a before image"
         cols = changed_columns(table, before, after) + [c for c in SYSTEM_STAMPS if c in table.columns]
         return {**entity(table, after, cols), "RowVersion": None}
     return {**entity(table, after), "RowVersion": None}
@@ -118,10 +121,13 @@ def build(*, message: str, table: Table, before: dict | None, after: dict | None
 
     `images` are rows of sdkmessageprocessingstepimage (`entityalias`, `imagetype` 0 pre / 1 post /
     2 both, `attributes`); `user`/`initiating_user` carry `id`, `business_unit` and `oid`."""
-    primary = (after or before)[table.primary_id]
+    row = after or before
+    assert row is not None, "a write has a before or an after image"
+    primary = row[table.primary_id]
     inputs = [{"key": "Target", "value": target(message, table, before, after)}]
     outputs = [{"key": "id", "value": primary}] if message == "Create" else []
-    pre, post = [], []
+    pre: list[dict[str, Any]] = []
+    post: list[dict[str, Any]] = []
     for img in images:
         kind = img.get("imagetype")
         alias = img.get("entityalias") or img.get("name") or "Image"
@@ -130,7 +136,7 @@ def build(*, message: str, table: Table, before: dict | None, after: dict | None
         if kind in (1, 2) and message != "Delete":
             post.append({"key": alias, "value": image(table, after, img.get("attributes"))})
 
-    def context(stage_: int, mode_: int, parent: dict | None, owning: dict | None, pre_: dict[str, Any] | None, post_: dict[str, Any] | None) -> dict:
+    def context(stage_: int, mode_: int, parent: dict | None, owning: dict | None, pre_: list[dict[str, Any]], post_: list[dict[str, Any]]) -> dict:
         return {
             "BusinessUnitId": user["business_unit"],
             "CorrelationId": correlation_id,

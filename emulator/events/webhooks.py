@@ -100,7 +100,7 @@ class _Request:
     """What one Web API request collects: its writes (to undo) and its synchronous deliveries.
     Who sent it and its ids are worked out only when a step needs them (most writes have none)."""
 
-    scope: dict
+    scope: Scope
     writes: list[tuple] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     holding: bool = False          # the response waits for synchronous deliveries
@@ -194,12 +194,14 @@ class Webhooks:
             return
         holding = request is not None and request.holding
         if holding:
+            assert request is not None
             request.writes.append((message, table, before, after))
         for step in self.steps_for(message, table):
             if message == "Update" and not _passes_filter(step, before, after):
                 continue
             delivery = self._prepare(step, message, table, before, after, request)
             if step["mode"] == 0 and holding:
+                assert request is not None
                 request.deliveries.append(delivery)
             else:
                 self.submit(delivery)
@@ -227,6 +229,7 @@ class Webhooks:
     def _prepare(self, step: dict[str, Any], message: str, table_name: str, before: dict[str, Any] | None, after: dict[str, Any] | None, request: _Request | None) -> Delivery:
         table = self.store.schema.tables[table_name]
         row = after if after is not None else before
+        assert row is not None, "a write has a before or an after image"
         acting = (after or {}).get("modifiedby") if message != "Delete" else None
         oid = request.oid if request else None
         user = self._user(acting) if acting else self._user_by_oid(oid)
@@ -316,6 +319,7 @@ class Webhooks:
         status, error, attempts = None, None, 0
         try:
             url = _with_auth(url, step["authtype"], step["authvalue"], headers)
+            assert self._client is not None, "deliveries run on the started worker"
             for attempt in (1, 2):
                 attempts = attempt
                 response = await self._client.post(url, content=d.payload, headers=headers, timeout=self.timeout)
@@ -392,7 +396,8 @@ class Webhooks:
             if not self.has_sync_steps():
                 return await self.app(scope, receive, send)
             request.holding = True
-            start, chunks = {}, []
+            start: dict[str, Any] = {}
+            chunks: list[bytes] = []
 
             async def capture(message: Message) -> None:
                 if message["type"] == "http.response.start":
@@ -446,7 +451,7 @@ class Webhooks:
                     log.exception("could not undo %s of %s after a failed synchronous webhook", message, table_name)
 
 
-def _verify(value: bool | str) -> bool | str:
+def _verify(value: bool | str) -> ssl.SSLContext | bool:
     """httpx's `verify` from a setting: True/False, or the path of a CA bundle to trust."""
     return ssl.create_default_context(cafile=value) if isinstance(value, str) else value
 

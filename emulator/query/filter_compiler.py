@@ -101,7 +101,7 @@ class FilterCompiler:
         self.params.append(sql_number(value))
         return "?"
 
-    def _compare(self, op: str, left: FilterNode, right: FilterNode, scope: Scope, vars: dict[str, Scope] | None) -> str:
+    def _compare(self, op: str, left: FilterNode, right: FilterNode, scope: Scope, vars: dict[str, Scope]) -> str:
         if left[0] == "lit" and right[0] == "path":
             left, right, op = right, left, {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}.get(op, op)
         if left[0] == "path" and right[0] == "path":
@@ -128,7 +128,7 @@ class FilterCompiler:
             return f"({expr} <> {self._param(value)} OR {expr} IS NULL)"
         return f"({expr} {SQL_OPS[op]} {self._param(value)})"
 
-    def _func(self, name: str, args: list[FilterNode], scope: Scope, vars: dict[str, Scope] | None) -> str:
+    def _func(self, name: str, args: list[FilterNode], scope: Scope, vars: dict[str, Scope]) -> str:
         patterns = {"contains": "%{}%", "startswith": "{}%", "endswith": "%{}"}
         if name not in patterns:
             if name in ("tolower", "toupper", "length", "substring", "indexof", "trim", "concat", "year", "month", "day"):
@@ -143,7 +143,7 @@ class FilterCompiler:
                               f"The function signatures considered are: {name}(Edm.String Nullable=true, Edm.String Nullable=true).")
         return f"({expr} LIKE {self._param(patterns[name].format(like_pattern(args[1][2])))} ESCAPE '\\')"
 
-    def _lambda(self, node: FilterNode, scope: Scope, vars: dict[str, Scope] | None) -> str:
+    def _lambda(self, node: FilterNode, scope: Scope, vars: dict[str, Scope]) -> str:
         _, names, op, var, expr = node
         if names[0] in vars:
             scope, names = vars[names[0]], names[1:]
@@ -175,7 +175,7 @@ class FilterCompiler:
 
     # Microsoft.Dynamics.CRM query functions
 
-    def _crm(self, name: str, args: list[FilterNode], scope: Scope, vars: dict[str, Scope] | None) -> str:
+    def _crm(self, name: str, args: dict[str, FilterNode], scope: Scope, vars: dict[str, Scope]) -> str:
         prop = args.get("PropertyName")
         if prop is None or prop[1] not in ("string", "enum"):
             raise bad_request(f"The function '{name}' requires a PropertyName parameter.")
@@ -280,7 +280,7 @@ class FilterCompiler:
     def _crm_DoesNotContain(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return self._like(expr, value, "%{}%", True)
 
-    def _date_function(self, name: str, value: FilterNode) -> tuple[datetime, datetime]:
+    def _date_function(self, name: str, value: FilterNode | None) -> tuple[datetime | None, datetime | None] | None:
         now = self.now
         today = datetime(now.year, now.month, now.day, tzinfo=UTC)
         day = timedelta(days=1)

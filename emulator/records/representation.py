@@ -77,7 +77,7 @@ def add_value_annotations(ctx: Ctx, table: Table, row: dict, col: Column, json_n
     elif col.is_lookup:
         target = row.get(col.type_column) if col.type_column else col.targets[0]
         if target in ctx.schema.tables:
-            formatted = _primary_name(ctx, target, v)
+            formatted = _primary_name(ctx, str(target), v)
             if ctx.wants(f"{json_name}@{ASSOCIATED_NAV}") or ctx.wants(ASSOCIATED_NAV):
                 out[f"{json_name}@{ASSOCIATED_NAV}"] = ctx.schema.nav_for_lookup(table, col.name, target) or col.name
             if ctx.wants(LOOKUP_NAME):

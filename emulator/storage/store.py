@@ -253,7 +253,7 @@ class Store:
     def insert(self, table: str, values: dict, *, user: str, on_behalf_of: str | None = None) -> dict:
         """Create a row: fills id, stamps, owner, state and version; returns the full row."""
         t = self.schema.tables[table]
-        row = dict.fromkeys(self.columns_of(table))
+        row: dict[str, Any] = dict.fromkeys(self.columns_of(table))
         row.update(values)
         row[t.primary_id] = (values.get(t.primary_id) or new_id()).lower()
         cols = t.columns

@@ -107,8 +107,7 @@ async def handle_batch(request: Request) -> Response:
     for item in items:
         result = await (runner.change_set(item) if isinstance(item, ChangeSet) else runner.single(item))
         out.append(result)
-        failed = isinstance(result, Answer) and result.failed
-        if failed and not continue_on_error:
+        if isinstance(result, Answer) and result.failed and not continue_on_error:
             status = result.status
             break
         if not isinstance(item, ChangeSet):
