@@ -9,7 +9,7 @@ import pytest
 from d365_components.actions._lookups import metadata_for
 from d365_components.emulator import defaults
 from d365_components.emulator.defaults import USD_ID
-from d365_components.emulator.messages import crm as crm_messages
+from d365_components.emulator.messages import crm_tables as crm_messages
 from d365_components.errors import DataverseError, InputValidationError
 from d365_components.runtime import invoke
 
