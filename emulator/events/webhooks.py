@@ -4,8 +4,8 @@ Registration is Dataverse's own data: a `serviceendpoint` row (contract 8 = webh
 `authtype` 4 WebhookKey -> `?code=`, 5 HttpHeader, 6 HttpQueryString, `authvalue`), an enabled
 `sdkmessageprocessingstep` binding it to a message (Create, Update, Delete) and, through its
 `sdkmessagefilterid`, a table (no filter: every table), and optional
-`sdkmessageprocessingstepimage` rows (pre/post images). This module adds the image table and
-`asyncoperation` (system jobs) to the schema.
+`sdkmessageprocessingstepimage` rows (pre/post images). emulator/events/webhook_tables.py adds the
+image table and `asyncoperation` (system jobs) to the schema.
 
 A store listener turns each committed write into deliveries for the matching steps (`filteringattributes`
 skip Updates that changed none of them). Deliveries run on a worker thread with its own event
@@ -29,46 +29,31 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import json
 import logging
-import ssl
 import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
-from defusedxml import ElementTree
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from d365_components.emulator import defaults
 from d365_components.emulator.events import remote_context
+from d365_components.emulator.events.webhook_auth import passes_filter, tls_verify, with_auth, without_secrets
+from d365_components.emulator.events.webhook_tables import add_tables
 from d365_components.emulator.limits.protection import user_key
 from d365_components.emulator.protocol.errors import error_body
-from d365_components.emulator.storage.columns import (
-    LookupSpec,
-    choice_column,
-    datetime_column,
-    entity_name_column,
-    guid_column,
-    integer_column,
-    memo_column,
-    state_option_sets,
-    string_column,
-)
-from d365_components.emulator.storage.store import Store
-from d365_components.emulator.storage.table_builder import TableBuilder
 
 log = logging.getLogger(__name__)
 
 MESSAGES = ("Create", "Update", "Delete")
 REGISTRATION = frozenset({"serviceendpoint", "sdkmessageprocessingstep", "sdkmessageprocessingstepimage",
                           "sdkmessage", "sdkmessagefilter"})
-WEBHOOK_KEY, HTTP_HEADER, HTTP_QUERY_STRING = 4, 5, 6
 SUCCEEDED, FAILED = 30, 31
 _STEPS_SQL = """
 SELECT s.sdkmessageprocessingstepid AS id, s.name AS name, s.mode AS mode, s.stage AS stage,
@@ -168,7 +153,7 @@ class Webhooks:
         self.max_payload = settings.webhook_max_payload
         self.retry_statuses = tuple(settings.webhook_retry_statuses)
         self.sync_error = settings.webhook_sync_error
-        self.verify = _verify(settings.webhook_verify)
+        self.verify = tls_verify(settings.webhook_verify)
         self.log: deque[Outcome] = deque(maxlen=1000)
         self._steps: dict[tuple[str, str], list[dict]] = {}
         self._has_sync: bool | None = None
@@ -197,7 +182,7 @@ class Webhooks:
             assert request is not None
             request.writes.append((message, table, before, after))
         for step in self.steps_for(message, table):
-            if message == "Update" and not _passes_filter(step, before, after):
+            if message == "Update" and not passes_filter(step, before, after):
                 continue
             delivery = self._prepare(step, message, table, before, after, request)
             if step["mode"] == 0 and holding:
@@ -318,7 +303,7 @@ class Webhooks:
         url, headers = step["url"] or "", dict(d.headers)
         status, error, attempts = None, None, 0
         try:
-            url = _with_auth(url, step["authtype"], step["authvalue"], headers)
+            url = with_auth(url, step["authtype"], step["authvalue"], headers)
             assert self._client is not None, "deliveries run on the started worker"
             for attempt in (1, 2):
                 attempts = attempt
@@ -333,8 +318,8 @@ class Webhooks:
         except httpx.TimeoutException:
             error = f"The webhook did not answer within {self.timeout:g} seconds."
         except (httpx.HTTPError, ValueError) as exc:
-            error = f"The webhook could not be reached: {type(exc).__name__}: {_no_secrets(str(exc), step)}"
-        return Outcome(step["id"], _no_secrets(url.split("?")[0], step), d.message, d.table, status, max(attempts, 1),
+            error = f"The webhook could not be reached: {type(exc).__name__}: {without_secrets(str(exc), step)}"
+        return Outcome(step["id"], without_secrets(url.split("?")[0], step), d.message, d.table, status, max(attempts, 1),
                        error, d.trimmed, step["mode"])
 
     def _record_job(self, d: Delivery, outcome: Outcome) -> None:
@@ -449,98 +434,3 @@ class Webhooks:
                                      user=before.get("createdby") or defaults.APP_USER_ID)
                 except Exception:
                     log.exception("could not undo %s of %s after a failed synchronous webhook", message, table_name)
-
-
-def _verify(value: bool | str) -> ssl.SSLContext | bool:
-    """httpx's `verify` from a setting: True/False, or the path of a CA bundle to trust."""
-    return ssl.create_default_context(cafile=value) if isinstance(value, str) else value
-
-
-def _passes_filter(step: dict, before: dict | None, after: dict | None) -> bool:
-    wanted = {a.strip().lower() for a in (step.get("filteringattributes") or "").split(",") if a.strip()}
-    if not wanted or before is None or after is None:
-        return True
-    return any(before.get(a) != after.get(a) for a in wanted)
-
-
-def _with_auth(url: str, authtype: int | None, authvalue: str | None, headers: dict[str, str]) -> str:
-    if authtype == WEBHOOK_KEY and authvalue:
-        return url + ("&" if "?" in url else "?") + urlencode({"code": authvalue})
-    if authtype in (HTTP_HEADER, HTTP_QUERY_STRING) and authvalue:
-        pairs = _settings(authvalue)
-        if authtype == HTTP_HEADER:
-            headers.update(pairs)
-            return url
-        return url + ("&" if "?" in url else "?") + urlencode(pairs)
-    return url
-
-
-def _settings(authvalue: str) -> dict[str, str]:
-    """`<settings><setting name="x-api-key" value="..." /></settings>` (or a JSON object) -> pairs."""
-    text = authvalue.strip()
-    if text.startswith("{"):
-        pairs = json.loads(text)
-        return {str(k): str(v) for k, v in pairs.items()}
-    try:
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError:
-        raise ValueError("the endpoint's authvalue is not <settings><setting name=... value=.../></settings>") from None
-    return {s.get("name"): s.get("value", "") for s in root.iter("setting") if s.get("name")}
-
-
-def _no_secrets(text: str, step: dict) -> str:
-    """`text` without the endpoint's key, header values or query-string values."""
-    secret = step.get("authvalue")
-    if not secret:
-        return text
-    secrets = [secret]
-    try:
-        secrets += [v for v in _settings(secret).values() if len(v) > 2]
-    except ValueError:
-        pass
-    for value in secrets:
-        text = text.replace(value, "***")
-    return text
-
-
-# ---- the tables webhooks need ------------------------------------------------------------------
-
-def add_tables(store: Store) -> None:
-    """Add sdkmessageprocessingstepimage and asyncoperation to a live schema (once)."""
-    schema = store.schema
-    if "sdkmessageprocessingstepimage" in schema.tables and "asyncoperation" in schema.tables:
-        return
-    if "sdkmessageprocessingstep" not in schema.tables:
-        return
-
-    builder = TableBuilder(schema)
-    if "sdkmessageprocessingstepimage" not in schema.tables:
-        builder.table("sdkmessageprocessingstepimage", "sdkmessageprocessingstepimages", "sdkmessageprocessingstepimageid",
-                      "name", 4615, "Sdk Message Processing Step Image", "Sdk Message Processing Step Images", [
-            string_column("name", 256, "Name"), string_column("entityalias", 256, "Entity Alias"), string_column("attributes", 100000, "Attributes"),
-            string_column("messagepropertyname", 256, "Message Property Name"), memo_column("description", 256, "Description"),
-            choice_column("imagetype", {0: "PreImage", 1: "PostImage", 2: "Both"}, "Image Type"),
-            LookupSpec("sdkmessageprocessingstepid", {"sdkmessageprocessingstep": (
-                "sdkmessageprocessingstepid_sdkmessageprocessingstepimage", "sdkmessageprocessingstepid")},
-              "SDK Message Processing Step"),
-        ], ownership="OrganizationOwned", change_tracking=False, schema_name="SdkMessageProcessingStepImage")
-    if "asyncoperation" not in schema.tables:
-        builder.table("asyncoperation", "asyncoperations", "asyncoperationid", "name", 4700, "System Job", "System Jobs", [
-            string_column("name", 256, "System Job Name"), memo_column("message", 100000, "Message"), memo_column("friendlymessage", 100000, "Friendly message"),
-            integer_column("errorcode", "Error Code"), integer_column("retrycount", "Retry Count", 0), integer_column("depth", "Depth", 0),
-            datetime_column("startedon", "Started On"), datetime_column("completedon", "Completed On"), guid_column("correlationid", "Correlation Id"),
-            guid_column("regardingobjectid", "Regarding"), entity_name_column("primaryentitytype", "Entity Type"), string_column("messagename", 160, "Message Name"),
-            choice_column("operationtype", {1: "System Event", 10: "Workflow", 12: "Update Match Code", 54: "Execute Async Request"},
-              "System Job Type"),
-            LookupSpec("owningextensionid", {"sdkmessageprocessingstep": (
-                "sdkmessageprocessingstep_asyncoperations", "owningextensionid_sdkmessageprocessingstep")}, "Owning Extension"),
-        ], state=state_option_sets({0: "Ready", 1: "Suspended", 2: "Locked", 3: "Completed"}, {
-            0: ("Waiting For Resources", 0), 10: ("Waiting", 1), 20: ("In Progress", 2), 21: ("Pausing", 2),
-            22: ("Canceling", 2), 30: ("Succeeded", 3), 31: ("Failed", 3), 32: ("Canceled", 3)}),
-            change_tracking=False, schema_name="AsyncOperation")
-    for rel in builder.pending:
-        if rel.schema_name not in schema.relationships:
-            schema.add_relationship(rel)
-    schema.link()
-    for name in ("sdkmessageprocessingstepimage", "asyncoperation"):
-        store.create_table(schema.tables[name])
