@@ -17,13 +17,6 @@ def tls_verify(value: bool | str) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=value) if isinstance(value, str) else value
 
 
-def passes_filter(step: dict, before: dict | None, after: dict | None) -> bool:
-    wanted = {a.strip().lower() for a in (step.get("filteringattributes") or "").split(",") if a.strip()}
-    if not wanted or before is None or after is None:
-        return True
-    return any(before.get(a) != after.get(a) for a in wanted)
-
-
 def with_auth(url: str, authtype: int | None, authvalue: str | None, headers: dict[str, str]) -> str:
     if authtype == WEBHOOK_KEY and authvalue:
         return url + ("&" if "?" in url else "?") + urlencode({"code": authvalue})

@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from d365_components.emulator import defaults
 from d365_components.emulator.events import remote_context
-from d365_components.emulator.events.webhook_auth import passes_filter, tls_verify, with_auth, without_secrets
+from d365_components.emulator.events.webhook_auth import tls_verify, with_auth, without_secrets
 from d365_components.emulator.events.webhook_tables import add_tables
 from d365_components.emulator.limits.protection import user_key
 from d365_components.emulator.protocol.errors import error_body
@@ -434,3 +434,10 @@ class Webhooks:
                                      user=before.get("createdby") or defaults.APP_USER_ID)
                 except Exception:
                     log.exception("could not undo %s of %s after a failed synchronous webhook", message, table_name)
+
+
+def passes_filter(step: dict, before: dict | None, after: dict | None) -> bool:
+    wanted = {a.strip().lower() for a in (step.get("filteringattributes") or "").split(",") if a.strip()}
+    if not wanted or before is None or after is None:
+        return True
+    return any(before.get(a) != after.get(a) for a in wanted)

@@ -35,8 +35,8 @@ def _build_csdl(schema: Schema) -> str:
         out.append(f'<Key><PropertyRef Name={quoteattr(t.primary_id)}/></Key>')
         for c in t.columns.values():
             out.append(f'<Property Name={quoteattr(c.json_name)} Type="{c.edm_type}"/>')
-        for nav in t.single_navs.values():
-            out.append(f'<NavigationProperty Name={quoteattr(nav.name)} Type="mscrm.{nav.targets[0]}"/>')
+        for single in t.single_navs.values():
+            out.append(f'<NavigationProperty Name={quoteattr(single.name)} Type="mscrm.{single.targets[0]}"/>')
         for nav in t.collection_navs.values():
             out.append(f'<NavigationProperty Name={quoteattr(nav.name)} Type="Collection(mscrm.{nav.target})"/>')
         out.append('</EntityType>')

@@ -171,9 +171,9 @@ def create_relationship(ctx: Ctx) -> Reply:
         intersect = body.get("IntersectEntityName") or schema_name.lower()
         if intersect in schema.tables:
             raise bad_request(f"IntersectEntityName '{intersect}' is already a table.", INVALID_ARGUMENT)
-        rel = ManyToMany(schema_name, first.logical_name, second.logical_name, intersect, is_custom=True)
-        schema.add_relationship(rel)
-        ctx.store.create_intersect(rel)
+        many = ManyToMany(schema_name, first.logical_name, second.logical_name, intersect, is_custom=True)
+        schema.add_relationship(many)
+        ctx.store.create_intersect(many)
     else:
         raise bad_request("@odata.type must be Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata or "
                           "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata.", INVALID_ARGUMENT)

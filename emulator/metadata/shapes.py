@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from d365_components.emulator.storage.schema import (
     AlternateKey,
     Column,
@@ -71,7 +73,7 @@ def entity_json(t: Table) -> dict:
 
 
 def option_json(o: Option, owner: str, kind: str) -> dict:
-    out = {"Value": o.value, "Color": o.color, "IsManaged": True, "ExternalValue": None, "ParentValues": [],
+    out: dict[str, Any] = {"Value": o.value, "Color": o.color, "IsManaged": True, "ExternalValue": None, "ParentValues": [],
            "Tag": None, "IsHidden": False, "MetadataId": None, "HasChanged": None,
            "Label": label(o.label, f"{owner}:{o.value}"), "Description": label("")}
     if kind == "Status":
@@ -82,7 +84,7 @@ def option_json(o: Option, owner: str, kind: str) -> dict:
 
 
 def option_set_json(s: OptionSet, table: Table | None = None) -> dict:
-    out = {"@odata.type": "#Microsoft.Dynamics.CRM.BooleanOptionSetMetadata" if s.kind == "Boolean"
+    out: dict[str, Any] = {"@odata.type": "#Microsoft.Dynamics.CRM.BooleanOptionSetMetadata" if s.kind == "Boolean"
            else "#Microsoft.Dynamics.CRM.OptionSetMetadata",
            "MetadataId": s.metadata_id, "Name": s.name if s.is_global or table is None else f"{table.logical_name}_{s.name}",
            "IsGlobal": s.is_global, "IsCustomOptionSet": False, "IsManaged": True,
@@ -98,7 +100,7 @@ def option_set_json(s: OptionSet, table: Table | None = None) -> dict:
 
 
 def attribute_json(t: Table, c: Column, index: int, typed: bool) -> dict:
-    out = {
+    out: dict[str, Any] = {
         "@odata.type": f"#{NS}{ATTRIBUTE_CLASS.get(c.type, 'AttributeMetadata')}",
         "MetadataId": c.metadata_id, "LogicalName": c.name, "SchemaName": c.schema_name, "EntityLogicalName": t.logical_name,
         "AttributeType": c.type, "AttributeTypeName": {"Value": f"{c.type}Type"}, "AttributeOf": None,

@@ -108,7 +108,7 @@ def _group(compiler: FilterCompiler, scope: Scope, path: str) -> tuple[str, str,
 
 
 def _aggregates(compiler: FilterCompiler, scope: Scope, body: str) -> list[tuple[str, str, Column | None]]:
-    out = []
+    out: list[tuple[str, str, Column | None]] = []
     for item in split_top(body):
         m = _AGGREGATE.fullmatch(item.strip())
         if m is None:

@@ -537,7 +537,8 @@ def option_labels(schema: Schema) -> Callable[[str, str, Any], str | None]:
     def label(table: str, column: str, value: Any) -> str | None:
         if value is None:
             return None
-        col = schema.tables.get(table, None) and schema.tables[table].columns.get(column)
+        owner = schema.tables.get(table)
+        col = owner.columns.get(column) if owner is not None else None
         return col.option_set.label(value) if col is not None and col.option_set is not None else None
 
     return label

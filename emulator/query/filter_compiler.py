@@ -6,6 +6,7 @@ import re
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from d365_components.emulator.protocol.errors import bad_request, not_supported, unknown_property
 from d365_components.emulator.query.filter_grammar import FilterNode, parse_filter
@@ -97,7 +98,7 @@ class FilterCompiler:
         return (f"(SELECT {expr} FROM {q(target.logical_name)} AS {inner.alias} "
                 f"WHERE {inner.alias}.{q(target.primary_id)} = {scope.alias}.{q(nav.column)})"), col
 
-    def _param(self, value: FilterNode) -> str:
+    def _param(self, value: Any) -> str:
         self.params.append(sql_number(value))
         return "?"
 

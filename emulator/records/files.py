@@ -77,7 +77,7 @@ _TABLES = (
 def install(store: Store) -> None:
     """Create the file tables and the sample file columns; drop a row's files with the row."""
     with store.lock:
-        if getattr(store, "files_installed", False):
+        if "files" in store.installed:
             return
         for sql in _TABLES:
             store.conn.execute(sql)
@@ -93,7 +93,7 @@ def install(store: Store) -> None:
                 _purge_row(store, t, before[t.primary_id])
 
         store.listeners.append(drop_files_of_deleted_rows)
-        store.files_installed = True
+        store.installed.add("files")
 
 
 def add_file_column(store: Store, table: Table, name: str, display: str, *, max_size_kb: int = DEFAULT_MAX_SIZE_KB,

@@ -14,7 +14,7 @@ from d365_components.emulator.query.filter_grammar import substitute_aliases
 from d365_components.emulator.query.query_options import Expand, parse_orderby, parse_select
 from d365_components.emulator.records.rows import entity_url
 from d365_components.emulator.request.context import Ctx
-from d365_components.emulator.storage.schema import CollectionNav, Column, SingleNav, Table
+from d365_components.emulator.storage.schema import CollectionNav, Column, Table
 from d365_components.emulator.storage.store import q
 
 MAX_PAGE = 5000
@@ -124,14 +124,14 @@ def expand_row(ctx: Ctx, table: Table, row: dict, out: dict, expands: list[Expan
     nested = depth > 0 or any(e.expand for e in expands)
     for e in expands:
         if e.nav in table.single_navs:
-            nav = table.single_navs[e.nav]
+            single = table.single_navs[e.nav]
             if e.filter or e.orderby or e.top is not None:
                 raise not_supported("Only $select and $filter clause can be provided while doing $expand on many-to-one "
                                     "relationship or nested one-to-many relationship.")
-            col = table.columns[nav.column]
-            target_id = row.get(nav.column)
-            target_name = (row.get(col.type_column) if col.type_column else nav.targets[0])
-            if target_id is None or target_name not in nav.targets:
+            col = table.columns[single.column]
+            target_id = row.get(single.column)
+            target_name = (row.get(col.type_column) if col.type_column else single.targets[0])
+            if target_id is None or target_name not in single.targets:
                 out[e.nav] = None
                 continue
             target = ctx.schema.tables[target_name]
@@ -174,7 +174,7 @@ def expand_row(ctx: Ctx, table: Table, row: dict, out: dict, expands: list[Expan
             raise bad_request(f"Could not find a property named '{e.nav}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}'.")
 
 
-def nav_where(nav: SingleNav | CollectionNav, target: Table, row_id: str) -> tuple[str, list]:
+def nav_where(nav: CollectionNav, target: Table, row_id: str) -> tuple[str, list]:
     if nav.many_to_many:
         return (f"t0.{q(target.primary_id)} IN (SELECT {q(nav.target_id)} FROM {q(nav.intersect)} "
                 f"WHERE {q(nav.own_id)} = ?)"), [row_id]

@@ -48,14 +48,14 @@ def convert_body(ctx: Ctx, table: Table, body: dict, *, creating: bool) -> tuple
         if "@" in key:
             continue
         if key in table.single_navs:
-            nav = table.single_navs[key]
-            col = table.columns[nav.column]
+            single = table.single_navs[key]
+            col = table.columns[single.column]
             if value is None:
                 values[col.name] = None
                 if col.type_column:
                     values[col.type_column] = None
             elif isinstance(value, dict):
-                target = ctx.schema.tables[_deep_target(ctx, nav, value)]
+                target = ctx.schema.tables[_deep_target(ctx, single, value)]
                 child = create_row(ctx, target, value)
                 values[col.name] = child[target.primary_id]
                 if col.type_column:
@@ -91,7 +91,7 @@ def convert_body(ctx: Ctx, table: Table, body: dict, *, creating: bool) -> tuple
     return values, later
 
 
-def _deep_target(ctx: Ctx, nav: SingleNav | CollectionNav, value: dict) -> str:
+def _deep_target(ctx: Ctx, nav: SingleNav, value: dict) -> str:
     typed = str(value.get("@odata.type") or "").lstrip("#").rsplit(".", 1)[-1]
     if typed in nav.targets:
         return typed
@@ -100,14 +100,14 @@ def _deep_target(ctx: Ctx, nav: SingleNav | CollectionNav, value: dict) -> str:
 
 def _bind(ctx: Ctx, table: Table, nav_name: str, value: Any, values: dict, later: list) -> None:
     if nav_name in table.single_navs:
-        nav = table.single_navs[nav_name]
-        col = table.columns[nav.column]
+        single = table.single_navs[nav_name]
+        col = table.columns[single.column]
         if value is None:
             values[col.name] = None
             if col.type_column:
                 values[col.type_column] = None
             return
-        target, row = resolve_reference(ctx, value, nav.targets, nav_name)
+        target, row = resolve_reference(ctx, value, single.targets, nav_name)
         values[col.name] = row[target.primary_id]
         if col.type_column:
             values[col.type_column] = target.logical_name
@@ -128,7 +128,7 @@ def _bind(ctx: Ctx, table: Table, nav_name: str, value: Any, values: dict, later
                       "declared named streams can be represented as properties without values.")
 
 
-def link_rows(ctx: Ctx, table: Table, row: dict, nav: SingleNav | CollectionNav, target: Table, target_row: dict, *, strict: bool = False) -> None:
+def link_rows(ctx: Ctx, table: Table, row: dict, nav: CollectionNav, target: Table, target_row: dict, *, strict: bool = False) -> None:
     """Add `target_row` to `row`'s collection navigation property `nav`."""
     row_id, target_id = row[table.primary_id], target_row[target.primary_id]
     if nav.many_to_many:
@@ -144,7 +144,7 @@ def link_rows(ctx: Ctx, table: Table, row: dict, nav: SingleNav | CollectionNav,
                      before=target_row)
 
 
-def _deep_children(ctx: Ctx, table: Table, row: dict, nav: SingleNav | CollectionNav, items: list) -> None:
+def _deep_children(ctx: Ctx, table: Table, row: dict, nav: CollectionNav, items: list) -> None:
     target = ctx.schema.tables[nav.target]
     for item in items:
         if not isinstance(item, dict):

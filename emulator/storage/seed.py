@@ -4,6 +4,8 @@ sample accounts and contacts with the "demo" profile."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from d365_components.emulator import defaults
 from d365_components.emulator.defaults import TEAM_ID, USD_ID
 from d365_components.emulator.storage.store import Store
@@ -14,7 +16,7 @@ SEED_PROFILES = (None, "demo")      # None: only the org, users, team and curren
 def seed_rows(store: Store, mode: str | None) -> None:
     """Insert the org, its users and currency; with mode 'demo' also messages and sample data."""
     system = defaults.APP_USER_ID
-    as_system = dict(user=system)
+    as_system: dict[str, Any] = dict(user=system)
     store.insert("transactioncurrency", {
         "transactioncurrencyid": USD_ID, "currencyname": "US Dollar", "isocurrencycode": "USD",
         "currencysymbol": "$", "exchangerate": 1.0, "currencyprecision": 2, "statecode": 0, "statuscode": 1}, **as_system)

@@ -77,6 +77,7 @@ class Store:
         self.conn.row_factory = _dict_row
         self.lock = threading.RLock()
         self.listeners: list[Listener] = []
+        self.installed: set[str] = set()          # add-ons set up on this store ("files", ...)
         self._depth = 0
         self._pending: list[tuple] = []
         self._sql: dict[Any, Any] = {}

@@ -68,14 +68,15 @@ def create_app(*, identity: IdentityProvider, org_url: str, db: str = ":memory:"
             return _reply_response(_error_reply(segment_not_found(request.path_params["version"])))
         return await handle_batch(request)
 
+    web_api = _WebApi(identity, lambda: app_state)
     routes = [
         Route("/api/data/{version}/$batch", batch, methods=["POST"]),
-        Route("/api/data/{version}/{path:path}", _WebApi(identity, lambda: app_state), methods=METHODS),
+        Route("/api/data/{version}/{path:path}", web_api, methods=METHODS),
         *identity.routes(),
     ]
     app = _EmulatorApp(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
     app_state = app.state
-    app.web_api = routes[1].app
+    app.web_api = web_api
     app.state.store = store
     app.state.schema = schema
     app.state.org_url = org_url.rstrip("/")
