@@ -161,7 +161,7 @@ def create_relationship(ctx: Ctx) -> Reply:
                         display=_label_text(lookup.get("DisplayName"), "", False) or lookup_schema,
                         required=(lookup.get("RequiredLevel") or {}).get("Value", "None"))
         ctx.store.add_column(referencing.logical_name, column)
-        rel = OneToMany(schema_name, referenced.logical_name, referencing.logical_name, name,
+        rel: OneToMany | ManyToMany = OneToMany(schema_name, referenced.logical_name, referencing.logical_name, name,
                         body.get("ReferencingEntityNavigationPropertyName") or name, is_custom=True)
         schema.add_relationship(rel)
     elif kind == "ManyToManyRelationshipMetadata":
@@ -174,6 +174,7 @@ def create_relationship(ctx: Ctx) -> Reply:
         many = ManyToMany(schema_name, first.logical_name, second.logical_name, intersect, is_custom=True)
         schema.add_relationship(many)
         ctx.store.create_intersect(many)
+        rel = many
     else:
         raise bad_request("@odata.type must be Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata or "
                           "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata.", INVALID_ARGUMENT)
