@@ -134,8 +134,10 @@ def _upsert_key(ctx: Ctx, table: Table, target: dict, index: int) -> dict[str, A
 
 def _update(ctx: Ctx, table: Table, row: dict, body: dict) -> None:
     values, later = convert_body(ctx, table, body, creating=False)
-    _, after = ctx.store.update(table.logical_name, row[table.primary_id], values, user=ctx.user_id,
-                                on_behalf_of=ctx.on_behalf_of, before=row)
+    changed = ctx.store.update(table.logical_name, row[table.primary_id], values, user=ctx.user_id,
+                               on_behalf_of=ctx.on_behalf_of, before=row)
+    assert changed is not None, "the row was just read"
+    _, after = changed
     for operation in later:
         operation(after)
 

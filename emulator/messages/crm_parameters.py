@@ -16,7 +16,7 @@ from d365_components.emulator.protocol.errors import (
 from d365_components.emulator.protocol.literals import GUID_RE
 from d365_components.emulator.records.rows import resolve_reference
 from d365_components.emulator.request.context import Ctx
-from d365_components.emulator.storage.schema import Table
+from d365_components.emulator.storage.schema import OptionSet, Table
 
 # ---- parameters ---------------------------------------------------------------------------------
 
@@ -87,21 +87,28 @@ def optional_reference_param(ctx: Ctx, params: dict, name: str, targets: tuple[s
     return None
 
 
+def option_set_of(table: Table, column: str) -> OptionSet:
+    """The option set of a choice column the code knows to have one (statecode, statuscode)."""
+    option_set = table.columns[column].option_set
+    assert option_set is not None, f"{table.logical_name}.{column} is a choice column"
+    return option_set
+
+
 def set_status(ctx: Ctx, table: Table, row_id: str, state: int, status: int) -> int:
     """The status reason to set with `state`; -1 means the state's default (as in Dataverse)."""
-    options = table.columns["statuscode"].option_set.options
+    options = option_set_of(table, "statuscode").options
     valid = [o.value for o in options if o.state == state]
     if status == -1:
         return valid[0]
     if status not in valid:
-        state_label = table.columns["statecode"].option_set.label(state)
+        state_label = option_set_of(table, "statecode").label(state)
         raise bad_request(f"{status} is not a valid status code for state code {table.schema_name}State."
                           f"{state_label} on {table.logical_name} with Id {row_id}.", INVALID_STATE_STATUS)
     return status
 
 
 def not_open(table: Table, row: dict, doing: str) -> DataverseError:
-    state = table.columns["statecode"].option_set.label(row.get("statecode"))
+    state = option_set_of(table, "statecode").label(row.get("statecode"))
     return DataverseError(400, INVALID_OPERATION,
                           f"Cannot {doing} the {table.logical_name} with Id {row[table.primary_id]} because it is "
                           f"{state}, not open.")
@@ -113,8 +120,10 @@ def insert_row(ctx: Ctx, table: str, values: dict) -> dict:
 
 
 def update_row(ctx: Ctx, table: str, row: dict, values: dict) -> dict:
-    return ctx.store.update(table, row[ctx.schema.tables[table].primary_id], values, user=ctx.user_id,
-                            on_behalf_of=ctx.on_behalf_of, before=row)[1]
+    changed = ctx.store.update(table, row[ctx.schema.tables[table].primary_id], values, user=ctx.user_id,
+                               on_behalf_of=ctx.on_behalf_of, before=row)
+    assert changed is not None, "the row was just read"
+    return changed[1]
 
 
 def date_only(value: str) -> str:

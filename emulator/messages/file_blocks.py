@@ -47,7 +47,7 @@ def _target(ctx: Ctx, params: dict, message: str) -> tuple[Table, dict, Column]:
         raise DataverseError(404, OBJECT_DOES_NOT_EXIST,
                              f"Entity '{table.logical_name}' With Id = {target[table.primary_id]} Does Not Exist")
     col = table.columns.get(column)
-    if not is_file_column(col):
+    if col is None or not is_file_column(col):
         raise bad_request(f"'{column}' is not a file or image column of '{table.logical_name}'.", INVALID_ARGUMENT)
     return table, row, col
 

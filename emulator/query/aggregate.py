@@ -86,9 +86,9 @@ def apply(ctx: Ctx, table: Table) -> Reply:
             if annotate and v is not None and col.option_set is not None:
                 item[f"{name}@{FORMATTED}"] = col.option_set.label(int(v))
             item[name] = v
-        for i, (_, name, col) in enumerate(aggregates):
+        for i, (_, name, agg_col) in enumerate(aggregates):
             v = row[f"a{i}"]
-            v = _typed(col, v) if col is not None and v is not None and col.type not in ("Integer", "BigInt") else v
+            v = _typed(agg_col, v) if agg_col is not None and v is not None and agg_col.type not in ("Integer", "BigInt") else v
             if annotate and v is not None:
                 item[f"{name}@{FORMATTED}"] = f"{v:,}" if isinstance(v, int) else f"{v:,.2f}"
             item[name] = v

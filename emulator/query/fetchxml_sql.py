@@ -309,6 +309,7 @@ class Planner:
                     target, col = out.scope, out.column
                 else:
                     target = self.scope_for(order.entityname, scope)
+                    assert order.attribute is not None, "an order without an alias names an attribute"
                     col = self.column(target, order.attribute)
                 expr, sort_col = self.sort_expr(target, col)
                 key(expr, order.descending, sort_col, target is root)
@@ -514,7 +515,9 @@ class Planner:
         if col.type != "DateTime":
             raise invalid(f"Condition for attribute '{where}': the operator '{op}' needs a date and time attribute.")
         try:
-            lo, hi = self.dates._date_function(name, value)
+            date_range = self.dates.date_range(name, value)
+            assert date_range is not None, "every FetchXML date operator names a known range"
+            lo, hi = date_range
         except (OverflowError, ValueError):
             raise invalid(f"Condition for attribute '{where}': the value '{c.value}' is out of range for "
                           f"the operator '{op}'.") from None

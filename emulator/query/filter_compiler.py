@@ -187,7 +187,7 @@ class FilterCompiler:
         if handler is not None:
             return handler(expr, col, value, values)
         try:
-            date_range = self._date_function(name, value)
+            date_range = self.date_range(name, value)
         except (OverflowError, ValueError):     # NextXYears(99999): past year 9999 or before year 1
             raise bad_request(f"The PropertyValue of '{name}' gives a date outside the supported range.") from None
         if date_range is not None:
@@ -281,7 +281,7 @@ class FilterCompiler:
     def _crm_DoesNotContain(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
         return self._like(expr, value, "%{}%", True)
 
-    def _date_function(self, name: str, value: FilterNode | None) -> tuple[datetime | None, datetime | None] | None:
+    def date_range(self, name: str, value: FilterNode | None) -> tuple[datetime | None, datetime | None] | None:
         now = self.now
         today = datetime(now.year, now.month, now.day, tzinfo=UTC)
         day = timedelta(days=1)

@@ -218,6 +218,7 @@ def paging_cookie(p: Plan, rows: list[dict], page: int) -> str:
 
 def _cookie_keys(fetch: Fetch, p: Plan) -> list | None:
     """The last row's sort keys from the request's cookie, or None when it can't drive this page."""
+    assert fetch.paging_cookie is not None, "only called with a paging cookie"
     cookie = parse_xml(fetch.paging_cookie, "paging cookie")
     elements = [e for e in cookie if isinstance(e.tag, str)]
     if cookie.tag != "cookie" or cookie.get("page") != str(fetch.page - 1) or len(elements) != len(p.keys):

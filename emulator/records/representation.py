@@ -64,7 +64,7 @@ def add_value_annotations(ctx: Ctx, table: Table, row: dict, col: Column, json_n
     t = col.type
     if col.option_set is not None and t != "MultiSelectPicklist":
         formatted = col.option_set.label(int(v))
-    elif t == "MultiSelectPicklist":
+    elif t == "MultiSelectPicklist" and col.option_set is not None:
         formatted = "; ".join(col.option_set.label(int(x)) or x for x in str(v).split(",") if x)
     elif t == "Money":
         formatted = f"${v:,.2f}" if v >= 0 else f"-${-v:,.2f}"

@@ -92,7 +92,7 @@ def not_found(table: Table, values: dict) -> DataverseError:
     return key_not_found(table.logical_name)
 
 
-def resolve_reference(ctx: Ctx, url: str, targets: tuple[str, ...] | None, what: str) -> tuple[Table, dict]:
+def resolve_reference(ctx: Ctx, url: object, targets: tuple[str, ...] | None, what: str) -> tuple[Table, dict]:
     """`/contacts(<id>)`, `contacts(<id>)`, an absolute URL or an alternate-key URL -> (table, row)."""
     if not isinstance(url, str):
         raise bad_request(f"The value of '{what}' must be a URL string.")

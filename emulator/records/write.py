@@ -69,14 +69,14 @@ def convert_body(ctx: Ctx, table: Table, body: dict, *, creating: bool) -> tuple
             nav = table.collection_navs[key]
             later.append(lambda row, nav=nav, items=value: _deep_children(ctx, table, row, nav, items))
             continue
-        col = table.column_for_json(key)
-        if col is None:
+        column = table.column_for_json(key)
+        if column is None:
             raise unknown_body_property(key, table.logical_name)
-        if col.is_lookup:
+        if column.is_lookup:
             raise bad_request(ENTITY_REF)
-        if not col.writable or (col.is_primary_id and not creating):
+        if not column.writable or (column.is_primary_id and not creating):
             continue
-        values[col.name] = to_storage(table, col, value)
+        values[column.name] = to_storage(table, column, value)
     if not creating and (table.logical_name, values.get("statecode")) in STATES_BY_MESSAGE:
         label, message = STATES_BY_MESSAGE[table.logical_name, values["statecode"]]
         # Wording as Dataverse's SetState/Update refusal is commonly quoted; the code is UNCONFIRMED.
@@ -84,7 +84,9 @@ def convert_body(ctx: Ctx, table: Table, body: dict, *, creating: bool) -> tuple
                           f"In order to set state of {table.logical_name} to {label}, use the {message}Request "
                           f"message instead (the Web API's {message} action).", INVALID_ARGUMENT)
     if "statecode" in values and "statuscode" in values and values["statuscode"] is not None:
-        state_of = {o.value: o.state for o in table.columns["statuscode"].option_set.options}
+        statuses = table.columns["statuscode"].option_set
+        assert statuses is not None, "statuscode is a choice column"
+        state_of = {o.value: o.state for o in statuses.options}
         if state_of.get(values["statuscode"]) != values["statecode"]:
             raise bad_request(f"{values['statuscode']} is not a valid status code for state code "
                               f"{table.schema_name}State.{values['statecode']}.", INVALID_STATE_STATUS)
@@ -185,7 +187,9 @@ def create(ctx: Ctx, table: Table) -> Reply:
         row = create_row(ctx, table, body)
     row_id = row[table.primary_id]
     if ctx.wants_representation():
-        row = ctx.store.get(table.logical_name, row_id)
+        stored = ctx.store.get(table.logical_name, row_id)
+        assert stored is not None, "the row was just written"
+        row = stored
         cols = parse_select(table, ctx.query.get("$select"))
         expands = parse_expand(ctx.query.get("$expand"))
         payload = {"@odata.context": f"{ctx.api}/$metadata#{table.entity_set}/$entity"}
@@ -223,13 +227,16 @@ def upsert(ctx: Ctx, table: Table, key: str) -> Reply:
             _check_etag(ctx, row)
             body = {k: v for k, v in body.items() if k not in key_values or k == table.primary_id}
             values, later = convert_body(ctx, table, body, creating=False)
-            _, row = ctx.store.update(table.logical_name, row[table.primary_id], values, user=ctx.user_id,
-                                      on_behalf_of=ctx.on_behalf_of, before=row)
+            changed = ctx.store.update(table.logical_name, row[table.primary_id], values, user=ctx.user_id,
+                                       on_behalf_of=ctx.on_behalf_of, before=row)
+            assert changed is not None, "the row was just read"
+            _, row = changed
             for op in later:
                 op(row)
             created = False
     if ctx.wants_representation():
         row = ctx.store.get(table.logical_name, row[table.primary_id])
+        assert row is not None, "the row was just written"
         cols = parse_select(table, ctx.query.get("$select"))
         payload = {"@odata.context": f"{ctx.api}/$metadata#{table.entity_set}/$entity"}
         payload.update(represent(ctx, table, row, cols, []))
