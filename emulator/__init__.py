@@ -32,8 +32,8 @@ this list, never from the library (`d365_components.` outside `d365_components.e
 - `messages/`: functions and actions: `registry` (name -> handler), `crm` (QualifyLead, WinOpportunity,
   queues, ...), `bulk` (CreateMultiple, UpdateMultiple, UpsertMultiple), `file_blocks` (the file-block
   messages), `built_in` (the explicit list of built-in message modules and the tables they need).
-- `identity/`: `provider` (the OpenID token endpoint: client credentials, authorization code,
-  refresh tokens; signing keys; token verification).
+- `identity/`: `provider` (the OpenID provider: discovery, authorize and token endpoints, signing
+  keys, token verification), `oauth` (errors in Entra's shape, grants, PKCE, redirects).
 - `limits/`: `faults` (fault injection), `protection` (service protection limits).
 - `events/`: what happens after a write: `webhooks` (service endpoints and steps), `change_tracking`
   (delta links), `remote_context` (the RemoteExecutionContext a webhook receives).

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import base64
 import collections
-import hashlib
-import html
 import json
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs
 
 import jwt
 from cryptography import x509
@@ -28,49 +25,24 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from d365_components.emulator import defaults
-
-OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
-DELEGATED_PERMISSIONS = frozenset({"user_impersonation", ".default"})
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-TENANT_ALIASES = frozenset({"organizations", "common"})
-
-
-class InvalidToken(Exception):
-    """The bearer token cannot be accepted; `error` and `description` follow RFC 6750."""
-
-    def __init__(self, error: str, description: str):
-        super().__init__(f"{error}: {description}")
-        self.error = error
-        self.description = description
-
-
-class OAuthError(Exception):
-    """An Entra ID error: rendered as `{"error", "error_description": "AADSTS…", "error_codes"…}`."""
-
-    def __init__(self, error: str, code: int, message: str, status: int = 400):
-        super().__init__(f"AADSTS{code}: {message}")
-        self.error = error
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-@dataclass
-class _Grant:
-    """What an authorization code or a refresh token stands for."""
-
-    client_id: str
-    scopes: tuple[str, ...]
-    expires_at: float
-    redirect_uri: str = ""
-    code_challenge: str | None = None
-    code_challenge_method: str = "plain"
-    nonce: str | None = None
+from d365_components.emulator.identity.oauth import (
+    DELEGATED_PERMISSIONS,
+    DEVICE_CODE_GRANT,
+    JWT_BEARER,
+    OIDC_SCOPES,
+    TENANT_ALIASES,
+    Grant,
+    InvalidToken,
+    OAuthError,
+    client_credentials,
+    pkce_matches,
+    redirect,
+    required_param,
+)
 
 
 class IdentityProvider:
@@ -97,10 +69,10 @@ class IdentityProvider:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._public_key = self._key.public_key()
         self._kid = uuid.uuid4().hex
-        self._codes: dict[str, _Grant] = {}
+        self._codes: dict[str, Grant] = {}
         self._redeemed: set[str] = set()
-        self._refresh_tokens: dict[str, _Grant] = {}
-        self._device_codes: dict[str, _Grant] = {}
+        self._refresh_tokens: dict[str, Grant] = {}
+        self._device_codes: dict[str, Grant] = {}
         self._verified: dict[str, dict[str, Any]] = {}
         self._certificates: dict[str, tuple[str, Any]] = {}   # x5t or x5t#S256 -> (client id, public key)
 
@@ -170,9 +142,9 @@ class IdentityProvider:
         params = request.query_params
         try:
             self._check_tenant(request.path_params["tenant"])
-            client_id = _required(params, "client_id")
+            client_id = required_param(params, "client_id")
             self._check_client(client_id)
-            redirect_uri = _required(params, "redirect_uri")
+            redirect_uri = required_param(params, "redirect_uri")
         except OAuthError as exc:  # nowhere trustworthy to redirect to
             return self._error_response(exc, request)
         state = params.get("state")
@@ -185,12 +157,12 @@ class IdentityProvider:
             if method not in ("S256", "plain"):
                 raise OAuthError("invalid_request", 501491,
                                  f"Invalid code_challenge_method '{method}'. Use S256 or plain.")
-            scopes = self._delegated_scopes(_required(params, "scope"))
+            scopes = self._delegated_scopes(required_param(params, "scope"))
         except OAuthError as exc:
             reply = {"error": exc.error, "error_description": f"AADSTS{exc.code}: {exc.message}"}
-            return _redirect(redirect_uri, mode, reply, state)
+            return redirect(redirect_uri, mode, reply, state)
         code = secrets.token_urlsafe(32)
-        self._codes[code] = _Grant(
+        self._codes[code] = Grant(
             client_id=client_id,
             scopes=scopes,
             expires_at=time.time() + self.code_lifetime,
@@ -199,21 +171,21 @@ class IdentityProvider:
             code_challenge_method=method,
             nonce=params.get("nonce"),
         )
-        return _redirect(redirect_uri, mode, {"code": code, "session_state": str(uuid.uuid4())}, state)
+        return redirect(redirect_uri, mode, {"code": code, "session_state": str(uuid.uuid4())}, state)
 
     async def _device_code(self, request: Request) -> Response:
         """Start a device-code sign-in; the emulated user approves it at once, so the first poll wins."""
         try:
             self._check_tenant(request.path_params["tenant"])
             form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
-            client_id = _required(form, "client_id")
+            client_id = required_param(form, "client_id")
             self._check_client(client_id)
-            scopes = self._delegated_scopes(_required(form, "scope"))
+            scopes = self._delegated_scopes(required_param(form, "scope"))
         except OAuthError as exc:
             return self._error_response(exc, request)
         device_code = secrets.token_urlsafe(32)
         user_code = secrets.token_hex(4).upper()
-        self._device_codes[device_code] = _Grant(client_id=client_id, scopes=scopes,
+        self._device_codes[device_code] = Grant(client_id=client_id, scopes=scopes,
                                                  expires_at=time.time() + self.code_lifetime)
         verification_uri = f"{self.base_url}/devicelogin"
         return JSONResponse({
@@ -227,9 +199,9 @@ class IdentityProvider:
         try:
             self._check_tenant(request.path_params["tenant"])
             form = {k: v[-1] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()}
-            client_id, secret = _client_credentials(request, form)
+            client_id, secret = client_credentials(request, form)
             self._check_client(client_id)
-            grant_type = _required(form, "grant_type")
+            grant_type = required_param(form, "grant_type")
             authenticated = self._authenticate(client_id, secret, form)
             if grant_type == "client_credentials":
                 body = self._client_credentials_grant(client_id, authenticated, form)
@@ -254,7 +226,7 @@ class IdentityProvider:
             raise OAuthError("invalid_client", 7000218,
                              "The request body must contain the following parameter: "
                              "'client_assertion' or 'client_secret'.", status=401)
-        scope = _required(form, "scope")
+        scope = required_param(form, "scope")
         scopes = scope.split()
         if len(scopes) != 1 or not scopes[0].endswith("/.default"):
             raise OAuthError("invalid_scope", 1002012,
@@ -268,7 +240,7 @@ class IdentityProvider:
                 "ext_expires_in": self.token_lifetime, "access_token": self._access_token(client_id, claims)}
 
     def _authorization_code_grant(self, client_id: str, form: dict) -> dict:
-        code = _required(form, "code")
+        code = required_param(form, "code")
         grant = self._codes.pop(code, None)
         if grant is None:
             if code in self._redeemed:
@@ -289,14 +261,14 @@ class IdentityProvider:
             raise OAuthError("invalid_grant", 50011,
                              f"The redirect URI '{form.get('redirect_uri')}' specified in the request does "
                              "not match the redirect URI used to obtain the authorization code.")
-        if grant.code_challenge is not None and not _pkce_matches(grant, form.get("code_verifier")):
+        if grant.code_challenge is not None and not pkce_matches(grant, form.get("code_verifier")):
             raise OAuthError("invalid_grant", 50148,
                              "The code_verifier does not match the code_challenge supplied in the "
                              "authorization request for PKCE.")
         return self._user_tokens(client_id, grant.scopes, grant.nonce, form)
 
     def _refresh_token_grant(self, client_id: str, form: dict) -> dict:
-        grant = self._refresh_tokens.pop(_required(form, "refresh_token"), None)
+        grant = self._refresh_tokens.pop(required_param(form, "refresh_token"), None)
         if grant is None or grant.client_id != client_id:
             raise OAuthError("invalid_grant", 70000,
                              "Provided grant is invalid or malformed: the refresh token is unknown, was "
@@ -313,7 +285,7 @@ class IdentityProvider:
         return self._user_tokens(client_id, scopes, None, form)
 
     def _device_code_grant(self, client_id: str, form: dict) -> dict:
-        grant = self._device_codes.pop(_required(form, "device_code"), None)
+        grant = self._device_codes.pop(required_param(form, "device_code"), None)
         if grant is None or grant.client_id != client_id:
             raise OAuthError("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid: "
                              "unknown or already used device_code.")
@@ -335,7 +307,7 @@ class IdentityProvider:
         }
         if "offline_access" in scopes:
             refresh_token = secrets.token_urlsafe(48)
-            self._refresh_tokens[refresh_token] = _Grant(
+            self._refresh_tokens[refresh_token] = Grant(
                 client_id=client_id, scopes=scopes, expires_at=time.time() + self.refresh_token_lifetime)
             body["refresh_token"] = refresh_token
         if "openid" in scopes:
@@ -533,48 +505,3 @@ class IdentityProvider:
             status_code=exc.status,
             headers={"Cache-Control": "no-store, no-cache"},
         )
-
-
-def _required(params: Any, name: str) -> str:
-    value = params.get(name)
-    if not value:
-        raise OAuthError("invalid_request", 900144,
-                         f"The request body must contain the following parameter: '{name}'.")
-    return value
-
-
-def _client_credentials(request: Request, form: dict) -> tuple[str, str | None]:
-    """client_id and secret from the form (client_secret_post) or HTTP Basic (client_secret_basic)."""
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("basic "):
-        try:
-            client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            raise OAuthError("invalid_client", 7000216, "Malformed HTTP Basic client authentication.",
-                             status=401) from None
-        return client_id, secret
-    return _required(form, "client_id"), form.get("client_secret")
-
-
-def _pkce_matches(grant: _Grant, verifier: str | None) -> bool:
-    if not verifier:
-        return False
-    if grant.code_challenge_method == "S256":
-        digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
-        expected = base64.urlsafe_b64encode(digest).decode().rstrip("=")
-    else:
-        expected = verifier
-    return secrets.compare_digest(expected.encode(), (grant.code_challenge or "").encode())
-
-
-def _redirect(redirect_uri: str, mode: str, reply: dict[str, str], state: str | None) -> Response:
-    if state is not None:
-        reply = {**reply, "state": state}
-    if mode == "form_post":
-        fields = "".join(
-            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}"/>' for k, v in reply.items())
-        return HTMLResponse(
-            f'<html><body onload="document.forms[0].submit()"><form method="POST" '
-            f'action="{html.escape(redirect_uri)}">{fields}</form></body></html>')
-    separator = "#" if mode == "fragment" else ("&" if urlsplit(redirect_uri).query else "?")
-    return RedirectResponse(f"{redirect_uri}{separator}{urlencode(reply)}", status_code=302)

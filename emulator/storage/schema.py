@@ -1,6 +1,6 @@
 """The emulator's table definitions: tables, columns, option sets, keys and relationships.
 
-Plain dataclasses, filled by emulator/seed.py and extended at run time by the metadata API.
+Plain dataclasses, filled by emulator/storage/standard_tables.py and extended at run time by the metadata API.
 `Schema.link()` derives each table's navigation properties from the relationships, so a lookup
 column, its relationship and the navigation property names can never disagree:
 

@@ -28,7 +28,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from d365_components.emulator import defaults
-from d365_components.emulator.identity.provider import IdentityProvider, InvalidToken
+from d365_components.emulator.identity.oauth import InvalidToken
+from d365_components.emulator.identity.provider import IdentityProvider
 from d365_components.emulator.messages import built_in
 from d365_components.emulator.messages import registry as messages
 from d365_components.emulator.metadata import csdl, entity_sets

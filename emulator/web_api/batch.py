@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from d365_components.emulator.identity.provider import InvalidToken
+from d365_components.emulator.identity.oauth import InvalidToken
 from d365_components.emulator.protocol.errors import INVALID_ARGUMENT, ODATA_ERROR, error_body
 
 MAX_REQUESTS = 1000

@@ -13,7 +13,7 @@ import msal
 import pytest
 
 from d365_components.emulator import defaults
-from d365_components.emulator.identity.provider import InvalidToken
+from d365_components.emulator.identity.oauth import InvalidToken
 
 REDIRECT_URI = "http://localhost:8400/callback"
 
