@@ -4,8 +4,9 @@
     with Emulator() as emulator:           # https://127.0.0.1:<port>, a fresh seeded org
         ...
 
-Module map, lowest layer first; a module imports only from its own layer or the ones above it in
-this list, never from the library (`d365_components.` outside `d365_components.emulator`):
+Module map, lowest layer first; a module imports only from its own layer or the layers listed before
+it, never from the library (`d365_components.` outside `d365_components.emulator`); imports sit at
+module level (tests/emulator/test_layering.py checks all three):
 
 - `defaults`: the fixed ids of the emulated org (tenant, client, users, business unit, currency).
 - `protocol/`: the wire vocabulary every layer shares: `errors` (Dataverse error codes and bodies),
@@ -29,14 +30,18 @@ this list, never from the library (`d365_components.` outside `d365_components.e
   `entity_sets` (EntityDefinitions, RelationshipDefinitions, GlobalOptionSetDefinitions),
   `dict_query` ($select/$expand/$filter over metadata), `customization` (new columns, tables,
   relationships).
-- `messages/`: functions and actions: `registry` (name -> handler), `crm` (QualifyLead, WinOpportunity,
-  queues, ...), `bulk` (CreateMultiple, UpdateMultiple, UpsertMultiple), `file_blocks` (the file-block
+- `messages/`: functions and actions: `registry` (name -> handler), `crm` (QualifyLead,
+  Win/LoseOpportunity, CloseIncident), `crm_queues`, `crm_rollups` (CalculateRollupField),
+  `crm_tables` (the tables they need), `crm_parameters` (their shared parameter readers), `bulk`
+  (CreateMultiple, UpdateMultiple, UpsertMultiple; DeleteMultiple refused), `file_blocks` (the file-block
   messages), `built_in` (the explicit list of built-in message modules and the tables they need).
 - `identity/`: `provider` (the OpenID provider: discovery, authorize and token endpoints, signing
   keys, token verification), `oauth` (errors in Entra's shape, grants, PKCE, redirects).
 - `limits/`: `faults` (fault injection), `protection` (service protection limits).
-- `events/`: what happens after a write: `webhooks` (service endpoints and steps), `change_tracking`
-  (delta links), `remote_context` (the RemoteExecutionContext a webhook receives).
+- `events/`: what happens after a write: `webhooks` (service endpoints and steps, deliveries),
+  `webhook_auth` (endpoint authentication, secrets kept out of errors), `webhook_tables` (step
+  images, system jobs), `remote_context` (the RemoteExecutionContext a webhook receives),
+  `change_tracking` (delta links).
 - `web_api/`: the HTTP surface: `app` (the ASGI app, routing a Web API request to its sub-system),
   `batch` ($batch).
 - `extensions`: wraps the app in the events and limits middleware (`EmulatorFeatures`).
