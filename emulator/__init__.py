@@ -20,7 +20,7 @@ module level (tests/emulator/test_layering.py checks all three):
 - `request/`: `context` (the request context `Ctx` every handler gets, and its `Reply`).
 - `query/`: query languages compiled to parameterized SQL: `filter_grammar`, `filter_values` and
   `filter_compiler` (OData $filter), `query_options` ($select, $orderby, $expand, $top), `paging`
-  (keyset $skiptoken), `fetchxml_parse` and `fetchxml_sql` (FetchXML), `aggregate` ($apply).
+  (keyset $skiptoken), `fetchxml_parse`, `fetchxml_sql` and `fetchxml_plan` (FetchXML), `aggregate` ($apply).
 - `records/`: entity-set requests: `handler` (routing under `/accounts...`), `rows` (keys and
   references), `representation` (rows as JSON, annotations, $expand), `read`, `values` (JSON
   values to storage), `write` (create, update, upsert, delete, @odata.bind, deep insert),

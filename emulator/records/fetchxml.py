@@ -38,15 +38,8 @@ from d365_components.emulator import defaults
 from d365_components.emulator.protocol.annotations import FORMATTED
 from d365_components.emulator.protocol.errors import DataverseError, bad_request
 from d365_components.emulator.query.fetchxml_parse import MAX_PAGE, Fetch, invalid, parse_fetch, parse_xml
-from d365_components.emulator.query.fetchxml_sql import (
-    AGGREGATE_LIMIT,
-    OPTION_LABEL,
-    Plan,
-    SortKey,
-    option_labels,
-    plan,
-    typed,
-)
+from d365_components.emulator.query.fetchxml_plan import Plan, SortKey, option_labels, typed
+from d365_components.emulator.query.fetchxml_sql import AGGREGATE_LIMIT, OPTION_LABEL, plan
 from d365_components.emulator.query.filter_compiler import QueryUser
 from d365_components.emulator.query.paging import keyset_after
 from d365_components.emulator.records.representation import add_value_annotations
