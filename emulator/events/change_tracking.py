@@ -69,7 +69,7 @@ class ChangeLog:
         store.execute(f'CREATE TABLE IF NOT EXISTS "{LOG_TABLE}" (seq INTEGER PRIMARY KEY AUTOINCREMENT, '
                       'tbl TEXT NOT NULL, id TEXT NOT NULL, op TEXT NOT NULL, at REAL NOT NULL, UNIQUE (tbl, id))')
 
-    def __call__(self, message: str, table: str, before: dict | None, after: dict | None) -> None:
+    def __call__(self, message: str, table: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
         if message not in ("Create", "Update", "Delete"):
             return
         t = self.store.schema.tables.get(table)
@@ -84,7 +84,7 @@ class ChangeLog:
         rows = self.store.execute(f'SELECT max(seq) AS seq FROM "{LOG_TABLE}"')
         return rows[0]["seq"] or 0
 
-    def since(self, table: str, after: int, upto: int, limit: int | None = None) -> list[dict]:
+    def since(self, table: str, after: int, upto: int, limit: int | None = None) -> list[dict[str, Any]]:
         sql = f'SELECT seq, id, op FROM "{LOG_TABLE}" WHERE tbl = ? AND seq > ? AND seq <= ? ORDER BY seq'
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -204,7 +204,7 @@ class ChangeTracking:
 
     # ---- delta ---------------------------------------------------------------------------------
 
-    def _changes(self, table: Table, since: int, page: int | None, position: str | None) -> tuple[list[dict], int]:
+    def _changes(self, table: Table, since: int, page: int | None, position: str | None) -> tuple[list[dict[str, Any]], int]:
         after, upto = since, self.log.current()
         if position:
             done, _, top = position.partition("!")
@@ -213,7 +213,7 @@ class ChangeTracking:
             after, upto = int(done), int(top)
         return self.log.since(table.logical_name, after, upto, None if page is None else page + 1), upto
 
-    def _delta(self, api: str, table: Table, query: dict[str, str], headers: dict[str, str], caller: dict[str, Any], since: int) -> dict:
+    def _delta(self, api: str, table: Table, query: dict[str, str], headers: dict[str, str], caller: dict[str, Any], since: int) -> dict[str, Any]:
         page = _page_size(headers.get("prefer", ""))
         changes, upto = self._changes(table, since, page, query.get("$skiptoken"))
         more = len(changes) > page
@@ -239,9 +239,9 @@ class ChangeTracking:
             body["@odata.deltaLink"] = _link(api, table.entity_set, kept, {"$deltatoken": self.token(upto)})
         return body
 
-    def _fetch(self, api: str, table: Table, query: dict[str, str], headers: dict[str, str], caller: dict[str, Any], ids: list[str]) -> dict[str, dict]:
+    def _fetch(self, api: str, table: Table, query: dict[str, str], headers: dict[str, str], caller: dict[str, Any], ids: list[str]) -> dict[str, dict[str, Any]]:
         """The current representation of `ids`, through the app's own query path."""
-        found: dict[str, dict] = {}
+        found: dict[str, dict[str, Any]] = {}
         prefer = ",".join(p for p in headers.get("prefer", "").split(",")
                           if p.strip() and p.strip().split("=")[0].lower() not in (TRACK, "odata.maxpagesize"))
         inner = {k: v for k, v in headers.items() if k in ("prefer", "callerobjectid", "mscrmcallerid")}
@@ -273,7 +273,7 @@ def _page_size(prefer: str) -> int:
     return MAX_PAGE
 
 
-def _link(api: str, entity_set: str, options: dict, extra: dict) -> str:
+def _link(api: str, entity_set: str, options: dict[str, Any], extra: dict[str, Any]) -> str:
     parts = [f"{k}={quote(v, safe=_SAFE)}" for k, v in options.items()]
     parts += [f"{k}={quote(v, safe='')}" for k, v in extra.items()]
     return f"{api}/{entity_set}" + ("?" + "&".join(parts) if parts else "")
@@ -292,8 +292,8 @@ def _headers(scope: Scope) -> dict[str, str]:
     return out
 
 
-async def _buffered(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[int, list, bytes]:
-    start: dict = {}
+async def _buffered(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[int, list[Any], bytes]:
+    start: dict[str, Any] = {}
     chunks: list[bytes] = []
 
     async def capture(message: Message) -> None:
@@ -306,7 +306,7 @@ async def _buffered(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[int, 
     return start.get("status", 500), list(start.get("headers", [])), b"".join(chunks)
 
 
-async def _send(send: Send, status: int, body: bytes, content_type: str, extra: list | None = None) -> None:
+async def _send(send: Send, status: int, body: bytes, content_type: str, extra: list[Any] | None = None) -> None:
     headers = [(b"content-type", content_type.encode()), (b"odata-version", b"4.0"),
                (b"content-length", str(len(body)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -35,12 +35,12 @@ def wcf_date(value: str | datetime, offset: str = "") -> str:
     return f"/Date({int(moment.timestamp() * 1000)}{offset})/"
 
 
-def entity_reference(logical_name: str, row_id: str, name: str | None = None, *, with_type: bool = True) -> dict:
+def entity_reference(logical_name: str, row_id: str, name: str | None = None, *, with_type: bool = True) -> dict[str, Any]:
     ref: dict[str, Any] = {"Id": row_id, "KeyAttributes": [], "LogicalName": logical_name, "Name": name, "RowVersion": None}
     return {"__type": typed("EntityReference"), **ref} if with_type else ref
 
 
-def attribute_value(col: Column, row: dict) -> Any:
+def attribute_value(col: Column, row: dict[str, Any]) -> Any:
     """A stored value as the SDK type Dataverse would put in an Entity's Attributes."""
     value = row.get(col.name)
     if value is None:
@@ -64,7 +64,7 @@ def attribute_value(col: Column, row: dict) -> Any:
     return value
 
 
-def entity(table: Table, row: dict, columns: Iterable[str] | None = None, *, with_type: bool = True) -> dict:
+def entity(table: Table, row: dict[str, Any], columns: Iterable[str] | None = None, *, with_type: bool = True) -> dict[str, Any]:
     """An Entity with the row's `columns` (all non-null ones when None); the id always included."""
     attributes, formatted = [], []
     names = list(columns) if columns is not None else [c for c, v in row.items() if v is not None]
@@ -87,13 +87,13 @@ def entity(table: Table, row: dict, columns: Iterable[str] | None = None, *, wit
     return {"__type": typed("Entity"), **body} if with_type else body
 
 
-def changed_columns(table: Table, before: dict, after: dict) -> list[str]:
+def changed_columns(table: Table, before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Columns an Update changed (what its Target carries), without the system stamps."""
     return [c for c in table.columns if c not in SYSTEM_STAMPS and c != "versionnumber"
             and before.get(c) != after.get(c)]
 
 
-def target(message: str, table: Table, before: dict | None, after: dict | None) -> dict[str, Any]:
+def target(message: str, table: Table, before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
     """InputParameters["Target"]: the new row (Create), the changes (Update), a reference (Delete)."""
     if message == "Delete":
         assert before is not None, "a deleted row has a before image"
@@ -106,17 +106,17 @@ def target(message: str, table: Table, before: dict | None, after: dict | None) 
     return {**entity(table, after), "RowVersion": None}
 
 
-def image(table: Table, row: dict | None, attributes: str | None) -> dict | None:
+def image(table: Table, row: dict[str, Any] | None, attributes: str | None) -> dict[str, Any] | None:
     if row is None:
         return None
     cols = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None
     return entity(table, row, cols, with_type=False)
 
 
-def build(*, message: str, table: Table, before: dict | None, after: dict | None, mode: int, stage: int,
-          step_id: str, images: list[dict], user: dict, initiating_user: dict, organization_id: str,
+def build(*, message: str, table: Table, before: dict[str, Any] | None, after: dict[str, Any] | None, mode: int, stage: int,
+          step_id: str, images: list[dict[str, Any]], user: dict[str, Any], initiating_user: dict[str, Any], organization_id: str,
           organization_name: str, correlation_id: str, operation_id: str, request_id: str | None,
-          created_on: datetime, depth: int = 1) -> dict:
+          created_on: datetime, depth: int = 1) -> dict[str, Any]:
     """The whole context, members in WCF's (alphabetical) order.
 
     `images` are rows of sdkmessageprocessingstepimage (`entityalias`, `imagetype` 0 pre / 1 post /
@@ -136,7 +136,7 @@ def build(*, message: str, table: Table, before: dict | None, after: dict | None
         if kind in (1, 2) and message != "Delete":
             post.append({"key": alias, "value": image(table, after, img.get("attributes"))})
 
-    def context(stage_: int, mode_: int, parent: dict | None, owning: dict | None, pre_: list[dict[str, Any]], post_: list[dict[str, Any]]) -> dict:
+    def context(stage_: int, mode_: int, parent: dict[str, Any] | None, owning: dict[str, Any] | None, pre_: list[dict[str, Any]], post_: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "BusinessUnitId": user["business_unit"],
             "CorrelationId": correlation_id,
@@ -174,12 +174,12 @@ def build(*, message: str, table: Table, before: dict | None, after: dict | None
     return context(stage, mode, parent, step, pre, post)
 
 
-def dumps(context: dict) -> bytes:
+def dumps(context: dict[str, Any]) -> bytes:
     """Compact JSON with every `/` escaped as `\\/`, as WCF writes it."""
     text = json.dumps(context, separators=(",", ":"), ensure_ascii=False)
     return text.replace("/", "\\/").encode("utf-8")
 
 
-def trim(context: dict) -> dict:
+def trim(context: dict[str, Any]) -> dict[str, Any]:
     """What is sent when the payload is too large: the parent context, parameters and images removed."""
     return {k: v for k, v in context.items() if k not in TRIMMED}

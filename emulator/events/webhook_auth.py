@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from typing import Any
 from urllib.parse import urlencode
 
 from defusedxml import ElementTree
@@ -42,7 +43,7 @@ def auth_settings(authvalue: str) -> dict[str, str]:
     return {s.get("name"): s.get("value", "") for s in root.iter("setting") if s.get("name")}
 
 
-def without_secrets(text: str, step: dict) -> str:
+def without_secrets(text: str, step: dict[str, Any]) -> str:
     """`text` without the endpoint's key, header values or query-string values."""
     secret = step.get("authvalue")
     if not secret:

@@ -86,7 +86,7 @@ class _Request:
     Who sent it and its ids are worked out only when a step needs them (most writes have none)."""
 
     scope: Scope
-    writes: list[tuple] = field(default_factory=list)
+    writes: list[tuple[Any, ...]] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     holding: bool = False          # the response waits for synchronous deliveries
     undoing: bool = False
@@ -112,7 +112,7 @@ _current: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("d365
 
 @dataclass
 class Delivery:
-    step: dict = field(repr=False)            # holds the endpoint's authvalue
+    step: dict[str, Any] = field(repr=False)            # holds the endpoint's authvalue
     message: str
     table: str
     payload: bytes = field(repr=False)
@@ -155,9 +155,9 @@ class Webhooks:
         self.sync_error = settings.webhook_sync_error
         self.verify = tls_verify(settings.webhook_verify)
         self.log: deque[Outcome] = deque(maxlen=1000)
-        self._steps: dict[tuple[str, str], list[dict]] = {}
+        self._steps: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._has_sync: bool | None = None
-        self._users: dict[str, dict] = {}
+        self._users: dict[str, dict[str, Any]] = {}
         self._pending: set[concurrent.futures.Future] = set()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -168,7 +168,7 @@ class Webhooks:
 
     # ---- the store listener ------------------------------------------------------------------
 
-    def on_change(self, message: str, table: str, before: dict | None, after: dict | None) -> None:
+    def on_change(self, message: str, table: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
         if table in REGISTRATION:
             self._steps.clear()
             self._has_sync = None
@@ -191,7 +191,7 @@ class Webhooks:
             else:
                 self.submit(delivery)
 
-    def steps_for(self, message: str, table: str) -> list[dict]:
+    def steps_for(self, message: str, table: str) -> list[dict[str, Any]]:
         key = (message, table)
         steps = self._steps.get(key)
         if steps is None:
@@ -244,7 +244,7 @@ class Webhooks:
         return Delivery(step, message, table_name, payload, trimmed, headers, operation_id, correlation_id,
                         row[table.primary_id])
 
-    def _user(self, systemuserid: str) -> dict:
+    def _user(self, systemuserid: str) -> dict[str, Any]:
         hit = self._users.get(systemuserid)
         if hit is None:
             rows = self.store.select("systemuser", "t0.systemuserid = ?", [systemuserid], limit=1,
@@ -254,12 +254,12 @@ class Webhooks:
                                                "business_unit": row.get("bu") or defaults.BUSINESS_UNIT_ID}
         return hit
 
-    def _user_by_oid(self, oid: str | None) -> dict:
+    def _user_by_oid(self, oid: str | None) -> dict[str, Any]:
         rows = self.store.select("systemuser", "t0.azureactivedirectoryobjectid = ?", [oid.lower()], limit=1,
                                  columns="t0.systemuserid AS id") if oid else []
         return self._user(rows[0]["id"] if rows else defaults.APP_USER_ID)
 
-    def _organization(self) -> dict:
+    def _organization(self) -> dict[str, Any]:
         rows = self.store.select("organization", limit=1, columns="t0.organizationid AS id, t0.uniquename AS u, t0.name AS n")
         row = rows[0] if rows else {}
         return {"id": row.get("id") or defaults.ORGANIZATION_ID, "name": row.get("u") or row.get("n") or "emulatedorg"}
@@ -403,7 +403,7 @@ class Webhooks:
                     "headers": start.get("headers", [])})
         await send({"type": "http.response.body", "body": b"".join(chunks)})
 
-    def _sync_failure(self, delivery: Delivery, outcome: Outcome) -> tuple[dict, list[bytes]]:
+    def _sync_failure(self, delivery: Delivery, outcome: Outcome) -> tuple[dict[str, Any], list[bytes]]:
         status, code, message = self.sync_error
         endpoint = delivery.step["endpoint_name"] or outcome.url
         body = error_body(code, message.format(endpoint=endpoint, status=outcome.status or "no response"))
@@ -436,7 +436,7 @@ class Webhooks:
                     log.exception("could not undo %s of %s after a failed synchronous webhook", message, table_name)
 
 
-def passes_filter(step: dict, before: dict | None, after: dict | None) -> bool:
+def passes_filter(step: dict[str, Any], before: dict[str, Any] | None, after: dict[str, Any] | None) -> bool:
     wanted = {a.strip().lower() for a in (step.get("filteringattributes") or "").split(",") if a.strip()}
     if not wanted or before is None or after is None:
         return True

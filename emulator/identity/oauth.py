@@ -62,7 +62,7 @@ def required_param(params: Any, name: str) -> str:
     return value
 
 
-def client_credentials(request: Request, form: dict) -> tuple[str, str | None]:
+def client_credentials(request: Request, form: dict[str, Any]) -> tuple[str, str | None]:
     """client_id and secret from the form (client_secret_post) or HTTP Basic (client_secret_basic)."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("basic "):

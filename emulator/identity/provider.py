@@ -221,7 +221,7 @@ class IdentityProvider:
 
     # -- grants ------------------------------------------------------------------------------
 
-    def _client_credentials_grant(self, client_id: str, authenticated: bool, form: dict) -> dict:
+    def _client_credentials_grant(self, client_id: str, authenticated: bool, form: dict[str, Any]) -> dict[str, Any]:
         if not authenticated:
             raise OAuthError("invalid_client", 7000218,
                              "The request body must contain the following parameter: "
@@ -239,7 +239,7 @@ class IdentityProvider:
         return {"token_type": "Bearer", "expires_in": self.token_lifetime,
                 "ext_expires_in": self.token_lifetime, "access_token": self._access_token(client_id, claims)}
 
-    def _authorization_code_grant(self, client_id: str, form: dict) -> dict:
+    def _authorization_code_grant(self, client_id: str, form: dict[str, Any]) -> dict[str, Any]:
         code = required_param(form, "code")
         grant = self._codes.pop(code, None)
         if grant is None:
@@ -267,7 +267,7 @@ class IdentityProvider:
                              "authorization request for PKCE.")
         return self._user_tokens(client_id, grant.scopes, grant.nonce, form)
 
-    def _refresh_token_grant(self, client_id: str, form: dict) -> dict:
+    def _refresh_token_grant(self, client_id: str, form: dict[str, Any]) -> dict[str, Any]:
         grant = self._refresh_tokens.pop(required_param(form, "refresh_token"), None)
         if grant is None or grant.client_id != client_id:
             raise OAuthError("invalid_grant", 70000,
@@ -284,7 +284,7 @@ class IdentityProvider:
             scopes = tuple(dict.fromkeys(requested + ("offline_access",)))
         return self._user_tokens(client_id, scopes, None, form)
 
-    def _device_code_grant(self, client_id: str, form: dict) -> dict:
+    def _device_code_grant(self, client_id: str, form: dict[str, Any]) -> dict[str, Any]:
         grant = self._device_codes.pop(required_param(form, "device_code"), None)
         if grant is None or grant.client_id != client_id:
             raise OAuthError("invalid_grant", 9002313, "Invalid request. Request is malformed or invalid: "
@@ -293,7 +293,7 @@ class IdentityProvider:
             raise OAuthError("expired_token", 70019, "Verification code expired.")
         return self._user_tokens(client_id, grant.scopes, None, form)
 
-    def _user_tokens(self, client_id: str, scopes: tuple[str, ...], nonce: str | None, form: dict) -> dict:
+    def _user_tokens(self, client_id: str, scopes: tuple[str, ...], nonce: str | None, form: dict[str, Any]) -> dict[str, Any]:
         user = {"oid": defaults.USER_OBJECT_ID, "sub": defaults.USER_OBJECT_ID, "idtyp": "user",
                 "scp": "user_impersonation", "name": defaults.USER_NAME, "upn": defaults.USER_EMAIL,
                 "unique_name": defaults.USER_EMAIL}
@@ -412,7 +412,7 @@ class IdentityProvider:
                              "in the tenant. You may have sent your authentication request to the wrong "
                              "tenant.")
 
-    def _authenticate(self, client_id: str, secret: str | None, form: dict) -> bool:
+    def _authenticate(self, client_id: str, secret: str | None, form: dict[str, Any]) -> bool:
         """Check the client's secret or signed assertion; False when it sent none (a public client)."""
         if form.get("client_assertion"):
             if form.get("client_assertion_type") != JWT_BEARER:

@@ -221,7 +221,7 @@ def _user_key_of(authorization: bytes) -> str:
     return "anonymous"
 
 
-def _unverified_claims(token: str) -> dict:
+def _unverified_claims(token: str) -> dict[str, Any]:
     pieces = token.split(".")
     if len(pieces) != 3:
         return {}

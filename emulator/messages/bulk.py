@@ -85,7 +85,7 @@ MESSAGES = {
 def register(table_names: Iterable[str]) -> None:
     """Bind the bulk messages to each named table's collection."""
     for name, message in MESSAGES.items():
-        def handler(ctx: Ctx, params: dict, bound: Bound | None, message: Callable[[Ctx, Table], Reply] = message) -> Reply:
+        def handler(ctx: Ctx, params: dict[str, Any], bound: Bound | None, message: Callable[[Ctx, Table], Reply] = message) -> Reply:
             assert bound is not None, "registered bound to a table"
             return message(ctx, bound.table)
 
@@ -93,7 +93,7 @@ def register(table_names: Iterable[str]) -> None:
             register_action(name, handler, bound_to=table_name)
 
 
-def _targets(ctx: Ctx, table: Table) -> list[dict]:
+def _targets(ctx: Ctx, table: Table) -> list[dict[str, Any]]:
     targets = ctx.json_body().get("Targets")
     if not isinstance(targets, list) or not targets:
         raise bad_request("The request body must contain 'Targets': a non-empty array of records.")
@@ -111,11 +111,11 @@ def _targets(ctx: Ctx, table: Table) -> list[dict]:
     return targets
 
 
-def _fields(target: dict) -> dict:
+def _fields(target: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in target.items() if k not in ("@odata.type", "@odata.id")}
 
 
-def _upsert_key(ctx: Ctx, table: Table, target: dict, index: int) -> dict[str, Any]:
+def _upsert_key(ctx: Ctx, table: Table, target: dict[str, Any], index: int) -> dict[str, Any]:
     odata_id = target.get("@odata.id")
     if odata_id:
         segment = str(odata_id).rstrip("/").rsplit("/", 1)[-1]
@@ -132,7 +132,7 @@ def _upsert_key(ctx: Ctx, table: Table, target: dict, index: int) -> dict[str, A
     return {}
 
 
-def _update(ctx: Ctx, table: Table, row: dict, body: dict) -> None:
+def _update(ctx: Ctx, table: Table, row: dict[str, Any], body: dict[str, Any]) -> None:
     values, later = convert_body(ctx, table, body, creating=False)
     changed = ctx.store.update(table.logical_name, row[table.primary_id], values, user=ctx.user_id,
                                on_behalf_of=ctx.on_behalf_of, before=row)

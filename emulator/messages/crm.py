@@ -50,7 +50,7 @@ COMPLETED, COMPLETED_STATUS = 1, 2
 
 # ---- QualifyLead --------------------------------------------------------------------------------
 
-def qualify_lead(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def qualify_lead(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     """Create what the flags ask for from the lead's data, link it all, close the lead as Qualified."""
     assert bound is not None, "registered bound to lead"
     lead_table, lead = bound.table, bound.row
@@ -71,7 +71,7 @@ def qualify_lead(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
                           "qualify with CreateAccount false).", INVALID_ARGUMENT)
     address = {k: lead.get(k) for k in ("address1_line1", "address1_city", "address1_stateorprovince",
                                          "address1_postalcode", "address1_country")}
-    created: list[tuple[str, dict]] = []
+    created: list[tuple[str, dict[str, Any]]] = []
     with ctx.store.transaction():
         account = contact = opportunity = None
         if create_account:
@@ -115,7 +115,7 @@ def qualify_lead(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
     })
 
 
-def _opportunity_customer(lead: dict, given: Any, account: dict | None, contact: dict | None) -> tuple[str | None, str | None]:
+def _opportunity_customer(lead: dict[str, Any], given: Any, account: dict[str, Any] | None, contact: dict[str, Any] | None) -> tuple[str | None, str | None]:
     """(table, id) of the new opportunity's customer: the one given, else the new account or
     contact, else the lead's own customer, parent account or parent contact."""
     if given is not None:
@@ -133,8 +133,8 @@ def _opportunity_customer(lead: dict, given: Any, account: dict | None, contact:
 
 # ---- WinOpportunity / LoseOpportunity -----------------------------------------------------------
 
-def _close_activity(ctx: Ctx, params: dict, message: str, parameter: str, activity: str, column: str,
-                    target: str) -> tuple[dict, Table, dict]:
+def _close_activity(ctx: Ctx, params: dict[str, Any], message: str, parameter: str, activity: str, column: str,
+                    target: str) -> tuple[dict[str, Any], Table, dict[str, Any]]:
     """Create the close activity (`opportunityclose`, `incidentresolution`) from its entity
     parameter; returns (values given, the created activity, the closed row's table row)."""
     add_tables(ctx.store)
@@ -151,7 +151,7 @@ def _close_activity(ctx: Ctx, params: dict, message: str, parameter: str, activi
     return values, table, row
 
 
-def _close_opportunity(ctx: Ctx, params: dict, state: int, message: str) -> Reply:
+def _close_opportunity(ctx: Ctx, params: dict[str, Any], state: int, message: str) -> Reply:
     status = integer_param(params, "Status", message)
     values, close_table, opportunity = _close_activity(
         ctx, params, message, "OpportunityClose", "opportunityclose", "opportunityid", "opportunity")
@@ -173,17 +173,17 @@ def _close_opportunity(ctx: Ctx, params: dict, state: int, message: str) -> Repl
     return Reply.empty(204)
 
 
-def win_opportunity(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def win_opportunity(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     return _close_opportunity(ctx, params, WON, "WinOpportunity")
 
 
-def lose_opportunity(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def lose_opportunity(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     return _close_opportunity(ctx, params, LOST, "LoseOpportunity")
 
 
 # ---- CloseIncident ------------------------------------------------------------------------------
 
-def close_incident(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def close_incident(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     """Record the resolution and resolve the case (Status must be a Resolved reason: 5 or 1000)."""
     status = integer_param(params, "Status", "CloseIncident")
     values, resolution_table, incident = _close_activity(

@@ -20,13 +20,13 @@ from d365_components.emulator.storage.schema import OptionSet, Table
 
 # ---- parameters ---------------------------------------------------------------------------------
 
-def required_param(params: dict, name: str, message: str) -> Any:
+def required_param(params: dict[str, Any], name: str, message: str) -> Any:
     if params.get(name) is None:
         raise bad_request(f"Required parameter '{name}' of the message '{message}' is missing.", INVALID_ARGUMENT)
     return params[name]
 
 
-def boolean_param(params: dict, name: str, message: str) -> bool:
+def boolean_param(params: dict[str, Any], name: str, message: str) -> bool:
     value = required_param(params, name, message)
     if not isinstance(value, bool):
         raise bad_request(f"Cannot convert the literal '{value}' to the expected type 'Edm.Boolean' "
@@ -34,7 +34,7 @@ def boolean_param(params: dict, name: str, message: str) -> bool:
     return value
 
 
-def integer_param(params: dict, name: str, message: str) -> int:
+def integer_param(params: dict[str, Any], name: str, message: str) -> int:
     value = required_param(params, name, message)
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad_request(f"Cannot convert the literal '{value}' to the expected type 'Edm.Int32' "
@@ -42,14 +42,14 @@ def integer_param(params: dict, name: str, message: str) -> int:
     return value
 
 
-def entity_param(params: dict, name: str, message: str) -> dict:
+def entity_param(params: dict[str, Any], name: str, message: str) -> dict[str, Any]:
     value = required_param(params, name, message)
     if not isinstance(value, dict):
         raise bad_request(f"The parameter '{name}' must be an entity (a JSON object).")
     return value
 
 
-def reference_param(ctx: Ctx, value: Any, what: str, targets: tuple[str, ...] | None = None) -> tuple[Table, dict]:
+def reference_param(ctx: Ctx, value: Any, what: str, targets: tuple[str, ...] | None = None) -> tuple[Table, dict[str, Any]]:
     """An entity parameter -> (table, row): `{'@odata.id': 'accounts(<id>)'}`, a bind URL, or
     `{"@odata.type": "Microsoft.Dynamics.CRM.account", "accountid": "<id>"}`."""
     if isinstance(value, str):
@@ -78,7 +78,7 @@ def reference_param(ctx: Ctx, value: Any, what: str, targets: tuple[str, ...] | 
     return table, row
 
 
-def optional_reference_param(ctx: Ctx, params: dict, name: str, targets: tuple[str, ...]) -> tuple[Table, dict] | None:
+def optional_reference_param(ctx: Ctx, params: dict[str, Any], name: str, targets: tuple[str, ...]) -> tuple[Table, dict[str, Any]] | None:
     """A reference given as `Name` (entity) or `Name@odata.bind` (URL), or None."""
     if params.get(name + "@odata.bind") is not None:
         return reference_param(ctx, params[name + "@odata.bind"], name, targets)
@@ -107,19 +107,19 @@ def set_status(ctx: Ctx, table: Table, row_id: str, state: int, status: int) -> 
     return status
 
 
-def not_open(table: Table, row: dict, doing: str) -> DataverseError:
+def not_open(table: Table, row: dict[str, Any], doing: str) -> DataverseError:
     state = option_set_of(table, "statecode").label(row.get("statecode"))
     return DataverseError(400, INVALID_OPERATION,
                           f"Cannot {doing} the {table.logical_name} with Id {row[table.primary_id]} because it is "
                           f"{state}, not open.")
 
 
-def insert_row(ctx: Ctx, table: str, values: dict) -> dict:
+def insert_row(ctx: Ctx, table: str, values: dict[str, Any]) -> dict[str, Any]:
     return ctx.store.insert(table, {k: v for k, v in values.items() if v is not None},
                             user=ctx.user_id, on_behalf_of=ctx.on_behalf_of)
 
 
-def update_row(ctx: Ctx, table: str, row: dict, values: dict) -> dict:
+def update_row(ctx: Ctx, table: str, row: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     changed = ctx.store.update(table, row[ctx.schema.tables[table].primary_id], values, user=ctx.user_id,
                                on_behalf_of=ctx.on_behalf_of, before=row)
     assert changed is not None, "the row was just read"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from d365_components.emulator.messages.crm_parameters import (
     insert_row,
     optional_reference_param,
@@ -26,7 +28,7 @@ QUEUE_TARGETS = ("task", "email", "phonecall", "appointment", "incident")
 
 # ---- queues -------------------------------------------------------------------------------------
 
-def add_to_queue(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def add_to_queue(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     """Put a case or activity in the bound queue; an item already waiting in a queue moves here."""
     assert bound is not None, "registered bound to queue"
     queue = bound.row
@@ -37,7 +39,7 @@ def add_to_queue(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
     target_table, target = reference_param(ctx, required_param(params, "Target", "AddToQueue"), "Target", QUEUE_TARGETS)
     target_id = target[target_table.primary_id]
     items = ctx.schema.tables["queueitem"]
-    extra: dict = {}
+    extra: dict[str, Any] = {}
     if isinstance(params.get("QueueItemProperties"), dict):
         properties = {k: v for k, v in params["QueueItemProperties"].items()
                       if k not in ("@odata.type", "queueitemid", "queueid", "objectid")}
@@ -60,7 +62,7 @@ def add_to_queue(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
                             "QueueItemId": item["queueitemid"]})
 
 
-def _guid_param(params: dict, name: str, message: str) -> str:
+def _guid_param(params: dict[str, Any], name: str, message: str) -> str:
     value = required_param(params, name, message)
     if isinstance(value, dict):           # an entity parameter given as a reference
         value = next((v for k, v in value.items() if not k.startswith("@")), None)
@@ -69,7 +71,7 @@ def _guid_param(params: dict, name: str, message: str) -> str:
     return value.lower()
 
 
-def pick_from_queue(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def pick_from_queue(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     """Assign the queue item to a worker; RemoveQueueItem also takes it out of the queue."""
     item_id = _guid_param(params, "QueueItemId", "PickFromQueue")
     worker_id = _guid_param(params, "WorkerId", "PickFromQueue")
@@ -84,7 +86,7 @@ def pick_from_queue(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
         raise record_not_found("systemuser", worker_id)
     if item.get("statecode") != 0:
         raise DataverseError(400, INVALID_OPERATION, f"The queue item with Id {item_id} is no longer in a queue.")
-    changes: dict = {"workerid": worker_id}
+    changes: dict[str, Any] = {"workerid": worker_id}
     if remove:
         changes["statecode"] = 1
     with ctx.store.transaction():
@@ -92,7 +94,7 @@ def pick_from_queue(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
     return Reply.empty(204)
 
 
-def release_to_queue(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def release_to_queue(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     """Give a picked item back to its queue (no worker)."""
     assert bound is not None, "registered bound to queueitem"
     item = bound.row

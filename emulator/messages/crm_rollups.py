@@ -33,7 +33,7 @@ ROLLUPS = {
 }
 
 
-def calculate_rollup_field(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def calculate_rollup_field(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     """Recompute a rollup column; the answer is the row with `<field>`, `<field>_date`, `<field>_state`."""
     table, row = reference_param(ctx, required_param(params, "Target", "CalculateRollupField"), "Target")
     field = required_param(params, "FieldName", "CalculateRollupField")

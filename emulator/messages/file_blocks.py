@@ -9,6 +9,7 @@ import mimetypes
 import secrets
 import time
 import uuid
+from typing import Any
 
 from d365_components.emulator.messages.registry import Bound, register_action
 from d365_components.emulator.protocol.errors import (
@@ -32,7 +33,7 @@ from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import Column, Table
 
 
-def _target(ctx: Ctx, params: dict, message: str) -> tuple[Table, dict, Column]:
+def _target(ctx: Ctx, params: dict[str, Any], message: str) -> tuple[Table, dict[str, Any], Column]:
     target = params.get("Target")
     column = params.get("FileAttributeName")
     if not isinstance(target, dict) or not column:
@@ -66,7 +67,7 @@ def _untoken(kind: str, token: object) -> list[str]:
     return parts
 
 
-def initialize_upload(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def initialize_upload(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     install(ctx.store)
     table, row, col = _target(ctx, params, "InitializeFileBlocksUpload")
     name = params.get("FileName") or ""
@@ -79,7 +80,7 @@ def initialize_upload(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
                             "FileContinuationToken": _token("up", token)})
 
 
-def upload_block(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def upload_block(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     install(ctx.store)
     token = _untoken("up", params.get("FileContinuationToken"))[0]
     block_id, data = params.get("BlockId"), params.get("BlockData")
@@ -96,7 +97,7 @@ def upload_block(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
     return Reply.empty(204)
 
 
-def commit_upload(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def commit_upload(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     install(ctx.store)
     token = _untoken("up", params.get("FileContinuationToken"))[0]
     block_list = params.get("BlockList")
@@ -132,7 +133,7 @@ def commit_upload(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
                             "FileId": file_id, "FileSizeInBytes": offset})
 
 
-def initialize_download(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def initialize_download(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     install(ctx.store)
     table, row, col = _target(ctx, params, "InitializeFileBlocksDownload")
     info = file_of(ctx.store, table, row, col)
@@ -142,7 +143,7 @@ def initialize_download(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
                             "IsChunkingSupported": True})
 
 
-def download_block(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def download_block(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     install(ctx.store)
     file_id = _untoken("down", params.get("FileContinuationToken"))[0]
     offset, length = params.get("Offset"), params.get("BlockLength")
@@ -153,7 +154,7 @@ def download_block(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
                             "Data": base64.b64encode(data).decode()})
 
 
-def delete_file_message(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def delete_file_message(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     install(ctx.store)
     file_id = str(params.get("FileId") or "").lower()
     rows = ctx.store.execute("SELECT * FROM _d365_files WHERE fileid = ?", [file_id])

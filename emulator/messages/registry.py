@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from d365_components.emulator import defaults
 from d365_components.emulator.protocol.errors import bad_request, method_not_allowed, segment_not_found
@@ -30,7 +31,7 @@ NAMESPACE = "Microsoft.Dynamics.CRM."
 @dataclass
 class Bound:
     table: Table
-    row: dict | None                # None when bound to the whole collection
+    row: dict[str, Any] | None                # None when bound to the whole collection
 
 
 Handler = Callable[[Ctx, dict, "Bound | None"], Reply]
@@ -77,7 +78,7 @@ def invoke(ctx: Ctx, segment: str, bound: Bound | None = None) -> Reply:
     raise method_not_allowed(ctx.method)
 
 
-def function_params(ctx: Ctx, arg_text: str | None) -> dict:
+def function_params(ctx: Ctx, arg_text: str | None) -> dict[str, Any]:
     """`(A=@p1,B='x')` with `?@p1=...` -> {'A': ..., 'B': 'x'}."""
     if not arg_text:
         return {}
@@ -93,7 +94,7 @@ def function_params(ctx: Ctx, arg_text: str | None) -> dict:
 
 # ---- built-in messages -----------------------------------------------------------------------
 
-def who_am_i(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def who_am_i(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     return Reply.json(200, {
         "@odata.context": f"{ctx.api}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
         "BusinessUnitId": ctx.business_unit_id,
@@ -102,7 +103,7 @@ def who_am_i(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
     })
 
 
-def retrieve_current_organization(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def retrieve_current_organization(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     access = params.get("AccessType", "Default")
     if access not in ("Default", "Internet", "Intranet"):
         raise bad_request(f"The value '{access}' is not a valid EndpointAccessType.")
@@ -131,7 +132,7 @@ def retrieve_current_organization(ctx: Ctx, params: dict, bound: Bound | None) -
     })
 
 
-def retrieve_version(ctx: Ctx, params: dict, bound: Bound | None) -> Reply:
+def retrieve_version(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     return Reply.json(200, {"@odata.context": f"{ctx.api}/$metadata#Microsoft.Dynamics.CRM.RetrieveVersionResponse",
                             "Version": "9.2.24101.00000"})
 

@@ -41,7 +41,7 @@ def _label_text(value: Any, current: str, merge: bool) -> str:
     return current if merge else ""
 
 
-def _attribute_type(body: dict) -> str:
+def _attribute_type(body: dict[str, Any]) -> str:
     odata_type = str(body.get("@odata.type", "")).lstrip("#").removeprefix(NS)
     kind = TYPE_OF_CLASS.get(odata_type) or body.get("AttributeType")
     if kind == "Lookup":
@@ -52,7 +52,7 @@ def _attribute_type(body: dict) -> str:
     return str(kind)
 
 
-def _options(body: dict, name: str, kind: str) -> OptionSet:
+def _options(body: dict[str, Any], name: str, kind: str) -> OptionSet:
     spec = body.get("OptionSet") or {}
     if kind == "Boolean":
         true = _label_text(((spec.get("TrueOption") or {}).get("Label")), "Yes", True) or "Yes"

@@ -18,7 +18,7 @@ Expander = Callable[[dict[str, Any], str], list[dict[str, Any]] | dict[str, Any]
 
 
 
-def collection_reply(ctx: Ctx, items: list[dict], context: str, type_name: str, expander: Expander | None = None) -> Reply:
+def collection_reply(ctx: Ctx, items: list[dict[str, Any]], context: str, type_name: str, expander: Expander | None = None) -> Reply:
     for opt in ctx.query:
         if opt.startswith("$") and opt not in ("$select", "$filter", "$expand"):
             raise bad_request(f"The query parameter {opt} is not supported", "0x80060888")
@@ -31,7 +31,7 @@ def collection_reply(ctx: Ctx, items: list[dict], context: str, type_name: str, 
     return Reply.json(200, {"@odata.context": context + (f"({','.join(select)})" if select else ""), "value": value})
 
 
-def single_reply(ctx: Ctx, item: dict, context: str, type_name: str, expander: Expander | None = None) -> Reply:
+def single_reply(ctx: Ctx, item: dict[str, Any], context: str, type_name: str, expander: Expander | None = None) -> Reply:
     for opt in ctx.query:
         if opt.startswith("$") and opt not in ("$select", "$expand"):
             raise bad_request(f"The query parameter {opt} is not supported", "0x80060888")
@@ -42,7 +42,7 @@ def single_reply(ctx: Ctx, item: dict, context: str, type_name: str, expander: E
     return Reply.json(200, body)
 
 
-def _select(text: str | None, items: list[dict], type_name: str) -> list[str] | None:
+def _select(text: str | None, items: list[dict[str, Any]], type_name: str) -> list[str] | None:
     if not text:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -53,7 +53,7 @@ def _select(text: str | None, items: list[dict], type_name: str) -> list[str] | 
     return names
 
 
-def _shape(item: dict, select: list[str] | None, expands: list[Expand], expander: Expander | None, type_name: str) -> dict:
+def _shape(item: dict[str, Any], select: list[str] | None, expands: list[Expand], expander: Expander | None, type_name: str) -> dict[str, Any]:
     if select is None:
         out = dict(item)
     else:
@@ -77,7 +77,7 @@ def _shape(item: dict, select: list[str] | None, expands: list[Expand], expander
     return out
 
 
-def evaluate(node: FilterNode, item: dict, type_name: str) -> bool:
+def evaluate(node: FilterNode, item: dict[str, Any], type_name: str) -> bool:
     """Evaluate a parsed $filter against a metadata dict (eq/ne/lt/gt, and/or/not, string functions)."""
     kind = node[0]
     if kind == "and":
@@ -108,7 +108,7 @@ def evaluate(node: FilterNode, item: dict, type_name: str) -> bool:
     raise not_supported("Only comparisons, and/or/not and contains/startswith/endswith are supported in metadata queries.")
 
 
-def _operand(node: FilterNode, item: dict, type_name: str) -> Any:
+def _operand(node: FilterNode, item: dict[str, Any], type_name: str) -> Any:
     if node[0] == "lit":
         return node[2]
     value = item

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from d365_components.emulator.metadata.customization import (
     create_attribute,
     create_entity,
@@ -116,11 +118,11 @@ def _entities(ctx: Ctx, key: str | None, rest: list[str]) -> Reply:
     raise segment_not_found(rest[0])
 
 
-def _entity_with_navs(ctx: Ctx, t: Table) -> dict:
+def _entity_with_navs(ctx: Ctx, t: Table) -> dict[str, Any]:
     return entity_json(t)
 
 
-def _entity_nav(ctx: Ctx, t: Table, nav: str) -> list[dict]:
+def _entity_nav(ctx: Ctx, t: Table, nav: str) -> list[dict[str, Any]]:
     schema = ctx.schema
     if nav == "Keys":
         return [key_json(t, k) for k in t.keys]
@@ -136,7 +138,7 @@ def _entity_nav(ctx: Ctx, t: Table, nav: str) -> list[dict]:
 
 
 def _entity_expander(ctx: Ctx) -> Expander:
-    def expand(item: dict, nav: str) -> list[dict] | None:
+    def expand(item: dict[str, Any], nav: str) -> list[dict[str, Any]] | None:
         if nav not in ENTITY_NAVS:
             return None
         t = ctx.schema.tables[item["LogicalName"]]
@@ -196,7 +198,7 @@ def _attributes(ctx: Ctx, t: Table, key: str | None, rest: list[str], base: str)
 
 
 def _attribute_expander(ctx: Ctx, t: Table, typed: bool = True) -> Expander:
-    def expand(item: dict, nav: str) -> list[dict] | dict | None:
+    def expand(item: dict[str, Any], nav: str) -> list[dict[str, Any]] | dict[str, Any] | None:
         if nav not in ("OptionSet", "GlobalOptionSet"):
             return None
         if not typed:

@@ -36,7 +36,7 @@ ENTITY_NAVS = ("Attributes", "OneToManyRelationships", "ManyToOneRelationships",
 
 # ---- building metadata objects ------------------------------------------------------------
 
-def label(text: str, owner_id: str = "") -> dict:
+def label(text: str, owner_id: str = "") -> dict[str, Any]:
     if not text:
         return {"LocalizedLabels": [], "UserLocalizedLabel": None}
     item = {"Label": text, "LanguageCode": LANGUAGE, "IsManaged": True,
@@ -44,11 +44,11 @@ def label(text: str, owner_id: str = "") -> dict:
     return {"LocalizedLabels": [item], "UserLocalizedLabel": dict(item)}
 
 
-def managed(value: object, name: str, can_change: bool = True) -> dict:
+def managed(value: object, name: str, can_change: bool = True) -> dict[str, Any]:
     return {"Value": value, "CanBeChanged": can_change, "ManagedPropertyLogicalName": name}
 
 
-def entity_json(t: Table) -> dict:
+def entity_json(t: Table) -> dict[str, Any]:
     return {
         "MetadataId": t.metadata_id, "LogicalName": t.logical_name, "SchemaName": t.schema_name,
         "EntitySetName": t.entity_set, "LogicalCollectionName": t.entity_set,
@@ -72,7 +72,7 @@ def entity_json(t: Table) -> dict:
     }
 
 
-def option_json(o: Option, owner: str, kind: str) -> dict:
+def option_json(o: Option, owner: str, kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {"Value": o.value, "Color": o.color, "IsManaged": True, "ExternalValue": None, "ParentValues": [],
            "Tag": None, "IsHidden": False, "MetadataId": None, "HasChanged": None,
            "Label": label(o.label, f"{owner}:{o.value}"), "Description": label("")}
@@ -83,7 +83,7 @@ def option_json(o: Option, owner: str, kind: str) -> dict:
     return out
 
 
-def option_set_json(s: OptionSet, table: Table | None = None) -> dict:
+def option_set_json(s: OptionSet, table: Table | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"@odata.type": "#Microsoft.Dynamics.CRM.BooleanOptionSetMetadata" if s.kind == "Boolean"
            else "#Microsoft.Dynamics.CRM.OptionSetMetadata",
            "MetadataId": s.metadata_id, "Name": s.name if s.is_global or table is None else f"{table.logical_name}_{s.name}",
@@ -99,7 +99,7 @@ def option_set_json(s: OptionSet, table: Table | None = None) -> dict:
     return out
 
 
-def attribute_json(t: Table, c: Column, index: int, typed: bool) -> dict:
+def attribute_json(t: Table, c: Column, index: int, typed: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "@odata.type": f"#{NS}{ATTRIBUTE_CLASS.get(c.type, 'AttributeMetadata')}",
         "MetadataId": c.metadata_id, "LogicalName": c.name, "SchemaName": c.schema_name, "EntityLogicalName": t.logical_name,
@@ -141,7 +141,7 @@ def attribute_json(t: Table, c: Column, index: int, typed: bool) -> dict:
     return out
 
 
-def one_to_many_json(r: OneToMany) -> dict:
+def one_to_many_json(r: OneToMany) -> dict[str, Any]:
     return {
         "@odata.type": f"#{NS}OneToManyRelationshipMetadata",
         "MetadataId": r.metadata_id, "SchemaName": r.schema_name, "RelationshipType": "OneToManyRelationship",
@@ -159,7 +159,7 @@ def one_to_many_json(r: OneToMany) -> dict:
     }
 
 
-def many_to_many_json(r: ManyToMany, schema: Schema) -> dict:
+def many_to_many_json(r: ManyToMany, schema: Schema) -> dict[str, Any]:
     a, b = schema.tables[r.entity1], schema.tables[r.entity2]
     return {
         "@odata.type": f"#{NS}ManyToManyRelationshipMetadata",
@@ -172,11 +172,11 @@ def many_to_many_json(r: ManyToMany, schema: Schema) -> dict:
     }
 
 
-def relationship_json(r: OneToMany | ManyToMany, schema: Schema) -> dict:
+def relationship_json(r: OneToMany | ManyToMany, schema: Schema) -> dict[str, Any]:
     return one_to_many_json(r) if isinstance(r, OneToMany) else many_to_many_json(r, schema)
 
 
-def key_json(t: Table, k: AlternateKey) -> dict:
+def key_json(t: Table, k: AlternateKey) -> dict[str, Any]:
     k.metadata_id = k.metadata_id or stable_id("key", t.logical_name, k.name)
     return {"MetadataId": k.metadata_id, "LogicalName": k.name, "SchemaName": k.name, "EntityLogicalName": t.logical_name,
             "KeyAttributes": list(k.columns), "DisplayName": label(k.display or k.name, k.metadata_id),

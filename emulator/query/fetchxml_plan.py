@@ -65,9 +65,9 @@ class SortKey:
 class Plan:
     root: Table
     from_sql: str
-    from_params: list
+    from_params: list[Any]
     where_sql: str
-    where_params: list
+    where_params: list[Any]
     select_sql: str
     outputs: list[Output]
     keys: list[SortKey]

@@ -79,9 +79,9 @@ class Planner:
         self.scopes: list[Scope] = []
         self.by_alias: dict[str, Scope] = {}
         self.joins: list[str] = []
-        self.join_params: list = []
+        self.join_params: list[Any] = []
         self.where: list[str] = []
-        self.where_params: list = []
+        self.where_params: list[Any] = []
         self.outputs: list[Output] = []
         self.companions: list[str] = []   # "<expr> AS <label>": target tables of multi-target lookups
         self._names: dict[str, int] = {}
@@ -162,14 +162,14 @@ class Planner:
         scope, on = self._link_scope(link, parent, prefix)
         self.scopes.append(scope)
         self.by_alias[prefix] = scope
-        params: list = []
+        params: list[Any] = []
         conds = [on] + [self.filter_sql(f, scope, params) for f in link.filters]
         join = "LEFT JOIN" if link.link_type == "outer" else "JOIN"
         self.joins.append(f"{join} {q(scope.table.logical_name)} AS {scope.sql} ON {' AND '.join(conds)}")
         self.join_params.extend(params)
         self._links(scope)
 
-    def exists_sql(self, link: Entity, parent: Scope, params: list) -> str:
+    def exists_sql(self, link: Entity, parent: Scope, params: list[Any]) -> str:
         """A filtering link-entity (any, not any, all, not all, exists, in) as an EXISTS test.
         `all` keeps parents whose related rows all match, including parents with none."""
         if link.link_type in ("inner", "outer"):
@@ -367,7 +367,7 @@ class Planner:
     def _where(self) -> str:
         return " AND ".join(self.where)
 
-    def filter_sql(self, f: Filter, scope: Scope, params: list) -> str:
+    def filter_sql(self, f: Filter, scope: Scope, params: list[Any]) -> str:
         parts = []
         for item in f.items:
             if isinstance(item, Filter):
@@ -379,7 +379,7 @@ class Planner:
                 parts.append(self.condition_sql(item, scope, params))
         return balanced(parts, f" {f.type.upper()} ") if parts else "1"
 
-    def condition_sql(self, c: Condition, scope: Scope, params: list) -> str:
+    def condition_sql(self, c: Condition, scope: Scope, params: list[Any]) -> str:
         target = self.scope_for(c.entityname, scope)
         col = self.column(target, c.attribute)
         e = f"{target.sql}.{q(col.name)}"
@@ -392,7 +392,7 @@ class Planner:
                 raise invalid(f"Condition for attribute '{where}': the operator '{op}' expects exactly one value.")
             return values[0]
 
-        def many(n: int | None = None) -> list:
+        def many(n: int | None = None) -> list[Any]:
             values = c.values or ([c.value] if c.value is not None else [])
             if not values or (n is not None and len(values) != n):
                 need = f"exactly {n}" if n else "at least one"

@@ -44,7 +44,7 @@ class FilterCompiler:
         self.schema = schema
         self.user = user
         self.now = now or datetime.now(UTC).replace(microsecond=0)
-        self.params: list = []
+        self.params: list[Any] = []
         self._aliases = 0
 
     def new_alias(self, prefix: str = "t") -> str:
@@ -202,7 +202,7 @@ class FilterCompiler:
             raise not_supported(f"The query function 'Microsoft.Dynamics.CRM.{name}' is not supported by the emulator.")
         raise bad_request(f"An unknown function with name 'Microsoft.Dynamics.CRM.{name}' was found.")
 
-    def _values(self, col: Column, values: list[FilterNode]) -> list:
+    def _values(self, col: Column, values: list[FilterNode]) -> list[Any]:
         if values is None or values[1] != "array":
             raise bad_request("The PropertyValues parameter must be an array of values.")
         out = []
@@ -359,7 +359,7 @@ def _fmt(t: datetime) -> str:
 
 
 def compile_filter(schema: Schema, table: Table, text: str, *, alias: str = "t0", user: QueryUser | None = None,
-                   params: list | None = None) -> tuple[str, list]:
+                   params: list[Any] | None = None) -> tuple[str, list[Any]]:
     """$filter text (aliases already substituted) -> (SQL condition on `alias`, parameters)."""
     compiler = FilterCompiler(schema, user)
     if params is not None:

@@ -10,11 +10,11 @@ from d365_components.emulator.protocol.errors import bad_request
 
 # ---- keyset paging ------------------------------------------------------------------------
 
-def encode_token(values: list) -> str:
+def encode_token(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_token(token: str, width: int) -> list:
+def decode_token(token: str, width: int) -> list[Any]:
     try:
         values = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (ValueError, TypeError):
@@ -31,7 +31,7 @@ def _sql_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, float))
 
 
-def keyset_after(keys: list[tuple[str, bool]], last: list, params: list) -> str:
+def keyset_after(keys: list[tuple[str, bool]], last: list[Any], params: list[Any]) -> str:
     """SQL condition: rows strictly after `last` in ORDER BY keys (NULLs first ascending).
 
     All-ascending keys with no NULL in `last` become a row-value comparison `(a, id) > (?, ?)`,

@@ -74,7 +74,7 @@ def handle(ctx: Ctx, table: Table) -> Reply:
     size = fetch.top or min(fetch.count or MAX_PAGE, MAX_PAGE)
     rows, more = (_aggregate_rows if p.aggregate else _rows)(ctx, fetch, p, size)
 
-    body: dict = {"@odata.context": f"{ctx.api}/$metadata#{table.entity_set}({','.join(p.columns)})"}
+    body: dict[str, Any] = {"@odata.context": f"{ctx.api}/$metadata#{table.entity_set}({','.join(p.columns)})"}
     if more and ctx.wants(PAGING_COOKIE):
         body["@" + PAGING_COOKIE] = paging_cookie(p, rows, fetch.page)
     if more and ctx.wants(MORE_RECORDS):
@@ -103,7 +103,7 @@ def _prepare(store: Store) -> None:
         _prepared.add(store)
 
 
-def _rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[dict], bool]:
+def _rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[dict[str, Any]], bool]:
     where, params = p.where_sql, [*p.from_params, *p.where_params]
     offset = (fetch.page - 1) * size
     last = _cookie_keys(fetch, p) if fetch.paging_cookie and fetch.page > 1 and p.keyset else None
@@ -120,12 +120,12 @@ def _rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[dict], bool]
     return rows[:size], len(rows) > size
 
 
-def _after(keys: list[SortKey], last: list, params: list) -> str:
+def _after(keys: list[SortKey], last: list[Any], params: list[Any]) -> str:
     """Rows after `last` in key order (an index seek when every key ascends; see keyset_after)."""
     return keyset_after([(k.expr, k.descending) for k in keys], last, params)
 
 
-def _aggregate_rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[dict], bool]:
+def _aggregate_rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[dict[str, Any]], bool]:
     limit = min(fetch.aggregate_limit or AGGREGATE_LIMIT, AGGREGATE_LIMIT)
     if _count(ctx, p, limit + 1) > limit:
         raise bad_request("AggregateQueryRecordLimit exceeded. Cannot perform this operation.", AGGREGATE_LIMIT_EXCEEDED)
@@ -160,8 +160,8 @@ def json_value(col: Column, v: Any) -> Any:
     return v
 
 
-def _row_json(ctx: Ctx, p: Plan, row: dict, annotate: bool) -> dict:
-    out: dict = {}
+def _row_json(ctx: Ctx, p: Plan, row: dict[str, Any], annotate: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if not p.aggregate and not p.distinct:
         out["@odata.etag"] = f'W/"{row["_version"]}"'
     for o in p.outputs:
@@ -174,7 +174,7 @@ def _row_json(ctx: Ctx, p: Plan, row: dict, annotate: bool) -> dict:
                 if ctx.wants(FORMATTED):
                     out[f"{o.key}@{FORMATTED}"] = str(v)
             else:
-                target = {o.column.type_column: row[o.type_label]} if o.type_label else {}
+                target: dict[str, Any] = {o.column.type_column: row[o.type_label]} if o.type_label and o.column.type_column else {}
                 add_value_annotations(ctx, o.table, target, o.column, o.key, v, out)
             if o.attribute_name and ctx.wants(ATTRIBUTE_NAME):
                 out[f"{o.key}@{ATTRIBUTE_NAME}"] = o.attribute_name
@@ -195,7 +195,7 @@ def _cookie_text(key: SortKey, v: Any) -> str:
     return json.dumps(v) if isinstance(v, float) else str(v)
 
 
-def paging_cookie(p: Plan, rows: list[dict], page: int) -> str:
+def paging_cookie(p: Plan, rows: list[dict[str, Any]], page: int) -> str:
     """The `fetchxmlpagingcookie` annotation for the page after `page` (§4.3)."""
     parts = []
     for key in (k for k in p.keys if k.root):
@@ -209,7 +209,7 @@ def paging_cookie(p: Plan, rows: list[dict], page: int) -> str:
     return f'<cookie pagenumber="{page + 1}" pagingcookie="{_encode(_encode(inner))}" istracking="False" />'
 
 
-def _cookie_keys(fetch: Fetch, p: Plan) -> list | None:
+def _cookie_keys(fetch: Fetch, p: Plan) -> list[Any] | None:
     """The last row's sort keys from the request's cookie, or None when it can't drive this page."""
     assert fetch.paging_cookie is not None, "only called with a paging cookie"
     cookie = parse_xml(fetch.paging_cookie, "paging cookie")
@@ -233,7 +233,7 @@ def _cookie_keys(fetch: Fetch, p: Plan) -> list | None:
 def execute_fetch(store: Store, entity_set: str, fetch_xml: str, *, annotations: set[str] | str | None = None,
                   org_url: str = "https://emulator.local", count: bool = False,
                   user_id: str = defaults.APP_USER_ID,
-                  business_unit_id: str = defaults.BUSINESS_UNIT_ID) -> tuple[int, dict[str, str], dict]:
+                  business_unit_id: str = defaults.BUSINESS_UNIT_ID) -> tuple[int, dict[str, str], dict[str, Any]]:
     """Run a FetchXML query against `store` as `GET {entity_set}?fetchXml=...` would.
 
     `annotations` is what `Prefer: odata.include-annotations` would carry ("*", a comma list, or a

@@ -35,6 +35,7 @@ import re
 import secrets
 import time
 import uuid
+from typing import Any
 
 from d365_components.emulator.protocol.errors import (
     INVALID_ARGUMENT,
@@ -86,7 +87,7 @@ def install(store: Store) -> None:
             if table is not None and column not in table.columns:
                 add_file_column(store, table, column, display)
 
-        def drop_files_of_deleted_rows(message: str, table: str, before: dict | None, after: dict | None) -> None:
+        def drop_files_of_deleted_rows(message: str, table: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
             t = store.schema.tables.get(table)
             if message == "Delete" and before is not None and t is not None \
                     and any(c.type in FILE_TYPES for c in t.columns.values()):
@@ -126,7 +127,7 @@ def _purge_row(store: Store, table: Table, row_id: str) -> None:
 
 # ---- routes ---------------------------------------------------------------------------------
 
-def handle(ctx: Ctx, table: Table, row: dict, col: Column, rest: list[str]) -> Reply:
+def handle(ctx: Ctx, table: Table, row: dict[str, Any], col: Column, rest: list[str]) -> Reply:
     """Serve `{set}({key})/{column}` and `{set}({key})/{column}/$value` for a file column."""
     install(ctx.store)
     if rest == ["$value"]:
@@ -149,7 +150,7 @@ def handle(ctx: Ctx, table: Table, row: dict, col: Column, rest: list[str]) -> R
     raise method_not_allowed(ctx.method)
 
 
-def upload(ctx: Ctx, table: Table, row: dict, col: Column) -> Reply:
+def upload(ctx: Ctx, table: Table, row: dict[str, Any], col: Column) -> Reply:
     """Single-request upload: the whole file in the body."""
     name = _file_name(ctx)
     data = ctx.body
@@ -167,7 +168,7 @@ def upload(ctx: Ctx, table: Table, row: dict, col: Column) -> Reply:
     return Reply.empty(204)
 
 
-def start_upload(ctx: Ctx, table: Table, row: dict, col: Column) -> Reply:
+def start_upload(ctx: Ctx, table: Table, row: dict[str, Any], col: Column) -> Reply:
     """Open a chunked upload session: the client sends chunks to the returned Location."""
     name = _file_name(ctx)
     token = secrets.token_urlsafe(24)
@@ -184,7 +185,7 @@ def start_upload(ctx: Ctx, table: Table, row: dict, col: Column) -> Reply:
 _RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$")
 
 
-def upload_chunk(ctx: Ctx, table: Table, row: dict, col: Column, token: str) -> Reply:
+def upload_chunk(ctx: Ctx, table: Table, row: dict[str, Any], col: Column, token: str) -> Reply:
     """One chunk of a session (`Content-Range: bytes a-b/total`); the last one commits the file."""
     store = ctx.store
     with store.transaction():
@@ -228,7 +229,7 @@ def forget_abandoned(store: Store) -> None:
         store.conn.execute("DELETE FROM _d365_file_uploads WHERE token = ?", [token])
 
 
-def _complete(blocks: list[dict], total: int) -> bool:
+def _complete(blocks: list[dict[str, Any]], total: int) -> bool:
     """True when the blocks cover [0, total) exactly, without gaps or overlaps."""
     end = 0
     for b in blocks:
@@ -238,7 +239,7 @@ def _complete(blocks: list[dict], total: int) -> bool:
     return end == total
 
 
-def _session(store: Store, token: str, table: Table, row: dict, col: Column) -> dict:
+def _session(store: Store, token: str, table: Table, row: dict[str, Any], col: Column) -> dict[str, Any]:
     rows = store.execute("SELECT * FROM _d365_file_uploads WHERE token = ?", [token])
     if not rows or (rows[0]["tablename"], rows[0]["rowid_"], rows[0]["columnname"]) != (
             table.logical_name, row[table.primary_id], col.name):
@@ -247,7 +248,7 @@ def _session(store: Store, token: str, table: Table, row: dict, col: Column) -> 
     return rows[0]
 
 
-def download(ctx: Ctx, table: Table, row: dict, col: Column) -> Reply:
+def download(ctx: Ctx, table: Table, row: dict[str, Any], col: Column) -> Reply:
     """The file's bytes: all of them, or the `Range: bytes = a-b` asked for (206)."""
     info = file_of(ctx.store, table, row, col)
     size = info["size"]
@@ -289,7 +290,7 @@ def read_range(store: Store, owner: str, offset: int, length: int) -> bytes:
     return bytes(out)
 
 
-def delete_file(store: Store, table: Table, row: dict, col: Column, *, user: str) -> None:
+def delete_file(store: Store, table: Table, row: dict[str, Any], col: Column, *, user: str) -> None:
     """Remove the column's file (no file: nothing to do) and clear the column."""
     with store.transaction():
         file_id = row.get(col.name)
@@ -301,7 +302,7 @@ def delete_file(store: Store, table: Table, row: dict, col: Column, *, user: str
 
 # ---- shared pieces --------------------------------------------------------------------------
 
-def attach(ctx: Ctx, table: Table, row: dict, col: Column, file_id: str, name: str, mime: str, size: int) -> None:
+def attach(ctx: Ctx, table: Table, row: dict[str, Any], col: Column, file_id: str, name: str, mime: str, size: int) -> None:
     """Record a finished file and point the column at it, replacing the previous file."""
     store = ctx.store
     old = row.get(col.name)
@@ -319,7 +320,7 @@ def drop_file(store: Store, file_id: str) -> None:
         store.conn.execute("DELETE FROM _d365_files WHERE fileid = ?", [file_id])
 
 
-def file_of(store: Store, table: Table, row: dict, col: Column) -> dict:
+def file_of(store: Store, table: Table, row: dict[str, Any], col: Column) -> dict[str, Any]:
     file_id = row.get(col.name)
     rows = store.execute("SELECT * FROM _d365_files WHERE fileid = ?", [file_id]) if file_id else []
     if not rows:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from d365_components.emulator.protocol.errors import (
     bad_request,
     method_not_allowed,
@@ -25,7 +27,7 @@ from d365_components.emulator.storage.store import q
 
 # ---- navigation properties ------------------------------------------------------------------
 
-def single_nav(ctx: Ctx, table: Table, row: dict, nav: SingleNav, rest: list[str]) -> Reply:
+def single_nav(ctx: Ctx, table: Table, row: dict[str, Any], nav: SingleNav, rest: list[str]) -> Reply:
     col = table.columns[nav.column]
     target_name = row.get(col.type_column) if col.type_column else nav.targets[0]
     target_id = row.get(nav.column)
@@ -69,7 +71,7 @@ def single_nav(ctx: Ctx, table: Table, row: dict, nav: SingleNav, rest: list[str
     return Reply.json(200, payload, preference_headers(ctx))
 
 
-def collection_nav(ctx: Ctx, table: Table, row: dict, nav: CollectionNav, sub_key: str | None, rest: list[str]) -> Reply:
+def collection_nav(ctx: Ctx, table: Table, row: dict[str, Any], nav: CollectionNav, sub_key: str | None, rest: list[str]) -> Reply:
     target = ctx.schema.tables[nav.target]
     row_id = row[table.primary_id]
     where, params = nav_where(nav, target, row_id)
@@ -107,7 +109,7 @@ def collection_nav(ctx: Ctx, table: Table, row: dict, nav: CollectionNav, sub_ke
     return query_collection(ctx, target, where, params, context_path=target.entity_set)
 
 
-def _unlink(ctx: Ctx, table: Table, row: dict, nav: CollectionNav, target: Table, target_row: dict) -> None:
+def _unlink(ctx: Ctx, table: Table, row: dict[str, Any], nav: CollectionNav, target: Table, target_row: dict[str, Any]) -> None:
     row_id, target_id = row[table.primary_id], target_row[target.primary_id]
     if nav.many_to_many:
         ctx.store.disassociate(nav.intersect, (nav.own_id, nav.target_id), (row_id, target_id))

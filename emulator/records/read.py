@@ -34,7 +34,7 @@ COLLECTION_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$expand", "$cou
 
 # ---- queries --------------------------------------------------------------------------------
 
-def query_collection(ctx: Ctx, table: Table, base_where: str = "", base_params: list | None = None,
+def query_collection(ctx: Ctx, table: Table, base_where: str = "", base_params: list[Any] | None = None,
                      context_path: str | None = None) -> Reply:
     """A collection GET with $select/$filter/$orderby/$top/$expand/$count and keyset paging."""
     opts = ctx.query
@@ -107,7 +107,7 @@ def query_collection(ctx: Ctx, table: Table, base_where: str = "", base_params: 
     return Reply.json(200, body, preference_headers(ctx))
 
 
-def count_reply(ctx: Ctx, table: Table, where: str, params: list) -> Reply:
+def count_reply(ctx: Ctx, table: Table, where: str, params: list[Any]) -> Reply:
     if ctx.query.get("$filter"):
         aliases = {k: v for k, v in ctx.query.items() if k.startswith("@")}
         cond, params = compile_filter(ctx.schema, table, substitute_aliases(ctx.query["$filter"], aliases),
@@ -135,7 +135,7 @@ def retrieve(ctx: Ctx, table: Table, key: str) -> Reply:
     return Reply.json(200, body, preference_headers(ctx, {"ETag": etag}))
 
 
-def property_value(ctx: Ctx, table: Table, row: dict, col: Column) -> Reply:
+def property_value(ctx: Ctx, table: Table, row: dict[str, Any], col: Column) -> Reply:
     row_id = row[table.primary_id]
     if ctx.method == "GET":
         value = to_json(ctx, table, row, column_plan(ctx, table, [col])).get(col.json_name)

@@ -22,7 +22,7 @@ MAX_PAGE = 5000
 
 # ---- serialization -------------------------------------------------------------------------
 
-def column_plan(ctx: Ctx, table: Table, cols: list[Column] | None) -> list[tuple]:
+def column_plan(ctx: Ctx, table: Table, cols: list[Column] | None) -> list[tuple[Any, ...]]:
     key = ("plan", table.logical_name, tuple(c.name for c in cols) if cols else None, ctx.schema.version)
     cache = ctx.store.plans
     plan = cache.get(key)
@@ -41,7 +41,7 @@ def column_plan(ctx: Ctx, table: Table, cols: list[Column] | None) -> list[tuple
     return plan
 
 
-def to_json(ctx: Ctx, table: Table, row: dict, plan: list[tuple]) -> dict:
+def to_json(ctx: Ctx, table: Table, row: dict[str, Any], plan: list[tuple[Any, ...]]) -> dict[str, Any]:
     out: dict[str, Any] = {"@odata.etag": f'W/"{row.get("versionnumber")}"'}
     annotate = bool(ctx.annotations)
     for name, json_name, kind, col in plan:
@@ -59,7 +59,7 @@ def to_json(ctx: Ctx, table: Table, row: dict, plan: list[tuple]) -> dict:
     return out
 
 
-def add_value_annotations(ctx: Ctx, table: Table, row: dict, col: Column, json_name: str, v: Any, out: dict) -> None:
+def add_value_annotations(ctx: Ctx, table: Table, row: dict[str, Any], col: Column, json_name: str, v: Any, out: dict[str, Any]) -> None:
     formatted = None
     t = col.type
     if col.option_set is not None and t != "MultiSelectPicklist":
@@ -111,7 +111,7 @@ def context_select(cols: list[Column] | None, expands: list[Expand]) -> str:
     return f"({','.join(parts)})" if parts else ""
 
 
-def represent(ctx: Ctx, table: Table, row: dict, cols: list[Column] | None, expands: list[Expand]) -> dict:
+def represent(ctx: Ctx, table: Table, row: dict[str, Any], cols: list[Column] | None, expands: list[Expand]) -> dict[str, Any]:
     out = to_json(ctx, table, row, column_plan(ctx, table, cols))
     if expands:
         expand_row(ctx, table, row, out, expands)
@@ -120,7 +120,7 @@ def represent(ctx: Ctx, table: Table, row: dict, cols: list[Column] | None, expa
 
 # ---- $expand --------------------------------------------------------------------------------
 
-def expand_row(ctx: Ctx, table: Table, row: dict, out: dict, expands: list[Expand], depth: int = 0) -> None:
+def expand_row(ctx: Ctx, table: Table, row: dict[str, Any], out: dict[str, Any], expands: list[Expand], depth: int = 0) -> None:
     nested = depth > 0 or any(e.expand for e in expands)
     for e in expands:
         if e.nav in table.single_navs:
@@ -174,7 +174,7 @@ def expand_row(ctx: Ctx, table: Table, row: dict, out: dict, expands: list[Expan
             raise bad_request(f"Could not find a property named '{e.nav}' on type 'Microsoft.Dynamics.CRM.{table.logical_name}'.")
 
 
-def nav_where(nav: CollectionNav, target: Table, row_id: str) -> tuple[str, list]:
+def nav_where(nav: CollectionNav, target: Table, row_id: str) -> tuple[str, list[Any]]:
     if nav.many_to_many:
         return (f"t0.{q(target.primary_id)} IN (SELECT {q(nav.target_id)} FROM {q(nav.intersect)} "
                 f"WHERE {q(nav.own_id)} = ?)"), [row_id]
@@ -185,7 +185,7 @@ def query_user(ctx: Ctx) -> QueryUser:
     return QueryUser(ctx.user_id, ctx.business_unit_id)
 
 
-def preference_headers(ctx: Ctx, extra: dict | None = None) -> dict:
+def preference_headers(ctx: Ctx, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     h = dict(extra or {})
     if ctx.applied:
         h["Preference-Applied"] = ",".join(dict.fromkeys(ctx.applied))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal, overload
+from typing import Any, Literal, overload
 from urllib.parse import unquote
 
 from d365_components.emulator.protocol.errors import (
@@ -64,7 +64,7 @@ def _bad_key(table: Table) -> DataverseError:
                        f"number of key properties match the declared or alternate key properties for the resource '{t}'.")
 
 
-def lookup_key(ctx: Ctx, table: Table, values: dict) -> dict | None:
+def lookup_key(ctx: Ctx, table: Table, values: dict[str, Any]) -> dict[str, Any] | None:
     if table.primary_id in values:
         return ctx.store.get(table.logical_name, values[table.primary_id])
     where = " AND ".join(f"t0.{q(c)} = ?" for c in values)
@@ -73,12 +73,12 @@ def lookup_key(ctx: Ctx, table: Table, values: dict) -> dict | None:
 
 
 @overload
-def find_row(ctx: Ctx, table: Table, key: str, *, required: Literal[True]) -> dict: ...
+def find_row(ctx: Ctx, table: Table, key: str, *, required: Literal[True]) -> dict[str, Any]: ...
 @overload
-def find_row(ctx: Ctx, table: Table, key: str, *, required: bool) -> dict | None: ...
+def find_row(ctx: Ctx, table: Table, key: str, *, required: bool) -> dict[str, Any] | None: ...
 
 
-def find_row(ctx: Ctx, table: Table, key: str, *, required: bool) -> dict | None:
+def find_row(ctx: Ctx, table: Table, key: str, *, required: bool) -> dict[str, Any] | None:
     values = parse_key(ctx, table, key)
     row = lookup_key(ctx, table, values)
     if row is None and required:
@@ -86,13 +86,13 @@ def find_row(ctx: Ctx, table: Table, key: str, *, required: bool) -> dict | None
     return row
 
 
-def not_found(table: Table, values: dict) -> DataverseError:
+def not_found(table: Table, values: dict[str, Any]) -> DataverseError:
     if table.primary_id in values:
         return record_not_found(table.logical_name, values[table.primary_id])
     return key_not_found(table.logical_name)
 
 
-def resolve_reference(ctx: Ctx, url: object, targets: tuple[str, ...] | None, what: str) -> tuple[Table, dict]:
+def resolve_reference(ctx: Ctx, url: object, targets: tuple[str, ...] | None, what: str) -> tuple[Table, dict[str, Any]]:
     """`/contacts(<id>)`, `contacts(<id>)`, an absolute URL or an alternate-key URL -> (table, row)."""
     if not isinstance(url, str):
         raise bad_request(f"The value of '{what}' must be a URL string.")

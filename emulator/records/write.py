@@ -34,10 +34,10 @@ STATES_BY_MESSAGE = {
 }
 
 
-def convert_body(ctx: Ctx, table: Table, body: dict, *, creating: bool) -> tuple[dict, list]:
+def convert_body(ctx: Ctx, table: Table, body: dict[str, Any], *, creating: bool) -> tuple[dict[str, Any], list[Any]]:
     """A request body -> (column values, operations to run once the row exists)."""
-    values: dict = {}
-    later: list = []
+    values: dict[str, Any] = {}
+    later: list[Any] = []
     for key, value in body.items():
         if key.startswith("@"):
             continue
@@ -93,14 +93,14 @@ def convert_body(ctx: Ctx, table: Table, body: dict, *, creating: bool) -> tuple
     return values, later
 
 
-def _deep_target(ctx: Ctx, nav: SingleNav, value: dict) -> str:
+def _deep_target(ctx: Ctx, nav: SingleNav, value: dict[str, Any]) -> str:
     typed = str(value.get("@odata.type") or "").lstrip("#").rsplit(".", 1)[-1]
     if typed in nav.targets:
         return typed
     return nav.targets[0]
 
 
-def _bind(ctx: Ctx, table: Table, nav_name: str, value: Any, values: dict, later: list) -> None:
+def _bind(ctx: Ctx, table: Table, nav_name: str, value: Any, values: dict[str, Any], later: list[Any]) -> None:
     if nav_name in table.single_navs:
         single = table.single_navs[nav_name]
         col = table.columns[single.column]
@@ -119,7 +119,7 @@ def _bind(ctx: Ctx, table: Table, nav_name: str, value: Any, values: dict, later
         if not isinstance(value, list):
             raise bad_request(f"The value of '{nav_name}@odata.bind' must be an array of URLs.")
         refs = [resolve_reference(ctx, v, (nav.target,), nav_name) for v in value]
-        def link_all(row: dict, nav: CollectionNav = nav, refs: list[tuple[Table, dict]] = refs) -> None:
+        def link_all(row: dict[str, Any], nav: CollectionNav = nav, refs: list[tuple[Table, dict[str, Any]]] = refs) -> None:
             for t, r in refs:
                 link_rows(ctx, table, row, nav, t, r)
 
@@ -130,7 +130,7 @@ def _bind(ctx: Ctx, table: Table, nav_name: str, value: Any, values: dict, later
                       "declared named streams can be represented as properties without values.")
 
 
-def link_rows(ctx: Ctx, table: Table, row: dict, nav: CollectionNav, target: Table, target_row: dict, *, strict: bool = False) -> None:
+def link_rows(ctx: Ctx, table: Table, row: dict[str, Any], nav: CollectionNav, target: Table, target_row: dict[str, Any], *, strict: bool = False) -> None:
     """Add `target_row` to `row`'s collection navigation property `nav`."""
     row_id, target_id = row[table.primary_id], target_row[target.primary_id]
     if nav.many_to_many:
@@ -146,7 +146,7 @@ def link_rows(ctx: Ctx, table: Table, row: dict, nav: CollectionNav, target: Tab
                      before=target_row)
 
 
-def _deep_children(ctx: Ctx, table: Table, row: dict, nav: CollectionNav, items: list) -> None:
+def _deep_children(ctx: Ctx, table: Table, row: dict[str, Any], nav: CollectionNav, items: list[Any]) -> None:
     target = ctx.schema.tables[nav.target]
     for item in items:
         if not isinstance(item, dict):
@@ -161,7 +161,7 @@ def _deep_children(ctx: Ctx, table: Table, row: dict, nav: CollectionNav, items:
         create_row(ctx, target, item, extra=back)
 
 
-def create_row(ctx: Ctx, table: Table, body: dict, extra: dict | None = None) -> dict:
+def create_row(ctx: Ctx, table: Table, body: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Insert one row from a JSON body (binds, deep insert); inside a transaction when the body nests."""
     values, later = convert_body(ctx, table, body, creating=True)
     if extra:
@@ -173,7 +173,7 @@ def create_row(ctx: Ctx, table: Table, body: dict, extra: dict | None = None) ->
     return row
 
 
-def _nested(body: dict) -> bool:
+def _nested(body: dict[str, Any]) -> bool:
     """Whether a body writes more than one row (deep insert, collection binds)."""
     return any(isinstance(v, (dict, list)) for v in body.values())
 
@@ -200,7 +200,7 @@ def create(ctx: Ctx, table: Table) -> Reply:
     return Reply.empty(204, {"OData-EntityId": url, "Location": url})
 
 
-def _check_etag(ctx: Ctx, row: dict) -> None:
+def _check_etag(ctx: Ctx, row: dict[str, Any]) -> None:
     if_match = ctx.headers.get("if-match")
     if if_match and if_match != "*" and if_match != f'W/"{row["versionnumber"]}"':
         raise version_mismatch()

@@ -48,14 +48,14 @@ class Ctx:
     query: dict[str, str]             # decoded query options and parameter aliases
     headers: dict[str, str]           # lower-case names
     body: bytes
-    caller: dict                      # verified token claims
+    caller: dict[str, Any]                      # verified token claims
     user_id: str                      # the effective systemuser (impersonated, if asked)
     on_behalf_of: str | None          # the real caller when impersonating
     business_unit_id: str
     applied: list[str] = field(default_factory=list)   # Preference-Applied values
     _prefer: dict[str, str] | None = None
     _annotations: list[str] | None = None
-    cache: dict = field(default_factory=dict)          # per-request lookups (formatted lookup names)
+    cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)          # per-request lookups (formatted lookup names)
 
     @property
     def store(self) -> Store:
@@ -95,7 +95,7 @@ class Ctx:
     def wants(self, annotation: str) -> bool:
         return any(fnmatchcase(annotation, p) for p in self.annotations)
 
-    def json_body(self) -> dict:
+    def json_body(self) -> dict[str, Any]:
         if not self.body:
             raise bad_request("The request body is empty; a JSON object was expected.")
         try:

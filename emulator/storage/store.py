@@ -65,7 +65,7 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _dict_row(cursor: sqlite3.Cursor, row: tuple) -> dict:
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip([d[0] for d in cursor.description], row, strict=False))
 
 
@@ -79,9 +79,9 @@ class Store:
         self.listeners: list[Listener] = []
         self.installed: set[str] = set()          # add-ons set up on this store ("files", ...)
         self._depth = 0
-        self._pending: list[tuple] = []
+        self._pending: list[tuple[Any, ...]] = []
         self._sql: dict[Any, Any] = {}
-        self.plans: dict = {}             # serialization plans cached by the records layer
+        self.plans: dict[tuple[Any, ...], Any] = {}            # serialization plans cached by the records layer
         if path != ":memory:":
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA cache_size=-65536")          # 64 MB of pages: big tables keep their index tops
@@ -196,7 +196,7 @@ class Store:
                 for event in events:
                     self._fire(event)
 
-    def _emit(self, message: str, table: str, before: dict | None, after: dict | None) -> None:
+    def _emit(self, message: str, table: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
         if not self.listeners:
             return
         event = (message, table, before, after)
@@ -205,7 +205,7 @@ class Store:
         else:
             self._fire(event)
 
-    def _fire(self, event: tuple) -> None:
+    def _fire(self, event: tuple[Any, ...]) -> None:
         for listener in list(self.listeners):
             try:
                 listener(*event)
@@ -218,7 +218,7 @@ class Store:
 
     # ---- rows ------------------------------------------------------------------------------
 
-    def get(self, table: str, row_id: str) -> dict | None:
+    def get(self, table: str, row_id: str) -> dict[str, Any] | None:
         sql = self._sql.get(("get", table))
         if sql is None:
             t = self.schema.tables[table]
@@ -226,8 +226,8 @@ class Store:
         with self.lock:
             return self.conn.execute(sql, (row_id,)).fetchone()
 
-    def select(self, table: str, where: str = "", params: tuple | list = (), order: str = "",
-               limit: int | None = None, columns: str = "*", alias: str = "t0") -> list[dict]:
+    def select(self, table: str, where: str = "", params: tuple[Any, ...] | list[Any] = (), order: str = "",
+               limit: int | None = None, columns: str = "*", alias: str = "t0") -> list[dict[str, Any]]:
         """Rows of `table` (aliased `alias`) matching a parameterized SQL where-clause."""
         sql = f"SELECT {columns} FROM {q(table)} AS {alias}"
         if where:
@@ -239,7 +239,7 @@ class Store:
         with self.lock:
             return self.conn.execute(sql, tuple(params)).fetchall()
 
-    def count(self, table: str, where: str = "", params: tuple | list = (), cap: int | None = None,
+    def count(self, table: str, where: str = "", params: tuple[Any, ...] | list[Any] = (), cap: int | None = None,
               alias: str = "t0") -> int:
         inner = f"SELECT 1 FROM {q(table)} AS {alias}" + (f" WHERE {where}" if where else "")
         if cap is not None:
@@ -247,11 +247,11 @@ class Store:
         with self.lock:
             return self.conn.execute(f"SELECT count(*) AS n FROM ({inner})", tuple(params)).fetchone()["n"]
 
-    def execute(self, sql: str, params: tuple | list = ()) -> list[dict]:
+    def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
         with self.lock:
             return self.conn.execute(sql, tuple(params)).fetchall()
 
-    def insert(self, table: str, values: dict, *, user: str, on_behalf_of: str | None = None) -> dict:
+    def insert(self, table: str, values: dict[str, Any], *, user: str, on_behalf_of: str | None = None) -> dict[str, Any]:
         """Create a row: fills id, stamps, owner, state and version; returns the full row."""
         t = self.schema.tables[table]
         row: dict[str, Any] = dict.fromkeys(self.columns_of(table))
@@ -294,8 +294,8 @@ class Store:
             self._emit("Create", table, None, row)
         return row
 
-    def update(self, table: str, row_id: str, values: dict, *, user: str, on_behalf_of: str | None = None,
-               before: dict | None = None) -> tuple[dict, dict] | None:
+    def update(self, table: str, row_id: str, values: dict[str, Any], *, user: str, on_behalf_of: str | None = None,
+               before: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """Change some columns of a row; returns (before, after), or None if it does not exist."""
         t = self.schema.tables[table]
         with self.lock:
@@ -329,7 +329,7 @@ class Store:
             self._emit("Update", table, before, after)
         return before, after
 
-    def delete(self, table: str, row_id: str) -> dict | None:
+    def delete(self, table: str, row_id: str) -> dict[str, Any] | None:
         """Delete a row, unlink rows that point at it and its N:N links; returns the old row."""
         t = self.schema.tables[table]
         with self.transaction():
@@ -350,7 +350,7 @@ class Store:
             self._emit("Delete", table, before, None)
         return before
 
-    def _mirror_activity(self, table: str, row: dict) -> None:
+    def _mirror_activity(self, table: str, row: dict[str, Any]) -> None:
         """Keep the activitypointer row of a task/phone call/email/appointment in step with it:
         activitypointers (and Account_ActivityPointers) list every activity, as in Dataverse."""
         pointer = self.schema.tables.get("activitypointer")
@@ -406,7 +406,7 @@ def default_status(table: Table, state: int) -> int | None:
     return None
 
 
-def _fullname(row: dict) -> None:
+def _fullname(row: dict[str, Any]) -> None:
     if not row.get("fullname"):
         parts = [row.get("firstname"), row.get("lastname")]
         name = " ".join(p for p in parts if p)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from starlette.applications import Starlette
@@ -84,7 +85,7 @@ def create_app(*, identity: IdentityProvider, org_url: str, db: str = ":memory:"
     app.state.identity = identity
     app.state.users = {}
 
-    def dispatch(method: str, url: str, headers: dict[str, str], body: bytes, *, caller: dict) -> tuple[int, dict[str, str], bytes]:
+    def dispatch(method: str, url: str, headers: dict[str, str], body: bytes, *, caller: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         """Run one inner request (e.g. a $batch part) exactly like an HTTP request, token already verified."""
         m = _API_URL.match(url)
         if m is None:
@@ -174,7 +175,7 @@ def _header_value(value: str) -> bytes:
 
 
 def _dispatch(state: State, method: str, version: str, path: str, raw_query: str, headers: dict[str, str],
-              body: bytes, caller: dict) -> tuple[int, dict[str, str], bytes]:
+              body: bytes, caller: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
     try:
         if version not in VERSIONS:
             raise segment_not_found(version)
@@ -233,7 +234,7 @@ def route(ctx: Ctx) -> Reply:
     raise segment_not_found(name)
 
 
-def _effective_user(state: State, caller: dict, headers: dict[str, str]) -> tuple[str, str | None, str]:
+def _effective_user(state: State, caller: dict[str, Any], headers: dict[str, str]) -> tuple[str, str | None, str]:
     """The systemuser a request acts as: the token's user, or the one it impersonates."""
     caller_user = _user_by(state, "azureactivedirectoryobjectid", caller.get("oid"))
     if caller_user is None and caller.get("appid"):

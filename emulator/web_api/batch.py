@@ -123,7 +123,7 @@ async def handle_batch(request: Request) -> Response:
 class _Runner:
     """Runs parts through the app's dispatch as the batch's caller."""
 
-    def __init__(self, request: Request, caller: dict):
+    def __init__(self, request: Request, caller: dict[str, Any]):
         self.state = request.app.state
         self.caller = caller
         self.service_root = request.url.path.rsplit("/$batch", 1)[0]   # e.g. /api/data/v9.2
