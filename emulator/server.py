@@ -175,7 +175,8 @@ class Emulator:
             verify=self.ssl_context,
         )
         response.raise_for_status()
-        return response.json()["access_token"]
+        token: str = response.json()["access_token"]
+        return token
 
 
 def run_standalone(

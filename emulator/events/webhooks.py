@@ -103,7 +103,8 @@ class _Request:
     def correlation_id(self) -> str:
         for name, value in self.scope.get("headers", ()):
             if name.lower() == b"x-ms-correlation-request-id" and value:
-                return value.decode("latin-1")
+                text: str = value.decode("latin-1")
+                return text
         return str(uuid.uuid4())
 
 
@@ -158,7 +159,7 @@ class Webhooks:
         self._steps: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._has_sync: bool | None = None
         self._users: dict[str, dict[str, Any]] = {}
-        self._pending: set[concurrent.futures.Future] = set()
+        self._pending: set[concurrent.futures.Future[Outcome]] = set()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -266,7 +267,7 @@ class Webhooks:
 
     # ---- the worker ----------------------------------------------------------------------------
 
-    def submit(self, delivery: Delivery) -> concurrent.futures.Future:
+    def submit(self, delivery: Delivery) -> concurrent.futures.Future[Outcome]:
         """Deliver on the worker thread; the future gives the `Outcome`."""
         future = asyncio.run_coroutine_threadsafe(self._run(delivery), self._worker())
         with self._lock:

@@ -59,7 +59,8 @@ def required_param(params: Any, name: str) -> str:
     if not value:
         raise OAuthError("invalid_request", 900144,
                          f"The request body must contain the following parameter: '{name}'.")
-    return value
+    text: str = value
+    return text
 
 
 def client_credentials(request: Request, form: dict[str, Any]) -> tuple[str, str | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from d365_components.emulator.storage.columns import (
     ColumnSpec,
     LookupSpec,
+    StateOptionSets,
     choice_column,
     datetime_column,
     integer_column,
@@ -39,8 +40,10 @@ def add_tables(store: Store) -> None:
                 integer_column("actualdurationminutes", "Actual Duration", 0, 2147483647),
                 choice_column("prioritycode", {0: "Low", 1: "Normal", 2: "High"}, "Priority")]
 
-    closed = lambda: state_option_sets({0: "Open", 1: "Completed", 2: "Canceled"},  # noqa: E731
-                            {1: ("Open", 0), 2: ("Completed", 1), 3: ("Canceled", 2)})
+    def closed() -> StateOptionSets:
+        return state_option_sets({0: "Open", 1: "Completed", 2: "Canceled"},
+                                 {1: ("Open", 0), 2: ("Completed", 1), 3: ("Canceled", 2)})
+
     with store.lock:
         builder = TableBuilder(schema)
         if "opportunityclose" not in schema.tables:

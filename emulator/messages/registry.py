@@ -34,7 +34,7 @@ class Bound:
     row: dict[str, Any] | None                # None when bound to the whole collection
 
 
-Handler = Callable[[Ctx, dict, "Bound | None"], Reply]
+Handler = Callable[[Ctx, dict[str, Any], "Bound | None"], Reply]
 _functions: dict[tuple[str, str | None], Handler] = {}
 _actions: dict[tuple[str, str | None], Handler] = {}
 

@@ -90,13 +90,13 @@ def evaluate(node: FilterNode, item: dict[str, Any], type_name: str) -> bool:
         a, b = _operand(node[2], item, type_name), _operand(node[3], item, type_name)
         op = node[1]
         if op == "eq":
-            return _norm(a) == _norm(b)
+            return bool(_norm(a) == _norm(b))
         if op == "ne":
-            return _norm(a) != _norm(b)
+            return bool(_norm(a) != _norm(b))
         if a is None or b is None:
             return False
         try:
-            return {"gt": a > b, "ge": a >= b, "lt": a < b, "le": a <= b}[op]
+            return bool({"gt": a > b, "ge": a >= b, "lt": a < b, "le": a <= b}[op])
         except TypeError:
             raise bad_request("A binary operator with incompatible types was detected.") from None
     if kind == "func" and node[1] in ("contains", "startswith", "endswith") and len(node[2]) == 2:

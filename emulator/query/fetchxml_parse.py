@@ -98,7 +98,8 @@ def invalid(message: str) -> DataverseError:
 def parse_xml(text: str, what: str = "FetchXML") -> Element:
     """Well-formed, DTD-free XML -> its root element; anything else -> 400."""
     try:
-        return fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root: Element = fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        return root
     except DefusedXmlException as exc:
         raise invalid(f"The {what} contains a DTD, an entity declaration or an external reference, "
                       f"which are not allowed ({type(exc).__name__}).") from None
@@ -108,7 +109,8 @@ def parse_xml(text: str, what: str = "FetchXML") -> Element:
 
 def _children(el: Element, allowed: set[str]) -> list[Element]:
     for child in el:
-        if not isinstance(child.tag, str):
+        tag: object = child.tag          # comments and processing instructions have a function as tag
+        if not isinstance(tag, str):
             continue
         if child.tag not in allowed:
             expected = ", ".join(f"'{a}'" for a in sorted(allowed)) or "none"

@@ -185,7 +185,8 @@ class FilterCompiler:
         values = args.get("PropertyValues")
         handler = getattr(self, "_crm_" + name, None)
         if handler is not None:
-            return handler(expr, col, value, values)
+            sql: str = handler(expr, col, value, values)
+            return sql
         try:
             date_range = self.date_range(name, value)
         except (OverflowError, ValueError):     # NextXYears(99999): past year 9999 or before year 1
@@ -202,7 +203,7 @@ class FilterCompiler:
             raise not_supported(f"The query function 'Microsoft.Dynamics.CRM.{name}' is not supported by the emulator.")
         raise bad_request(f"An unknown function with name 'Microsoft.Dynamics.CRM.{name}' was found.")
 
-    def _values(self, col: Column, values: list[FilterNode]) -> list[Any]:
+    def _values(self, col: Column, values: FilterNode | None) -> list[Any]:
         if values is None or values[1] != "array":
             raise bad_request("The PropertyValues parameter must be an array of values.")
         out = []
@@ -211,25 +212,25 @@ class FilterCompiler:
             out.append(coerce(col, kind, v))
         return out
 
-    def _crm_In(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_In(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         vals = self._values(col, values)
         if not vals:
             return "0"
         return f"({expr} IN ({', '.join(self._param(v) for v in vals)}))"
 
-    def _crm_NotIn(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_NotIn(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         vals = self._values(col, values)
         if not vals:
             return "1"
         return f"({expr} NOT IN ({', '.join(self._param(v) for v in vals)}) OR {expr} IS NULL)"
 
-    def _crm_Between(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_Between(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         vals = self._values(col, values)
         if len(vals) != 2:
             raise bad_request("Between requires exactly two PropertyValues.")
         return f"({expr} BETWEEN {self._param(vals[0])} AND {self._param(vals[1])})"
 
-    def _crm_NotBetween(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_NotBetween(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         vals = self._values(col, values)
         if len(vals) != 2:
             raise bad_request("NotBetween requires exactly two PropertyValues.")
@@ -240,27 +241,27 @@ class FilterCompiler:
             raise bad_request("EqualUserId needs a calling user.")
         return self.user
 
-    def _crm_EqualUserId(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_EqualUserId(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         return f"({expr} = {self._param(self._user().user_id)})"
 
-    def _crm_NotEqualUserId(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_NotEqualUserId(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         return f"({expr} <> {self._param(self._user().user_id)} OR {expr} IS NULL)"
 
-    def _crm_EqualBusinessId(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_EqualBusinessId(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         return f"({expr} = {self._param(self._user().business_unit_id)})"
 
-    def _crm_NotEqualBusinessId(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_NotEqualBusinessId(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         return f"({expr} <> {self._param(self._user().business_unit_id)} OR {expr} IS NULL)"
 
-    def _contain_values(self, expr: str, col: Column, values: list[FilterNode], negate: bool) -> str:
+    def _contain_values(self, expr: str, col: Column, values: FilterNode | None, negate: bool) -> str:
         vals = self._values(Column("x", "String"), values)
         checks = " OR ".join(f"(',' || {expr} || ',') LIKE {self._param(f'%,{v},%')}" for v in vals) or "0"
         return f"(NOT COALESCE(({checks}), 0))" if negate else f"({checks})"
 
-    def _crm_ContainValues(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_ContainValues(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         return self._contain_values(expr, col, values, False)
 
-    def _crm_DoesNotContainValues(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_DoesNotContainValues(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         return self._contain_values(expr, col, values, True)
 
     def _like(self, expr: str, value: FilterNode, pattern: str, negate: bool = False) -> str:
@@ -269,16 +270,16 @@ class FilterCompiler:
         cond = f"{expr} LIKE {self._param(pattern.format(like_pattern(value[2])))} ESCAPE '\\'"
         return f"(NOT COALESCE({cond}, 0))" if negate else f"({cond})"
 
-    def _crm_Like(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_Like(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         return self._like(expr, value, "{}")
 
-    def _crm_NotLike(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_NotLike(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         return self._like(expr, value, "{}", True)
 
-    def _crm_Contains(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_Contains(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         return self._like(expr, value, "%{}%")
 
-    def _crm_DoesNotContain(self, expr: str, col: Column, value: FilterNode, values: list[FilterNode]) -> str:
+    def _crm_DoesNotContain(self, expr: str, col: Column, value: FilterNode, values: FilterNode | None) -> str:
         return self._like(expr, value, "%{}%", True)
 
     def date_range(self, name: str, value: FilterNode | None) -> tuple[datetime | None, datetime | None] | None:

@@ -54,7 +54,7 @@ NAME: /[A-Za-z_][A-Za-z0-9_]*/
 
 
 @v_args(inline=True)
-class _ToTuples(Transformer):
+class _ToTuples(Transformer[Token, FilterNode]):
     def or_(self, a: FilterNode, b: FilterNode) -> FilterNode:
         return ("or", a, b)
 
@@ -64,7 +64,7 @@ class _ToTuples(Transformer):
     def not_(self, a: FilterNode) -> FilterNode:
         return ("not", a)
 
-    def compare(self, left: FilterNode, op: Tree, right: FilterNode) -> FilterNode:
+    def compare(self, left: FilterNode, op: Tree[Token], right: FilterNode) -> FilterNode:
         return ("cmp", str(op.children[0]), left, right)
 
     def func(self, name: Token, *args: FilterNode) -> FilterNode:
@@ -123,7 +123,8 @@ _to_tuples = _ToTuples()
 def parse_filter(text: str) -> FilterNode:
     """$filter text -> tuple tree; 400 with the position on a syntax error."""
     try:
-        return _to_tuples.transform(_parser.parse(text))
+        node: FilterNode = _to_tuples.transform(_parser.parse(text))
+        return node
     except VisitError as exc:
         raise bad_request(f"Syntax error in $filter '{text}'.") from exc.orig_exc
     except LarkError as exc:

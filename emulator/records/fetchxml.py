@@ -54,7 +54,7 @@ TOTAL_EXCEEDED = "Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"
 ATTRIBUTE_NAME = "OData.Community.Display.V1.AttributeName"
 AGGREGATE_LIMIT_EXCEEDED = "0x8004E023"
 _GUID_TYPES = frozenset({"Uniqueidentifier", "Lookup", "Customer", "Owner"})
-_prepared: weakref.WeakSet = weakref.WeakSet()   # stores whose connection has our SQL functions
+_prepared: weakref.WeakSet[Store] = weakref.WeakSet()   # stores whose connection has our SQL functions
 
 
 def handle(ctx: Ctx, table: Table) -> Reply:
@@ -144,7 +144,8 @@ def _aggregate_rows(ctx: Ctx, fetch: Fetch, p: Plan, size: int) -> tuple[list[di
 
 def _count(ctx: Ctx, p: Plan, cap: int) -> int:
     inner = f"SELECT 1 FROM {p.from_sql}" + (f" WHERE {p.where_sql}" if p.where_sql else "") + f" LIMIT {int(cap)}"
-    return ctx.store.execute(f"SELECT count(*) AS n FROM ({inner})", [*p.from_params, *p.where_params])[0]["n"]
+    n: int = ctx.store.execute(f"SELECT count(*) AS n FROM ({inner})", [*p.from_params, *p.where_params])[0]["n"]
+    return n
 
 
 # ---- rows as JSON -----------------------------------------------------------------------------

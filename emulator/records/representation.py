@@ -100,7 +100,8 @@ def _primary_name(ctx: Ctx, table_name: str, row_id: str) -> str | None:
         t = ctx.schema.tables[table_name]
         rows = ctx.store.select(table_name, f"t0.{q(t.primary_id)} = ?", [row_id], columns=f"t0.{q(t.primary_name)} AS n")
         ctx.cache[key] = rows[0]["n"] if rows else None
-    return ctx.cache[key]
+    name: str | None = ctx.cache[key]
+    return name
 
 
 def context_select(cols: list[Column] | None, expands: list[Expand]) -> str:

@@ -59,11 +59,13 @@ class Ctx:
 
     @property
     def store(self) -> Store:
-        return self.state.store
+        store: Store = self.state.store
+        return store
 
     @property
     def schema(self) -> Schema:
-        return self.state.store.schema
+        schema: Schema = self.state.store.schema
+        return schema
 
     @property
     def prefer(self) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from d365_components.emulator.storage.columns import (
     PRIORITY_OPTIONS,
+    ColumnSpec,
     LookupSpec,
     active_states,
     activity_states,
@@ -119,11 +120,13 @@ def standard_schema() -> Schema:
                      5: ("Problem Solved", 1), 1000: ("Information Provided", 1), 6: ("Cancelled", 2), 2000: ("Merged", 2)}),
         keys=[("ticketnumber_key", ["ticketnumber"])])
 
-    activity_cols = lambda: [  # noqa: E731
-        string_column("subject", 200, "Subject", "ApplicationRequired"), memo_column("description", 2000, "Description"),
-        datetime_column("scheduledstart", "Start Date"), datetime_column("scheduledend", "Due Date"), datetime_column("actualend", "Actual End"),
-        integer_column("actualdurationminutes", "Duration", 0, 2147483647), choice_column("prioritycode", PRIORITY_OPTIONS, "Priority"),
-        entity_name_column("activitytypecode", "Activity Type")]
+    def activity_cols() -> list[ColumnSpec]:
+        return [
+            string_column("subject", 200, "Subject", "ApplicationRequired"), memo_column("description", 2000, "Description"),
+            datetime_column("scheduledstart", "Start Date"), datetime_column("scheduledend", "Due Date"), datetime_column("actualend", "Actual End"),
+            integer_column("actualdurationminutes", "Duration", 0, 2147483647), choice_column("prioritycode", PRIORITY_OPTIONS, "Priority"),
+            entity_name_column("activitytypecode", "Activity Type")]
+
     b.table("activitypointer", "activitypointers", "activityid", "subject", 4200, "Activity", "Activities",
             [*activity_cols(), regarding_lookup("activitypointer", "ActivityPointers")], activity=True,
             state=state_option_sets({0: "Open", 1: "Completed", 2: "Canceled", 3: "Scheduled"},
@@ -149,11 +152,13 @@ def standard_schema() -> Schema:
                          {1: ("Free", 0), 2: ("Tentative", 0), 3: ("Completed", 1), 4: ("Canceled", 2), 5: ("Busy", 3),
                           6: ("Out of Office", 3)}))
 
-    sales = lambda kind, number, extra: [  # noqa: E731
-        string_column("name", 300, "Name"), string_column(number, 100, kind + " ID"), memo_column("description", 2000, "Description"),
-        money_column("totalamount", "Total Amount"), money_column("totaltax", "Total Tax"), money_column("discountamount", "Order Discount Amount"),
-        datetime_column("datedelivered", "Date Delivered", date_only=True), customer_lookup("customerid", kind.lower().replace(" ", ""), "Potential Customer"),
-        *extra]
+    def sales(kind: str, number: str, extra: list[ColumnSpec]) -> list[ColumnSpec]:
+        return [
+            string_column("name", 300, "Name"), string_column(number, 100, kind + " ID"), memo_column("description", 2000, "Description"),
+            money_column("totalamount", "Total Amount"), money_column("totaltax", "Total Tax"), money_column("discountamount", "Order Discount Amount"),
+            datetime_column("datedelivered", "Date Delivered", date_only=True), customer_lookup("customerid", kind.lower().replace(" ", ""), "Potential Customer"),
+            *extra]
+
     b.table("quote", "quotes", "quoteid", "name", 1084, "Quote", "Quotes", sales("Quote", "quotenumber", [
         LookupSpec("opportunityid", {"opportunity": ("opportunity_quotes", "opportunityid")}, "Opportunity")]),
         state=state_option_sets({0: "Draft", 1: "Active", 2: "Won", 3: "Closed"},

@@ -49,7 +49,7 @@ from d365_components.emulator.storage.schema import Column, ManyToMany, Schema, 
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[str, str, "dict | None", "dict | None"], None]
+Listener = Callable[[str, str, "dict[str, Any] | None", "dict[str, Any] | None"], None]
 SYSTEM_COLUMNS = ("createdon", "modifiedon", "createdby", "modifiedby", "createdonbehalfby",
                   "modifiedonbehalfby", "versionnumber")
 FULLNAME_TABLES = frozenset({"contact", "lead", "systemuser"})
@@ -224,7 +224,8 @@ class Store:
             t = self.schema.tables[table]
             sql = self._sql[("get", table)] = f"SELECT * FROM {q(table)} WHERE {q(t.primary_id)} = ?"
         with self.lock:
-            return self.conn.execute(sql, (row_id,)).fetchone()
+            row: dict[str, Any] | None = self.conn.execute(sql, (row_id,)).fetchone()
+            return row
 
     def select(self, table: str, where: str = "", params: tuple[Any, ...] | list[Any] = (), order: str = "",
                limit: int | None = None, columns: str = "*", alias: str = "t0") -> list[dict[str, Any]]:
@@ -245,7 +246,8 @@ class Store:
         if cap is not None:
             inner += f" LIMIT {int(cap)}"
         with self.lock:
-            return self.conn.execute(f"SELECT count(*) AS n FROM ({inner})", tuple(params)).fetchone()["n"]
+            n: int = self.conn.execute(f"SELECT count(*) AS n FROM ({inner})", tuple(params)).fetchone()["n"]
+            return n
 
     def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
         with self.lock:

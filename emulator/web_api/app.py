@@ -256,7 +256,7 @@ def _user_by(state: State, column: str, value: str | None) -> tuple[str, str] | 
     if not value:
         return None
     key = (column, value.lower())
-    hit = state.users.get(key)
+    hit: tuple[str, str] | None = state.users.get(key)
     if hit is None:
         rows = state.store.select("systemuser", f't0."{column}" = ?', [value.lower()], limit=1,
                                   columns="t0.systemuserid AS id, t0.businessunitid AS bu")

@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from d365_components.emulator.identity.oauth import InvalidToken
+from d365_components.emulator.identity.provider import IdentityProvider
 from d365_components.emulator.protocol.errors import INVALID_ARGUMENT, ODATA_ERROR, error_body
 
 MAX_REQUESTS = 1000
@@ -84,7 +85,7 @@ class _RollBack(Exception):
 
 async def handle_batch(request: Request) -> Response:
     """`POST {api}/$batch`."""
-    identity = request.app.state.identity
+    identity: IdentityProvider = request.app.state.identity
     try:
         caller = identity.verify(request.headers.get("authorization"))
     except InvalidToken as exc:
