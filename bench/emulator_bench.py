@@ -49,8 +49,9 @@ from pathlib import Path
 import httpx
 
 from d365_components.emulator import defaults
-from d365_components.emulator.seed import seed_rows, standard_schema
-from d365_components.emulator.store import Store, utc_now
+from d365_components.emulator.storage.seed import seed_rows
+from d365_components.emulator.storage.standard_tables import standard_schema
+from d365_components.emulator.storage.store import Store, utc_now
 
 TARGET_RPS = 2000
 SERVER = r"""
@@ -62,7 +63,7 @@ if sys.argv[3] == "plane":             # the data plane alone: no service-protec
     extra = {"features": EmulatorFeatures(limits=None, change_tracking=False, webhooks=False)}
 elif sys.argv[3] == "default":         # Dataverse's limits, far above what a benchmark sends
     from d365_components.emulator.extensions import EmulatorFeatures
-    from d365_components.emulator.protection import Limits
+    from d365_components.emulator.limits.protection import Limits
     extra = {"features": EmulatorFeatures(limits=Limits(requests=10**9))}
 emulator = Emulator(db=sys.argv[1], seed=None if sys.argv[1] != ":memory:" else "demo", cert_dir=sys.argv[2], **extra).start()
 print(json.dumps({"org_url": emulator.org_url, "api_url": emulator.api_url, "token_url": emulator.token_url,
@@ -109,7 +110,7 @@ def keyset_paging(path: Path, sample_pages: int = 5) -> dict:
     """Pages of 5,000 accounts ordered by name (the records module's query shape), straight on the
     store: every page with the row-value seek, and `sample_pages` pages from the middle with the
     OR-expansion it replaced (a full pass that way would scan the index once per page)."""
-    from d365_components.emulator.query import keyset_after
+    from d365_components.emulator.query.paging import keyset_after
     store = Store(standard_schema(), str(path))
     keys, size = ["t0.name", "t0.accountid"], 5000
 
@@ -262,8 +263,8 @@ async def over_http(info: dict, args) -> dict:
 
 
 def in_process(n: int) -> tuple[float, float]:
-    from d365_components.emulator.app import create_app
-    from d365_components.emulator.identity import IdentityProvider
+    from d365_components.emulator.identity.provider import IdentityProvider
+    from d365_components.emulator.web_api.app import create_app
 
     org = "https://bench.example"
     identity = IdentityProvider(base_url=org, tenant_id=defaults.TENANT_ID, org_url=org,
@@ -354,7 +355,7 @@ async def _asgi_calls(app, token: str, method: str, path: str, query: bytes, bod
 def asgi_overhead(n: int, repeats: int) -> None:
     """The same comparison without HTTP and TLS: the extension stack's own cost, steadier."""
     from d365_components.emulator.extensions import EmulatorFeatures
-    from d365_components.emulator.protection import Limits
+    from d365_components.emulator.limits.protection import Limits
     from d365_components.emulator.server import Emulator
     settings = {"plane": EmulatorFeatures(limits=None, change_tracking=False, webhooks=False),
                 "default": EmulatorFeatures(limits=Limits(requests=10**9))}

@@ -26,9 +26,9 @@ from xml.etree import ElementTree
 import httpx
 
 from d365_components.emulator import defaults
-from d365_components.emulator.fetchxml import execute_fetch
+from d365_components.emulator.records.fetchxml import execute_fetch
 from d365_components.emulator.server import Emulator
-from d365_components.emulator.store import utc_now
+from d365_components.emulator.storage.store import utc_now
 
 ANNOTATIONS = "Microsoft.Dynamics.CRM.fetchxmlpagingcookie,Microsoft.Dynamics.CRM.morerecords"
 FETCH = ('<fetch><entity name="account"><attribute name="name"/><attribute name="numberofemployees"/>'

@@ -264,7 +264,7 @@ def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> No
     """Run the embedded Dataverse emulator (HTTPS Web API and token endpoint) until Ctrl-C."""
     require("emulator", "d365 emulator")
     # optional dependency (the `emulator` extra), checked just above
-    from d365_components.emulator.faults import Faults
+    from d365_components.emulator.limits.faults import Faults
     from d365_components.emulator.server import run_standalone
 
     try:

@@ -20,3 +20,7 @@ USER_ID = "00000000-0000-4000-8000-0000000000d1"              # systemuserid
 USER_OBJECT_ID = "00000000-0000-4000-8000-0000000000d2"       # Entra object id (token `oid`)
 USER_NAME = "Avery Admin"
 USER_EMAIL = "avery@emulator.test"
+
+# Rows every store is seeded with (see emulator/storage/seed.py).
+USD_ID = "00000000-0000-4000-8000-0000000000c1"          # transactioncurrencyid of US Dollar, the base currency
+TEAM_ID = "00000000-0000-4000-8000-0000000000e1"         # the default team of the business unit

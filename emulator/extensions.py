@@ -12,10 +12,16 @@ response), then the app. Each part is reachable on `app.state` for run-time cont
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from d365_components.emulator.change_tracking import ChangeTracking, ChangeTrackingErrors
-from d365_components.emulator.faults import FaultInjector, Faults
-from d365_components.emulator.protection import Limits, ServiceProtection
+from starlette.applications import Starlette
+from starlette.datastructures import State
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from d365_components.emulator.events.change_tracking import ChangeTracking, ChangeTrackingErrors
+from d365_components.emulator.events.webhooks import Webhooks
+from d365_components.emulator.limits.faults import FaultInjector, Faults
+from d365_components.emulator.limits.protection import Limits, ServiceProtection
 
 
 @dataclass
@@ -45,22 +51,22 @@ class EmulatorFeatures:
 class ExtendedApp:
     """The wrapped ASGI app; `state` and everything else read through to the inner app."""
 
-    def __init__(self, app, outer):
+    def __init__(self, app: Starlette, outer: ASGIApp) -> None:
         self.app = app
         self._outer = outer
 
     @property
-    def state(self):
+    def state(self) -> State:
         return self.app.state
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._outer(scope, receive, send)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.app, name)
 
 
-def install(app, *, settings: EmulatorFeatures | None = None) -> ExtendedApp:
+def install(app: Starlette | ExtendedApp, *, settings: EmulatorFeatures | None = None) -> ExtendedApp:
     """Wrap `app` (from `create_app`) in the extensions that `settings` turn on. Installing on an
     app that already has them replaces the earlier install (its listeners are removed)."""
     settings = settings or EmulatorFeatures()
@@ -69,9 +75,8 @@ def install(app, *, settings: EmulatorFeatures | None = None) -> ExtendedApp:
     state = app.state
     _uninstall(state)
     before = list(state.store.listeners)
-    outer = app
+    outer: ASGIApp = app
     if settings.webhooks:
-        from d365_components.emulator.webhooks import Webhooks
         outer = Webhooks(outer, state, settings)
         state.webhooks = outer
     if settings.change_tracking:
@@ -87,7 +92,7 @@ def install(app, *, settings: EmulatorFeatures | None = None) -> ExtendedApp:
     return ExtendedApp(app, outer)
 
 
-def _uninstall(state) -> None:
+def _uninstall(state: State) -> None:
     """Undo an earlier install: its store listeners go, its delivery worker stops."""
     for listener in getattr(state, "extension_listeners", ()):
         if listener in state.store.listeners:

@@ -24,11 +24,11 @@ import httpx
 import uvicorn
 
 from d365_components.emulator import defaults
-from d365_components.emulator.app import create_app
 from d365_components.emulator.extensions import EmulatorFeatures, install
-from d365_components.emulator.faults import Faults
-from d365_components.emulator.identity import IdentityProvider
+from d365_components.emulator.identity.provider import IdentityProvider
+from d365_components.emulator.limits.faults import Faults
 from d365_components.emulator.tls import Certificates, make_certificates, user_cache_dir
+from d365_components.emulator.web_api.app import create_app
 
 API_PATH = "/api/data/v9.2"
 START_TIMEOUT = 15.0
@@ -175,7 +175,8 @@ class Emulator:
             verify=self.ssl_context,
         )
         response.raise_for_status()
-        return response.json()["access_token"]
+        token: str = response.json()["access_token"]
+        return token
 
 
 def run_standalone(

@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from d365_components.actions import bulk
 from d365_components.connections.oauth import ClientCredentialsConnection
-from d365_components.emulator import messages
+from d365_components.emulator.messages import registry as messages
 from d365_components.emulator.server import Emulator
 from d365_components.errors import InputValidationError
 from d365_components.inputs import coerce_form_values

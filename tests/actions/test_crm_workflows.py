@@ -7,8 +7,9 @@ import uuid
 import pytest
 
 from d365_components.actions._lookups import metadata_for
-from d365_components.emulator import crm_messages, defaults
-from d365_components.emulator.seed import USD_ID
+from d365_components.emulator import defaults
+from d365_components.emulator.defaults import USD_ID
+from d365_components.emulator.messages import crm_tables as crm_messages
 from d365_components.errors import DataverseError, InputValidationError
 from d365_components.runtime import invoke
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from d365_components.actions.files import Content
-from d365_components.emulator import files
+from d365_components.emulator.records import files
 from d365_components.errors import InputValidationError, RecordNotFoundError
 from d365_components.runtime import invoke
 

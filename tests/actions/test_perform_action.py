@@ -6,10 +6,8 @@ import uuid
 
 import pytest
 
-from d365_components.emulator import (
-    crm_messages,  # noqa: F401  (registers the CRM messages)
-    defaults,
-)
+from d365_components.emulator import defaults
+from d365_components.emulator.messages import crm  # noqa: F401  (registers the CRM messages)
 from d365_components.errors import DataverseError, InputValidationError, RecordNotFoundError
 from d365_components.runtime import invoke
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from d365_components.emulator.store import Store
+from d365_components.emulator.storage.store import Store
 
 
 @pytest.fixture(scope="session")

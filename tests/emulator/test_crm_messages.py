@@ -3,11 +3,9 @@ PickFromQueue, ReleaseToQueue and CalculateRollupField change state and link row
 
 from __future__ import annotations
 
-from d365_components.emulator import (
-    crm_messages,  # noqa: F401  (registers the messages)
-    defaults,
-)
-from d365_components.emulator.seed import USD_ID
+from d365_components.emulator import defaults
+from d365_components.emulator.defaults import USD_ID
+from d365_components.emulator.messages import crm  # noqa: F401  (registers the messages)
 
 NS = "Microsoft.Dynamics.CRM."
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from d365_components.emulator.extensions import EmulatorFeatures, install
-from d365_components.emulator.faults import FaultSettings
+from d365_components.emulator.limits.faults import FaultSettings
 from d365_components.emulator.server import Emulator
 
 

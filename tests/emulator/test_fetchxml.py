@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from d365_components.emulator import defaults
-from d365_components.emulator.fetchxml import execute_fetch
+from d365_components.emulator.records.fetchxml import execute_fetch
 
 ROWS = 12_000
 FORMATTED = "@OData.Community.Display.V1.FormattedValue"

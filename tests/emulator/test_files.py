@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from d365_components.emulator import files
+from d365_components.emulator.records import files
 
 
 @pytest.fixture

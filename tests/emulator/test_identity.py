@@ -13,7 +13,7 @@ import msal
 import pytest
 
 from d365_components.emulator import defaults
-from d365_components.emulator.identity import InvalidToken
+from d365_components.emulator.identity.oauth import InvalidToken
 
 REDIRECT_URI = "http://localhost:8400/callback"
 
@@ -279,7 +279,7 @@ def test_verify_accepts_trailing_slash_audience_and_caches(emulator):
 
 
 def test_cached_token_still_expires(emulator, monkeypatch):
-    from d365_components.emulator import identity as identity_module
+    from d365_components.emulator.identity import provider as identity_module
 
     token = forged(emulator)
     claims = emulator.identity.verify(f"Bearer {token}")            # now cached

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from d365_components.emulator.extensions import EmulatorFeatures, install
-from d365_components.emulator.protection import Limits
+from d365_components.emulator.limits.protection import Limits
 from d365_components.emulator.server import Emulator
 
 BURST = "x-ms-ratelimit-burst-remaining-xrm-requests"

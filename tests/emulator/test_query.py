@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from d365_components.emulator import defaults
-from d365_components.emulator.query import encode_token
+from d365_components.emulator.query.paging import encode_token
 
 ROWS = 12_000
 
@@ -343,7 +343,7 @@ def test_random_filters_never_cause_a_500(emulator):
 
 def test_ascending_keyset_pages_seek_the_index(store):
     """`(name, accountid) > (?, ?)` lets SQLite start at the last row; the OR form scans the index."""
-    from d365_components.emulator.query import keyset_after
+    from d365_components.emulator.query.paging import keyset_after
 
     params: list = []
     after = keyset_after([("t0.name", False), ("t0.accountid", False)], ["Contoso", "00000000-0000-0000-0000-000000000001"], params)

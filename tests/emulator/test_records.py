@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from d365_components.emulator import defaults
-from d365_components.emulator.seed import TEAM_ID, USD_ID
+from d365_components.emulator.defaults import TEAM_ID, USD_ID
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 REPRESENTATION = {"Prefer": "return=representation"}
@@ -437,7 +437,7 @@ async def test_activities_are_listed_as_activity_pointers(api):
 
 
 async def test_unexpected_errors_are_500_with_a_dataverse_body(api):
-    from d365_components.emulator import messages
+    from d365_components.emulator.messages import registry as messages
 
     def broken(ctx, params, bound):
         raise RuntimeError("secret internals")

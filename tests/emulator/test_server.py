@@ -127,7 +127,7 @@ def test_run_standalone_prints_how_to_connect_and_stops_on_ctrl_c(tmp_path):
 # -- fault injection ------------------------------------------------------------------------------
 
 def test_fault_spec_parsing():
-    from d365_components.emulator.faults import Faults
+    from d365_components.emulator.limits.faults import Faults
 
     faults = Faults.parse("429=0.1, 503=0.05,drop=0.01,latency=20ms,retry_after=3,seed=7")
     assert faults.statuses == {429: 0.1, 503: 0.05}

@@ -1,0 +1,1 @@
+"""Events: webhooks (service endpoints and steps), change tracking, the RemoteExecutionContext body."""

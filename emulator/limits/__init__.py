@@ -1,0 +1,1 @@
+"""Limits: fault injection and the service protection limits."""

@@ -1,0 +1,1 @@
+"""Messages: Dataverse functions and actions (a registry, the CRM messages, the bulk messages)."""

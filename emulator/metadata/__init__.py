@@ -1,0 +1,1 @@
+"""Metadata: EntityDefinitions, RelationshipDefinitions, GlobalOptionSetDefinitions and the CSDL document."""

@@ -1,0 +1,224 @@
+"""Changing the schema through the Web API: create a column (a real SQLite column, usable by the next request), update its labels and limits (honouring MSCRM.MergeLabels), create a relationship or a custom table."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from d365_components.emulator.metadata.shapes import (
+    ATTRIBUTE_CLASS,
+    CREATABLE,
+    LANGUAGE,
+    NS,
+    TYPE_OF_CLASS,
+)
+from d365_components.emulator.protocol.errors import (
+    INVALID_ARGUMENT,
+    bad_request,
+    not_supported,
+)
+from d365_components.emulator.request.context import Ctx, Reply
+from d365_components.emulator.storage.columns import active_states, string_column
+from d365_components.emulator.storage.schema import (
+    Column,
+    ManyToMany,
+    OneToMany,
+    Option,
+    OptionSet,
+    Table,
+)
+from d365_components.emulator.storage.table_builder import TableBuilder
+
+# ---- creating and updating columns -----------------------------------------------------------
+
+def _label_text(value: Any, current: str, merge: bool) -> str:
+    """The 1033 label from a Label body; with MergeLabels, a label not sent keeps its old text."""
+    if not isinstance(value, dict):
+        return current if merge else ""
+    for item in value.get("LocalizedLabels") or []:
+        if item.get("LanguageCode") == LANGUAGE:
+            return str(item.get("Label") or "")
+    return current if merge else ""
+
+
+def _attribute_type(body: dict[str, Any]) -> str:
+    odata_type = str(body.get("@odata.type", "")).lstrip("#").removeprefix(NS)
+    kind = TYPE_OF_CLASS.get(odata_type) or body.get("AttributeType")
+    if kind == "Lookup":
+        raise bad_request("Lookup columns are created with a relationship (POST RelationshipDefinitions).", INVALID_ARGUMENT)
+    if kind not in CREATABLE:
+        raise bad_request(f"The attribute type '{odata_type or kind}' cannot be created; expected one of "
+                          f"{', '.join(sorted(ATTRIBUTE_CLASS[k] for k in CREATABLE))}.", INVALID_ARGUMENT)
+    return str(kind)
+
+
+def _options(body: dict[str, Any], name: str, kind: str) -> OptionSet:
+    spec = body.get("OptionSet") or {}
+    if kind == "Boolean":
+        true = _label_text(((spec.get("TrueOption") or {}).get("Label")), "Yes", True) or "Yes"
+        false = _label_text(((spec.get("FalseOption") or {}).get("Label")), "No", True) or "No"
+        return OptionSet(name, [Option(0, false), Option(1, true)], kind="Boolean")
+    options = []
+    for i, o in enumerate(spec.get("Options") or []):
+        value = o.get("Value")
+        if value is None:
+            value = 100000000 + i
+        options.append(Option(int(value), _label_text(o.get("Label"), "", False) or str(value)))
+    return OptionSet(name, options, kind=kind)
+
+
+def create_attribute(ctx: Ctx, t: Table) -> Reply:
+    body = ctx.json_body()
+    kind = _attribute_type(body)
+    schema_name = body.get("SchemaName")
+    if not isinstance(schema_name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*_[A-Za-z0-9_]+", schema_name):
+        raise bad_request("SchemaName is required and must start with a customization prefix, e.g. 'new_Balance'.",
+                          INVALID_ARGUMENT)
+    name = schema_name.lower()
+    if name in t.columns or (name.endswith("type") and name[:-4] in t.columns):
+        raise bad_request(f"An attribute with the specified name {name} already exists on entity {t.logical_name}.",
+                          INVALID_ARGUMENT)
+    required = (body.get("RequiredLevel") or {}).get("Value", "None")
+    global_bind = body.get("GlobalOptionSet@odata.bind")
+    col = Column(name, kind, schema_name=schema_name, display=_label_text(body.get("DisplayName"), "", False) or schema_name,
+                 description=_label_text(body.get("Description"), "", False), required=required, is_custom=True)
+    if kind in ("String", "Memo"):
+        col.max_length = int(body.get("MaxLength") or (100 if kind == "String" else 2000))
+    elif kind in ("Integer", "BigInt"):
+        col.min_value = body.get("MinValue", -2147483648)
+        col.max_value = body.get("MaxValue", 2147483647)
+    elif kind in ("Decimal", "Double", "Money"):
+        col.precision = int(body.get("Precision", 2))
+        col.min_value = body.get("MinValue", -100000000000)
+        col.max_value = body.get("MaxValue", 100000000000)
+    elif kind == "DateTime":
+        col.format = "DateOnly" if body.get("Format") == "DateOnly" else "DateAndTime"
+    elif kind in ("Picklist", "MultiSelectPicklist", "Boolean"):
+        if global_bind:
+            m = re.search(r"GlobalOptionSetDefinitions\((?:Name=')?([^')]+)'?\)", global_bind)
+            found = [s for s in ctx.schema.option_sets.values() if m and m.group(1) in (s.name, s.metadata_id)]
+            if not found:
+                raise bad_request(f"The global option set '{global_bind}' does not exist.", INVALID_ARGUMENT)
+            col.option_set = found[0]
+        else:
+            col.option_set = _options(body, name, kind)
+    ctx.store.add_column(t.logical_name, col)
+    ctx.schema.version += 1
+    url = f"{ctx.api}/EntityDefinitions(LogicalName='{t.logical_name}')/Attributes({col.metadata_id})"
+    return Reply.empty(204, {"OData-EntityId": url})
+
+
+def update_attribute(ctx: Ctx, t: Table, c: Column) -> Reply:
+    body = ctx.json_body()
+    merge = ctx.headers.get("mscrm.mergelabels", "").lower() == "true"
+    if body.get("LogicalName", c.name) != c.name:
+        raise bad_request("The LogicalName of an attribute cannot be changed.", INVALID_ARGUMENT)
+    if body.get("AttributeType", c.type) != c.type:
+        raise bad_request("The AttributeType of an attribute cannot be changed.", INVALID_ARGUMENT)
+    c.display = _label_text(body.get("DisplayName"), c.display, merge) or c.name
+    c.description = _label_text(body.get("Description"), c.description, merge)
+    if isinstance(body.get("RequiredLevel"), dict) and not c.is_primary_id:
+        c.required = body["RequiredLevel"].get("Value", c.required)
+    if c.type in ("String", "Memo") and body.get("MaxLength"):
+        c.max_length = int(body["MaxLength"])
+    for prop, attr in (("MinValue", "min_value"), ("MaxValue", "max_value"), ("Precision", "precision")):
+        if prop in body and body[prop] is not None and c.type in ("Integer", "BigInt", "Decimal", "Double", "Money"):
+            setattr(c, attr, body[prop])
+    ctx.schema.version += 1
+    ctx.store.plans.clear()
+    url = f"{ctx.api}/EntityDefinitions(LogicalName='{t.logical_name}')/Attributes({c.metadata_id})"
+    return Reply.empty(204, {"OData-EntityId": url})
+
+
+def create_relationship(ctx: Ctx) -> Reply:
+    """POST RelationshipDefinitions: a 1:N (with its lookup column) or an N:N (with its intersect table)."""
+    body = ctx.json_body()
+    schema = ctx.schema
+    kind = str(body.get("@odata.type", "")).lstrip("#").removeprefix(NS)
+    schema_name = body.get("SchemaName")
+    if not isinstance(schema_name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", schema_name):
+        raise bad_request("SchemaName is required for a relationship.", INVALID_ARGUMENT)
+    if schema_name in schema.relationships:
+        raise bad_request(f"A relationship named {schema_name} already exists.", INVALID_ARGUMENT)
+
+    def table(field: str) -> Table:
+        name = body.get(field)
+        if name not in schema.tables:
+            raise bad_request(f"{field} '{name}' is not a table.", INVALID_ARGUMENT)
+        return schema.tables[name]
+
+    if kind == "OneToManyRelationshipMetadata":
+        referenced, referencing = table("ReferencedEntity"), table("ReferencingEntity")
+        lookup = body.get("Lookup") or {}
+        lookup_schema = lookup.get("SchemaName")
+        if not isinstance(lookup_schema, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*_[A-Za-z0-9_]+", lookup_schema):
+            raise bad_request("Lookup.SchemaName is required and must start with a customization prefix.", INVALID_ARGUMENT)
+        name = lookup_schema.lower()
+        if name in referencing.columns:
+            raise bad_request(f"An attribute with the specified name {name} already exists on entity "
+                              f"{referencing.logical_name}.", INVALID_ARGUMENT)
+        column = Column(name, "Lookup", schema_name=lookup_schema, targets=(referenced.logical_name,), is_custom=True,
+                        display=_label_text(lookup.get("DisplayName"), "", False) or lookup_schema,
+                        required=(lookup.get("RequiredLevel") or {}).get("Value", "None"))
+        ctx.store.add_column(referencing.logical_name, column)
+        rel: OneToMany | ManyToMany = OneToMany(schema_name, referenced.logical_name, referencing.logical_name, name,
+                        body.get("ReferencingEntityNavigationPropertyName") or name, is_custom=True)
+        schema.add_relationship(rel)
+    elif kind == "ManyToManyRelationshipMetadata":
+        first, second = table("Entity1LogicalName"), table("Entity2LogicalName")
+        if first is second:
+            raise not_supported("Self-referencing many-to-many relationships are not supported by the emulator.")
+        intersect = body.get("IntersectEntityName") or schema_name.lower()
+        if intersect in schema.tables:
+            raise bad_request(f"IntersectEntityName '{intersect}' is already a table.", INVALID_ARGUMENT)
+        many = ManyToMany(schema_name, first.logical_name, second.logical_name, intersect, is_custom=True)
+        schema.add_relationship(many)
+        ctx.store.create_intersect(many)
+        rel = many
+    else:
+        raise bad_request("@odata.type must be Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata or "
+                          "Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata.", INVALID_ARGUMENT)
+    schema.link()
+    ctx.store.plans.clear()
+    return Reply.empty(204, {"OData-EntityId": f"{ctx.api}/RelationshipDefinitions({rel.metadata_id})"})
+
+
+def create_entity(ctx: Ctx) -> Reply:
+    """POST EntityDefinitions: a custom table with its primary name column and system columns."""
+
+    body = ctx.json_body()
+    schema = ctx.schema
+    schema_name = body.get("SchemaName")
+    if not isinstance(schema_name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*_[A-Za-z0-9_]+", schema_name):
+        raise bad_request("SchemaName is required and must start with a customization prefix, e.g. 'new_BankAccount'.",
+                          INVALID_ARGUMENT)
+    name = schema_name.lower()
+    if name in schema.tables or name + "s" in schema.by_set:
+        raise bad_request(f"An entity with the specified name {name} already exists.", INVALID_ARGUMENT)
+    primary = [a for a in body.get("Attributes") or [] if isinstance(a, dict) and a.get("IsPrimaryName")]
+    if len(primary) != 1 or _attribute_type(primary[0]) != "String":
+        raise bad_request("Attributes must hold exactly one StringAttributeMetadata with IsPrimaryName true.",
+                          INVALID_ARGUMENT)
+    primary_schema = primary[0].get("SchemaName") or ""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*_[A-Za-z0-9_]+", primary_schema):
+        raise bad_request("The primary name attribute needs a SchemaName with a customization prefix.", INVALID_ARGUMENT)
+    ownership = body.get("OwnershipType", "UserOwned")
+    if ownership not in ("UserOwned", "OrganizationOwned"):
+        raise bad_request(f"OwnershipType '{ownership}' is not supported; use UserOwned or OrganizationOwned.",
+                          INVALID_ARGUMENT)
+    display = _label_text(body.get("DisplayName"), "", False) or schema_name
+    plural = _label_text(body.get("DisplayCollectionName"), "", False) or display + "s"
+    primary_column = string_column(primary_schema.lower(), int(primary[0].get("MaxLength") or 100),
+                       _label_text(primary[0].get("DisplayName"), "", False) or primary_schema)
+    primary_column.schema_name, primary_column.is_custom = primary_schema, True
+    otc = max([t.object_type_code for t in schema.tables.values()] + [10000]) + 1
+    builder = TableBuilder(schema)
+    table = builder.table(name, name + "s", name + "id", primary_column.name, otc, display, plural, [primary_column],
+                          ownership=ownership, state=active_states(), schema_name=schema_name, is_custom=True,
+                          description=_label_text(body.get("Description"), "", False),
+                          change_tracking=bool(body.get("ChangeTrackingEnabled", False)))
+    for col in table.columns.values():
+        col.is_custom = col.is_custom or col is primary_column
+    builder.finish(ctx.store)
+    ctx.store.plans.clear()
+    return Reply.empty(204, {"OData-EntityId": f"{ctx.api}/EntityDefinitions({table.metadata_id})"})

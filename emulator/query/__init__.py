@@ -1,0 +1,1 @@
+"""Query languages compiled to SQL: OData $filter/$orderby/$expand, FetchXML, $apply aggregates."""

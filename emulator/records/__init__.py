@@ -1,0 +1,1 @@
+"""Records: the entity-set requests of the Web API (CRUD, navigation, file columns, FetchXML execution)."""

@@ -1,0 +1,60 @@
+"""Business data through the Web API: every URL rooted at an entity set, routed to its handler.
+
+`handle(ctx, table, key, rest)` serves every URL rooted at an entity set:
+`accounts`, `accounts/$count`, `accounts(<key>)`, `accounts(<key>)/<property>`,
+`accounts(<key>)/<navigation>[/$ref|/$count]`, `accounts(<key>)/<nav>(<key>)/$ref`.
+Semantics follow reference/dataverse-web-api.md §2 and §3: 204 + OData-EntityId or 201/200 with
+`Prefer: return=representation`, ETags from `versionnumber`, upsert with If-Match/If-None-Match,
+`@odata.bind`, deep insert, keyset paging with an opaque `$skiptoken`."""
+
+from __future__ import annotations
+
+from d365_components.emulator.protocol.errors import (
+    method_not_allowed,
+    segment_not_found,
+)
+from d365_components.emulator.protocol.literals import (
+    split_segment,
+)
+from d365_components.emulator.records import files
+from d365_components.emulator.records.navigation import collection_nav, single_nav
+from d365_components.emulator.records.read import count_reply, property_value, query_collection, retrieve
+from d365_components.emulator.records.rows import find_row
+from d365_components.emulator.records.write import create, delete, upsert
+from d365_components.emulator.request.context import Ctx, Reply
+from d365_components.emulator.storage.schema import Table
+
+# ---- routing ------------------------------------------------------------------------------
+
+def handle(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> Reply:
+    m = ctx.method
+    if key is None:
+        if not rest:
+            if m == "GET":
+                return query_collection(ctx, table)
+            if m == "POST":
+                return create(ctx, table)
+            raise method_not_allowed(m)
+        if rest == ["$count"] and m == "GET":
+            return count_reply(ctx, table, "", [])
+        raise segment_not_found(rest[0])
+    if not rest:
+        if m == "GET":
+            return retrieve(ctx, table, key)
+        if m == "PATCH":
+            return upsert(ctx, table, key)
+        if m == "DELETE":
+            return delete(ctx, table, key)
+        raise method_not_allowed(m)
+    name, sub_key = split_segment(rest[0])
+    row = find_row(ctx, table, key, required=True)
+    if name in table.collection_navs:
+        return collection_nav(ctx, table, row, table.collection_navs[name], sub_key, rest[1:])
+    if name in table.single_navs and sub_key is None:
+        return single_nav(ctx, table, row, table.single_navs[name], rest[1:])
+    col = table.column_for_json(name)
+    if col is not None and sub_key is None and col.type in ("File", "Image"):
+        return files.handle(ctx, table, row, col, rest[1:])
+    if col is not None and sub_key is None and not rest[1:]:
+        return property_value(ctx, table, row, col)
+    raise segment_not_found(rest[0])

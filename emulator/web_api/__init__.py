@@ -1,0 +1,1 @@
+"""The Web API surface: the ASGI app, its routing and $batch."""
