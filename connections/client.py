@@ -51,7 +51,7 @@ from d365_components.connections.paging import (
     odata_page,
     prefer_page_size,
 )
-from d365_components.connections.retry import Limiter, RetryPolicy, is_safe_to_resend
+from d365_components.connections.retry import Attempts, Limiter, RetryPolicy, is_safe_to_resend
 from d365_components.errors import ConnectionConfigError, D365Error, DataverseError, TransientError
 from d365_components.redaction import get_logger
 
@@ -114,6 +114,8 @@ class WebApiClient:
         self._host = org.host
         self.retry = retry or RetryPolicy()
         self.limiter = Limiter(max_concurrency)
+        #: every retry of this client, and how many re-sent a write that may have been applied
+        self.attempts = Attempts()
         self.redaction = redaction
         self.default_headers = {
             **ODATA_HEADERS,
@@ -186,12 +188,16 @@ class WebApiClient:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         check: bool = True,
+        trace: Attempts | None = None,
     ) -> httpx.Response:
         """Send one request; raise a typed error for any answer >= 400 (``check=False``: return it).
 
         ``idempotent`` defaults to True for every method but POST. Non-idempotent requests are
         re-sent only when the server certainly did not act (429, 503, connection refused). A
         DELETE re-sent after an answer was lost counts a 404 as done (the first one did it).
+        Pass ``idempotent=True`` for a write that is safe to send twice (an upsert by key, a
+        create with a client-assigned id); ``trace`` then tells whether it was re-sent after an
+        ambiguous failure, so a duplicate-key answer can be recognised as the first attempt's.
         """
         method = method.upper()
         url = self.url_for(path)
@@ -238,7 +244,9 @@ class WebApiClient:
                     and time.monotonic() + wait < deadline
                 ):
                     log.debug("%s %s failed (%s); retry %d in %.2fs", method, self._log_path(url), type(exc).__name__, attempt, wait)
-                    maybe_applied = maybe_applied or not is_safe_to_resend(exc)
+                    ambiguous = not is_safe_to_resend(exc)
+                    maybe_applied = maybe_applied or ambiguous
+                    self._count(trace, ambiguous=ambiguous)
                     await asyncio.sleep(wait)
                     continue
                 raise self._network_error(exc, method, url, idempotent) from exc
@@ -259,12 +267,19 @@ class WebApiClient:
                     if status == 429:
                         self.limiter.pause(wait)
                     log.debug("%s %s -> %d; retry %d in %.2fs", method, self._log_path(url), status, attempt, wait)
-                    maybe_applied = maybe_applied or status not in policy.refusal_statuses
+                    ambiguous = status not in policy.refusal_statuses
+                    maybe_applied = maybe_applied or ambiguous
+                    self._count(trace, ambiguous=ambiguous)
                     await asyncio.sleep(wait)
                     continue
             if not check:
                 return response
             raise self._error(response, method, url)
+
+    def _count(self, trace: Attempts | None, *, ambiguous: bool) -> None:
+        self.attempts.add(ambiguous=ambiguous)
+        if trace is not None:
+            trace.add(ambiguous=ambiguous)
 
     def _log_path(self, url: str) -> str:
         return self._scrub(urlsplit(url).path)
@@ -534,11 +549,16 @@ class WebApiClient:
         atomic: bool = False,
         continue_on_error: bool = False,
         chunk_size: int = MAX_OPERATIONS,
+        resendable: bool | None = None,
+        trace: Attempts | None = None,
     ) -> list[BatchResult]:
         """Run operations in ``$batch`` requests of at most ``chunk_size``; one result per operation.
 
         ``atomic`` puts each chunk in one change set (all or nothing per chunk). Without
         ``continue_on_error`` the first failure stops the run: later operations report 424.
+        A chunk is re-sent after an ambiguous failure when every operation is safe to repeat
+        (reads, PATCH/PUT by key without ``If-None-Match``); ``resendable=True`` says so for
+        the others too (creates carrying client-assigned ids, which a resend cannot duplicate).
         """
         if not 1 <= chunk_size <= MAX_OPERATIONS:
             raise ValueError(f"chunk_size must be from 1 to {MAX_OPERATIONS}")
@@ -560,11 +580,11 @@ class WebApiClient:
                 results += [_not_run(start + i) for i in range(len(chunk))]
                 continue
             content_type, body, content_ids = encode_batch(chunk, self.api_url, atomic=atomic)
-            read_only = all(op.method.upper() == "GET" for op in chunk)
+            repeatable = resendable if resendable is not None else all(_repeatable(op) for op in chunk)
             response = await self.request(
                 "POST", "$batch", content=body, headers={"Content-Type": content_type},
                 prefer=["odata.continue-on-error"] if continue_on_error else None,
-                idempotent=read_only, check=False,
+                idempotent=repeatable, check=False, trace=trace,
             )
             if response.status_code >= 400 and boundary_of(response.headers.get("Content-Type", "")) is None:
                 raise self._error(response, "POST", self.url_for("$batch"))
@@ -587,12 +607,15 @@ class WebApiClient:
         bound_to: tuple[str, str | dict[str, Any] | None] | None = None,
         function: bool = False,
         headers: dict[str, str] | None = None,
+        idempotent: bool | None = None,
+        trace: Attempts | None = None,
     ) -> Any:
         """Call a Dataverse function (GET) or action (POST), unbound or bound to a row or a table.
 
         Returns the parsed JSON answer, or None for 204. Function parameters are sent as
         parameter aliases; pass ``odata.RawLiteral`` for enum values. ``headers`` carry per-call
-        options such as impersonation (``CallerObjectId``).
+        options such as impersonation (``CallerObjectId``). ``idempotent=True`` marks an action
+        safe to send twice (UpsertMultiple by key, CreateMultiple with client ids): see :meth:`request`.
         """
         _check_name(name, "name", dotted=True)
         if bound_to is not None:
@@ -610,9 +633,10 @@ class WebApiClient:
                 aliases.append(f"{param}=@p{index}")
                 query[f"@p{index}"] = _function_value(value)
             path = f"{path}({','.join(aliases)})"
-            response = await self.request("GET", path, params=query or None, headers=headers)
+            response = await self.request("GET", path, params=query or None, headers=headers, trace=trace)
         else:
-            response = await self.request("POST", path, json=parameters or {}, headers=headers)
+            response = await self.request("POST", path, json=parameters or {}, headers=headers,
+                                          idempotent=idempotent, trace=trace)
         if response.status_code == 204 or not response.content:
             return None
         return _json(response)
@@ -683,6 +707,17 @@ def _function_value(value: Any) -> str:
     if isinstance(value, dict | list):
         return jsonlib.dumps(value, separators=(",", ":"))
     return quote(value)
+
+
+def _repeatable(op: BatchOperation) -> bool:
+    """Whether sending ``op`` twice leaves the same result as once (so a lost answer may be re-sent)."""
+    method = op.method.upper()
+    if method == "GET":
+        return True
+    if method in ("PATCH", "PUT"):
+        conditions = {name.lower(): value for name, value in (op.headers or {}).items()}
+        return "if-none-match" not in conditions and conditions.get("if-match", "*") == "*"
+    return False
 
 
 def _not_run(index: int) -> BatchResult:

@@ -67,7 +67,8 @@ async def test_upsert_resumes_exactly_after_a_failed_chunk(connection, org, pref
     second = await run(connection, "bulk_upsert", entityType="account", rows=rows, alternateKeyColumns=["accountnumber"],
                        **first["resumeInputs"])
     assert second["nextChunk"] is None and second["confirmedChunks"] == list(range(30))
-    assert second["written"] == 3000 - first["written"]
+    assert second["written"] == 3000 and second["written"] - second["alreadyWritten"] == 3000 - first["written"]
+    assert first["written"] + first["failed"] + first["notWritten"] == first["total"]
     assert sorted(stored(org, "account", "accountnumber", prefix)) == [r["accountnumber"] for r in rows]
 
 
