@@ -112,9 +112,9 @@ def journal_field() -> Any:
 def run_id_field() -> Any:
     return InputField(
         None, title="Run ID",
-        description=("Identifies the run; the ids Bulk Create gives new rows derive from it, so a resumed run "
+        description=("The GUID of the run: the ids Bulk Create gives new rows derive from it, so a resumed run "
                      "recognises the rows it already wrote. From resumeInputs of a failed run; empty for a new run."),
-        pattern=GUID_PATTERN, group="Resume", advanced=True,
+        pattern=GUID_PATTERN, examples=["0f8fad5b-d9cb-469f-a165-70867728950e"], group="Resume", advanced=True,
     )
 
 

@@ -146,7 +146,7 @@ class _Addressed(InputModel):
                 "entityId", "alternateKey",
             )
         for column in self.alternate_key or {}:
-            if not _KEY_COLUMN.match(column):
+            if not _KEY_COLUMN.fullmatch(column):
                 raise conflict(f"'{column}' is not a column name", "alternateKey")
         return self
 

@@ -41,6 +41,7 @@ from d365_components.connections.clouds import OrgUrls
 from d365_components.connections.errors_map import dataverse_error, parse_retry_after
 from d365_components.connections.headers import ODATA_HEADERS, control_headers
 from d365_components.connections.headers import prefer as prefer_header
+from d365_components.connections.input_errors import RequestInputError
 from d365_components.connections.odata import GUID, entity_path, is_guid, quote
 from d365_components.connections.paging import (
     MORE_RECORDS,
@@ -62,7 +63,9 @@ log = get_logger("d365_components.connections.client")
 Redaction = Literal["secrets", "org", "identifiers"]
 _GUID_ANYWHERE = re.compile(r"\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?")
 _QUERY_SAFE = "$'(),*/:@=;!~-._"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_URL = 32_000  # Dataverse refuses GET URLs over 32 KB; longer FetchXML goes through $batch
+_MAX_BATCH_URL = 65_536  # ...where a URL may be up to 64 KB
 
 
 def _query_string(params: dict[str, Any]) -> str:
@@ -154,18 +157,46 @@ class WebApiClient:
 
     def url_for(self, path: str) -> str:
         """Absolute URL of ``path``: relative to the Web API root (``accounts``), root-relative
-        (``/api/data/v9.2/accounts``), or absolute on this org only (a nextLink)."""
+        (``/api/data/v9.2/accounts``), or absolute on this org only (a nextLink).
+
+        :class:`RequestInputError` (an input error that is also a ValueError) when it cannot be
+        one: another host (the token must not go there), control characters, a malformed URL.
+        """
+        if not isinstance(path, str):
+            raise RequestInputError(f"a URL must be text, not {type(path).__name__}")
+        if _CONTROL.search(path):
+            raise RequestInputError("the URL holds control characters (such as a line break); percent-encode them")
         if path.startswith(("http://", "https://")):
-            origin = "{0.scheme}://{0.netloc}".format(urlsplit(path)).lower()
+            try:
+                origin = "{0.scheme}://{0.netloc}".format(urlsplit(path)).lower()
+            except ValueError as exc:  # urlsplit: an invalid IPv6 host or port
+                raise RequestInputError(f"the URL is malformed ({exc})") from None
             if origin != self._origin:
-                raise ValueError(
+                raise RequestInputError(
                     f"refusing to send the connection's token to another host: {self._scrub(path)} "
                     f"is not on {self._scrub(self.org_url)}"
                 )
-            return path
-        if path.lower().startswith("/api/"):
-            return self.org_url + path
-        return f"{self.api_url}/{path.lstrip('/')}"
+            url = path
+        elif path.lower().startswith("/api/"):
+            url = self.org_url + path
+        else:
+            url = f"{self.api_url}/{path.lstrip('/')}"
+        try:
+            httpx.URL(url)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise RequestInputError(f"the URL is not valid ({self._scrub(str(exc))})") from None
+        return url
+
+    def checked_url(self, link: str, pointer: str) -> str:
+        """``link`` (a nextLink given as an input) as an absolute URL under this connection's Web
+        API; an input error naming ``pointer`` otherwise."""
+        try:
+            url = self.url_for(link)
+        except RequestInputError as exc:
+            raise exc.at(pointer) from None
+        if not url.lower().startswith(self.api_url.lower() + "/"):
+            raise RequestInputError("is not a link of this connection's Web API", pointer=pointer)
+        return url
 
     def _scrub(self, text: str) -> str:
         if self.redaction in ("org", "identifiers") and text:
@@ -215,6 +246,9 @@ class WebApiClient:
         if headers:
             all_headers.update(headers)
             all_headers = {k: v for k, v in all_headers.items() if v is not None}
+        for name, value in all_headers.items():
+            if _CONTROL.search(f"{name}{value}".replace("\t", " ")):
+                raise RequestInputError(f"header {name!r} holds control characters (such as a line break)")
         if idempotent is None:
             idempotent = method != "POST"
         policy = retry or self.retry
@@ -226,7 +260,10 @@ class WebApiClient:
         maybe_applied = False  # an earlier attempt may have reached the server and acted
         while True:
             attempt += 1
-            request = self._http.build_request(method, url, content=content, headers=all_headers, extensions=extensions)
+            try:
+                request = self._http.build_request(method, url, content=content, headers=all_headers, extensions=extensions)
+            except (httpx.InvalidURL, ValueError, TypeError) as exc:  # headers that cannot be sent
+                raise RequestInputError(f"the request cannot be built ({self._scrub(str(exc))})") from None
             started = time.monotonic()
             try:
                 async with self.limiter.slot():
@@ -513,13 +550,17 @@ class WebApiClient:
     ) -> AsyncIterator[Page]:
         """Pages of a FetchXML query using the paging cookie (reference §4.3)."""
         if start_page < 1:
-            raise ValueError("start_page must be 1 or more")
+            raise RequestInputError("start_page must be 1 or more")
         preferences = _annotations(annotations, PAGING_COOKIE[1:], MORE_RECORDS[1:])
         number, cookie = start_page, paging_cookie
         while True:
             text = fetch_with_paging(fetchxml, page=number, count=page_size, cookie=cookie)
             query = _query_string({"fetchXml": text})
             path = f"{entity_set}?{query}"
+            if len(self.api_url) + len(path) > _MAX_BATCH_URL:
+                raise RequestInputError(
+                    f"the FetchXML query makes a URL of {len(self.api_url) + len(path):,} characters; Dataverse "
+                    f"takes at most {_MAX_BATCH_URL:,} (inside $batch): split it or use fewer conditions")
             if len(self.api_url) + len(path) > _MAX_URL:
                 body = await self._get_through_batch(path, preferences, headers)
             else:
@@ -561,7 +602,7 @@ class WebApiClient:
         the others too (creates carrying client-assigned ids, which a resend cannot duplicate).
         """
         if not 1 <= chunk_size <= MAX_OPERATIONS:
-            raise ValueError(f"chunk_size must be from 1 to {MAX_OPERATIONS}")
+            raise RequestInputError(f"chunk_size must be from 1 to {MAX_OPERATIONS}")
         # Impersonation set on the connection applies to each part too (outer headers may not).
         inherited = {k: v for k, v in self.default_headers.items() if k in ("CallerObjectId", "MSCRMCallerID")}
         if inherited:
@@ -571,7 +612,7 @@ class WebApiClient:
             return []
         references = any(op.path.startswith("$") for op in operations)
         if references and len(operations) > chunk_size:
-            raise ValueError("Content-ID references ($1...) cannot span chunks: send at most chunk_size operations")
+            raise RequestInputError("Content-ID references ($1...) cannot span chunks: send at most chunk_size operations")
         results: list[BatchResult] = []
         stopped = False
         for start in range(0, len(operations), chunk_size):
@@ -663,13 +704,13 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 def _check_data(data: Any) -> None:
     if not isinstance(data, dict):
-        raise ValueError(f"data must be a JSON object of column values, not {type(data).__name__}")
+        raise RequestInputError(f"data must be a JSON object of column values, not {type(data).__name__}")
 
 
 def _check_name(name: str, what: str, *, dotted: bool = False) -> None:
     pattern = r"^[A-Za-z_][A-Za-z0-9_.]*$" if dotted else r"^[A-Za-z_][A-Za-z0-9_]*$"
-    if not isinstance(name, str) or not re.match(pattern, name):
-        raise ValueError(f"{what}: '{name}' is not a valid name")
+    if not isinstance(name, str) or not re.fullmatch(pattern, name):
+        raise RequestInputError(f"{what}: '{name}' is not a valid name")
 
 
 def _checked_set(entity_set: str) -> str:
