@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -20,9 +21,12 @@ from typing import Any
 
 from d365_components.errors import FieldError, InputValidationError
 
-__all__ = ["Journal", "rows_digest"]
+__all__ = ["DEFAULT_DIRECTORY", "Journal", "finish_default_journal", "interrupted_message", "rows_digest",
+           "with_default_journal"]
 
 _VERSION = 1
+#: where the CLI keeps a journal for each bulk run it starts (relative to the working directory)
+DEFAULT_DIRECTORY = Path(".d365") / "journals"
 
 
 def rows_digest(key: str, entity_type: str, rows: list[dict[str, Any]], chunk_size: int, keys: tuple[str, ...]) -> str:
@@ -88,3 +92,32 @@ class Journal:
             os.replace(temporary, self.path)
         except OSError as exc:
             raise InputValidationError([FieldError("/journalFile", f"cannot be written: {exc.strerror or exc}")]) from None
+
+
+# -- the CLI's default journal ------------------------------------------------------------------
+
+
+def with_default_journal(key: str, inputs: Any, schema: dict[str, Any]) -> tuple[Any, Path | None, bool]:
+    """For the CLI: ``(inputs, journal path, made here)``. An action that takes ``journalFile``
+    gets one named after the action and a digest of its inputs when none is given, so running
+    the same command again resumes it."""
+    if not isinstance(inputs, dict) or "journalFile" not in schema.get("properties", {}):
+        return inputs, None, False
+    if inputs.get("journalFile"):
+        return inputs, Path(str(inputs["journalFile"])), False
+    text = json.dumps([key, inputs], sort_keys=True, default=str, separators=(",", ":"))
+    path = DEFAULT_DIRECTORY / f"{key.rsplit('.', 1)[-1]}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    return {**inputs, "journalFile": str(path)}, path, True
+
+
+def finish_default_journal(path: Path | None, made_here: bool, output: Any) -> None:
+    """Remove a journal the CLI made once its run is complete (running the command again then
+    writes again, as a user expects); a journal the user named is kept."""
+    if path is not None and made_here and isinstance(output, dict) and output.get("nextChunk", 0) is None:
+        path.unlink(missing_ok=True)
+
+
+def interrupted_message(path: Path, argv: list[str]) -> str:
+    """What the CLI prints on Ctrl-C during a journaled run: where the progress is, and the command."""
+    return (f"d365: interrupted; the progress is kept in {path}. Resume it (no row is written twice) with:\n"
+            f"  d365 {shlex.join(argv)}")
