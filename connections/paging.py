@@ -81,7 +81,8 @@ def parse_fetchxml(fetchxml: str) -> ElementTree.Element:
         raise RequestInputError(f"FetchXML is {len(fetchxml):,} characters; Dataverse takes at most "
                                 f"{MAX_FETCHXML_CHARS:,} (split the query, or use fewer conditions)")
     try:
-        root = SafeElementTree.fromstring(fetchxml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root: ElementTree.Element = SafeElementTree.fromstring(
+            fetchxml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except ElementTree.ParseError as exc:
         raise RequestInputError(f"FetchXML is not well-formed XML ({exc})") from None
     except DefusedXmlException:
