@@ -330,3 +330,14 @@ async def test_a_journal_of_another_run_is_refused(connect, emulator, tmp_path):
         await invoke("dynamics365.bulk_create", {"entityType": "accounts", "rows": [{"name": "j2"}],
                                                  "journalFile": str(journal)}, connection)
     assert caught.value.errors[0].pointer == "/journalFile"
+
+
+async def test_run_batch_operations_of_upserts_is_resent_after_a_lost_answer(connect, fault_proxy, emulator):
+    connection = connect()
+    prefix = f"lost-action-{time.monotonic_ns()}-"
+    actions = [{"collection": "accounts", "action": "upsert", "key": {"accountnumber": f"{prefix}{i}"}, "data": {"name": "x"}}
+               for i in range(4)]
+    fault_proxy.script = ["apply-drop"]
+    out = await invoke("dynamics365.run_batch_operations", {"actions": actions, "atomic": True}, connection)
+    assert out["succeeded"] == 4 and [s.action for s in fault_proxy.seen] == ["apply-drop", "forward"]
+    assert _count(emulator, "account", "accountnumber", prefix) == 4
