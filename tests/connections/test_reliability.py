@@ -9,6 +9,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from d365_components.actions._lookups import metadata_for
 from d365_components.connections.batch import BatchOperation
 from d365_components.connections.oauth import ClientCredentialsConnection
 from d365_components.connections.retry import Limiter, RetryPolicy
@@ -255,7 +256,7 @@ def _count(emulator, table: str, column: str, prefix: str) -> int:
 
 async def _warm(connection, entity_type: str) -> None:
     """Read the table's metadata once, so the fault script meets only the bulk requests."""
-    await invoke("dynamics365.bulk_upsert", {"entityType": entity_type, "rows": [{"description": "warm"}]}, connection)
+    await metadata_for(connection.open_client()).table(entity_type)
 
 
 async def test_bulk_create_whose_answer_was_lost_is_resent_and_reconciled(connect, fault_proxy, emulator):
@@ -275,7 +276,7 @@ async def test_bulk_upsert_by_key_is_resent_after_a_lost_answer(connect, fault_p
     connection = connect()
     await _warm(connection, "accounts")
     prefix = f"lost-upsert-{time.monotonic_ns()}-"
-    rows = [{"accountnumber": f"{prefix}{i:03d}", "name": "x"} for i in range(150)]
+    rows = [{"accountnumber": f"{prefix}{i:03d}", "name": prefix} for i in range(150)]
     fault_proxy.script = ["forward", "apply-drop", "drop"]
     out = await invoke("dynamics365.bulk_upsert", {"entityType": "accounts", "rows": rows, "maxConcurrency": 1,
                                                    "alternateKeyColumns": ["accountnumber"]}, connection)
@@ -286,7 +287,7 @@ async def test_bulk_upsert_by_key_is_resent_after_a_lost_answer(connect, fault_p
 async def test_batch_change_set_of_upserts_is_resent_after_a_lost_answer(connect, fault_proxy, emulator):
     client = connect().open_client()
     prefix = f"lost-batch-{time.monotonic_ns()}-"
-    operations = [BatchOperation("PATCH", f"accounts(accountnumber='{prefix}{i}')", body={"name": "x"}) for i in range(5)]
+    operations = [BatchOperation("PATCH", f"accounts(accountnumber='{prefix}{i}')", body={"name": prefix}) for i in range(5)]
     fault_proxy.script = ["apply-drop"]
     results = await client.batch(operations, atomic=True)
     assert all(r.ok for r in results)
@@ -324,10 +325,10 @@ async def test_a_journal_resumes_an_interrupted_run_exactly(connect, fault_proxy
 async def test_a_journal_of_another_run_is_refused(connect, emulator, tmp_path):
     connection = connect()
     journal = tmp_path / "run.journal"
-    await invoke("dynamics365.bulk_create", {"entityType": "accounts", "rows": [{"name": "j1"}], "journalFile": str(journal)},
+    await invoke("dynamics365.bulk_create", {"entityType": "accounts", "rows": [{"name": f"journal-a-{time.monotonic_ns()}"}], "journalFile": str(journal)},
                  connection)
     with pytest.raises(InputValidationError) as caught:
-        await invoke("dynamics365.bulk_create", {"entityType": "accounts", "rows": [{"name": "j2"}],
+        await invoke("dynamics365.bulk_create", {"entityType": "accounts", "rows": [{"name": f"journal-b-{time.monotonic_ns()}"}],
                                                  "journalFile": str(journal)}, connection)
     assert caught.value.errors[0].pointer == "/journalFile"
 
@@ -335,7 +336,7 @@ async def test_a_journal_of_another_run_is_refused(connect, emulator, tmp_path):
 async def test_run_batch_operations_of_upserts_is_resent_after_a_lost_answer(connect, fault_proxy, emulator):
     connection = connect()
     prefix = f"lost-action-{time.monotonic_ns()}-"
-    actions = [{"collection": "accounts", "action": "upsert", "key": {"accountnumber": f"{prefix}{i}"}, "data": {"name": "x"}}
+    actions = [{"collection": "accounts", "action": "upsert", "key": {"accountnumber": f"{prefix}{i}"}, "data": {"name": prefix}}
                for i in range(4)]
     fault_proxy.script = ["apply-drop"]
     out = await invoke("dynamics365.run_batch_operations", {"actions": actions, "atomic": True}, connection)
