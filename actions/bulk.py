@@ -440,22 +440,28 @@ class _Run:
             elif not (mine and _duplicate(answer.error)):
                 self._record(index, offset, False, None, None, error_json(answer.error))
         if duplicates:
-            return await self._reconcile(index, duplicates, duplicates and failed[0].error)
+            duplicate = next(a.error for a in failed if _duplicate(a.error))
+            return await self._reconcile(index, duplicates, duplicate, atomic=False)
         return True
 
-    async def _reconcile(self, index: int, rows: list[tuple[int, dict[str, Any]]], cause: Any) -> bool:
+    async def _reconcile(self, index: int, rows: list[tuple[int, dict[str, Any]]], cause: Any,
+                         *, atomic: bool = True) -> bool:
         """A resent create was refused as a duplicate: the rows whose ids exist are written (by
-        the earlier attempt); the others are sent again, row by row."""
+        the earlier attempt); the others are sent again, row by row. ``atomic``: ``rows`` are the
+        whole chunk, rolled back together; otherwise they are single rows of a continueOnError run."""
         ids = [str(self._own_id(row)).lower() for _, row in rows]
         try:
             existing = await self._existing(ids)
         except D365Error as exc:
-            self._chunk_failed(index, exc)
-            return False
+            existing, cause = set(), exc
         missing = [(offset, row) for offset, row in rows if str(self._own_id(row)).lower() not in existing]
-        if len(missing) == len(rows):  # none of them exists: the duplicate is not ours
-            self._chunk_failed(index, cause)
-            return False
+        if len(missing) == len(rows):  # none of them exists (or it cannot be told): the duplicate is not ours
+            if atomic:
+                self._chunk_failed(index, cause)
+                return False
+            for offset, _ in rows:
+                self._record(index, offset, False, None, None, error_json(cause))
+            return True
         for offset, row in rows:
             if str(self._own_id(row)).lower() in existing:
                 self._record(index, offset, True, self._own_id(row), self._created(index, offset))

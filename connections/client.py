@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import quote as url_quote
 from urllib.parse import urlsplit
 
@@ -694,7 +694,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     if not response.content:
         return {}
     try:
-        return response.json()
+        return cast(dict[str, Any], response.json())
     except ValueError:
         raise TransientError(
             f"Dataverse answered {response.status_code} with a body that is not JSON "
