@@ -342,3 +342,15 @@ async def test_run_batch_operations_of_upserts_is_resent_after_a_lost_answer(con
     out = await invoke("dynamics365.run_batch_operations", {"actions": actions, "atomic": True}, connection)
     assert out["succeeded"] == 4 and [s.action for s in fault_proxy.seen] == ["apply-drop", "forward"]
     assert _count(emulator, "account", "accountnumber", prefix) == 4
+
+
+async def test_row_by_row_batch_whose_answer_was_lost_is_reconciled(connect, fault_proxy, emulator):
+    connection = connect()
+    await _warm(connection, "accounts")
+    prefix = f"lost-rows-{time.monotonic_ns()}-"
+    rows = [{"name": f"{prefix}{i}"} for i in range(5)]
+    fault_proxy.script = ["400:0x80040203", "apply-drop"]  # the chunk fails, its row-by-row $batch lands unseen
+    out = await invoke("dynamics365.bulk_create", {"entityType": "accounts", "rows": rows, "continueOnError": True},
+                       connection)
+    assert out["written"] == 5 and out["failed"] == 0 and out["reconciled"] == 5 and out["resends"] == 1
+    assert _count(emulator, "account", "name", prefix) == 5
