@@ -258,7 +258,7 @@ class RunBatchOperations(Action):
 async def _resolved(ctx: Context, items: list[BatchItem]) -> list[BatchItem]:
     """Items with their table as an entity set and their lookups as ``navprop@odata.bind``, as the
     record actions take them (metadata read once, cached); every bad one named before any request."""
-    metadata = metadata_for(ctx.client)
+    metadata = metadata_for(ctx.web_api)
     resolved: list[BatchItem] = []
     problems: list[FieldError] = []
     for index, item in enumerate(items):

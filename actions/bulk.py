@@ -5,17 +5,29 @@ request (reference §6), which a standard table runs as one transaction. A table
 not offer the message is detected once (404, 0x8006088a) and served by ``$batch`` change sets
 instead, with the same all-or-nothing chunks. At most ``maxConcurrency`` chunks are in flight.
 
+Exactly once through faults: Bulk Create gives every row without one a primary id made on the
+client (derived from ``runId`` and the row's position), and Bulk Upsert does the same for rows
+addressed by neither key nor id, so every chunk is safe to send again after an ambiguous failure
+(a dropped connection after the request was sent). A re-sent create whose first attempt did land
+is refused as a duplicate key; the run then reads which of the chunk's ids exist and reports
+those rows written ("reconciled"), sending only the missing ones again: never a duplicate row,
+never a lost one.
+
 Resuming: the output lists the chunks that are done (``confirmedChunks``) and the first one that is
 not (``nextChunk``). Passing ``resumeInputs`` back with the same rows sends exactly the chunks not
-yet written, so a failed run can be finished without writing any row twice. With
-``continueOnError`` a failed chunk is retried row by row (it was rolled back, so nothing is
-doubled) and only the rows Dataverse refuses are reported failed.
+yet written, so a failed run can be finished without writing any row twice. ``journalFile``
+keeps the same progress in a file after every chunk (see ``actions.journal``), so Ctrl-C, a crash or a
+killed worker resumes by running again with the same inputs. With ``continueOnError`` a failed
+chunk is retried row by row (it was rolled back, so nothing is doubled) and only the rows
+Dataverse refuses are reported failed. The counters always add up: written + failed + notWritten
+is total.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from typing import Any
 
 from pydantic import model_validator
@@ -24,6 +36,7 @@ from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
     COLUMNS,
     ERROR_SCHEMA,
+    GUID_PATTERN,
     NAME_PATTERN,
     NAMESPACE,
     entity_type_field,
@@ -31,15 +44,21 @@ from d365_components.actions._common import (
     literal,
     plain_id,
 )
+from d365_components.actions.journal import Journal, rows_digest
 from d365_components.actions._lookups import TableInfo, metadata_for
 from d365_components.connections.batch import BatchOperation
 from d365_components.connections.odata import entity_path, is_guid
+from d365_components.connections.retry import Attempts
 from d365_components.errors import D365Error, DataverseError, FieldError, InputValidationError
 
 _COLUMN = re.compile(NAME_PATTERN)
 _ITEM = re.compile(r"Targets\[(\d+)\]")
 #: answers meaning "this table or org has no such message" (not a problem with a row)
 UNSUPPORTED_CODES = {"0x8006088a", "0x80060888"}
+#: "a row with this primary key exists": after a resend, possibly our own first attempt
+DUPLICATE_KEY = "0x80040237"
+#: ids per existence query when reconciling (keeps the URL short)
+_IDS_PER_QUERY = 50
 #: (api url, entity set, message) found without the bulk message, so later runs go straight to $batch
 _WITHOUT_MESSAGE: set[tuple[str, str, str]] = set()
 
@@ -81,6 +100,24 @@ def resume_field() -> Any:
                       ge=0, group="Resume", advanced=True)
 
 
+def journal_field() -> Any:
+    return InputField(
+        None, title="Journal file",
+        description=("A file that keeps the run's progress after every chunk: run again with the same inputs "
+                     "to finish an interrupted run (nothing is written twice). Empty: progress is only in the output."),
+        examples=["bulk-accounts.journal.json"], group="Resume", advanced=True, min_length=1,
+    )
+
+
+def run_id_field() -> Any:
+    return InputField(
+        None, title="Run ID",
+        description=("The GUID of the run: the ids Bulk Create gives new rows derive from it, so a resumed run "
+                     "recognises the rows it already wrote. From resumeInputs of a failed run; empty for a new run."),
+        pattern=GUID_PATTERN, examples=["0f8fad5b-d9cb-469f-a165-70867728950e"], group="Resume", advanced=True,
+    )
+
+
 def skip_field() -> Any:
     return InputField([], title="Chunks already written",
                       description="Chunks after Resume from that a failed run already wrote (from its resumeInputs).",
@@ -89,16 +126,23 @@ def skip_field() -> Any:
 
 OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["entityType", "method", "total", "chunks", "written", "failed", "notWritten",
-                 "confirmedChunks", "nextChunk", "resumeInputs", "results"],
+    "required": ["entityType", "method", "total", "chunks", "written", "alreadyWritten", "failed", "notWritten",
+                 "reconciled", "retries", "resends", "runId", "confirmedChunks", "nextChunk", "resumeInputs", "results"],
     "properties": {
         "entityType": {"type": "string", "description": "The table's entity set name."},
         "method": {"type": "string", "description": "CreateMultiple, UpsertMultiple or $batch (the fallback)."},
         "total": {"type": "integer", "description": "Rows given."},
         "chunks": {"type": "integer", "description": "Chunks the rows make."},
-        "written": {"type": "integer", "description": "Rows written by this run."},
+        "written": {"type": "integer", "description": "Rows written (by this run, or by an earlier run it resumes)."},
+        "alreadyWritten": {"type": "integer", "description": "Of written: rows in chunks an earlier run had done."},
         "failed": {"type": "integer", "description": "Rows Dataverse refused."},
-        "notWritten": {"type": "integer", "description": "Rows sent but rolled back with a failed chunk."},
+        "notWritten": {"type": "integer",
+                       "description": "Rows neither written nor refused: rolled back with a failed chunk, or not sent."},
+        "reconciled": {"type": "integer",
+                       "description": "Rows found already written after a resend (an earlier attempt had landed)."},
+        "retries": {"type": "integer", "description": "Requests tried again (throttling, server errors, network)."},
+        "resends": {"type": "integer", "description": "Of retries: writes sent again after an ambiguous failure."},
+        "runId": {"type": "string", "description": "The run's id (give it back as runId to resume)."},
         "confirmedChunks": {"type": "array", "items": {"type": "integer"},
                             "description": "Chunks done (this run, or skipped as done before)."},
         "nextChunk": {"type": ["integer", "null"], "description": "First chunk not done; null when all are."},
@@ -106,6 +150,7 @@ OUTPUT_SCHEMA: dict[str, Any] = {
             "type": ["object", "null"],
             "description": "Pass these inputs back (with the same rows and chunk size) to finish a failed run.",
             "properties": {
+                "runId": {"type": "string", "description": "The run's id."},
                 "resumeFrom": {"type": "integer", "description": "The first chunk not written."},
                 "skipChunks": {"type": "array", "items": {"type": "integer"}, "description": "Later chunks already written."},
             },
@@ -129,8 +174,9 @@ OUTPUT_SCHEMA: dict[str, Any] = {
     },
 }
 EXAMPLE = {
-    "entityType": "accounts", "method": "UpsertMultiple", "total": 2, "chunks": 1, "written": 2, "failed": 0,
-    "notWritten": 0, "confirmedChunks": [0], "nextChunk": None, "resumeInputs": None,
+    "entityType": "accounts", "method": "UpsertMultiple", "total": 2, "chunks": 1, "written": 2, "alreadyWritten": 0,
+    "failed": 0, "notWritten": 0, "reconciled": 0, "retries": 0, "resends": 0,
+    "runId": "0f8fad5b-d9cb-469f-a165-70867728950e", "confirmedChunks": [0], "nextChunk": None, "resumeInputs": None,
     "results": [
         {"index": 0, "chunk": 0, "written": True, "id": None, "created": None, "error": None},
         {"index": 1, "chunk": 0, "written": True, "id": None, "created": None, "error": None},
@@ -149,8 +195,10 @@ class _BulkAction(Action):
 
     async def perform(self, ctx: Context, inputs: Any) -> dict[str, Any]:
         keys = tuple(getattr(inputs, "alternate_key_columns", ()))
+        digest = rows_digest(self.key, inputs.entity_type, inputs.rows, inputs.chunk_size, keys)
+        journal = Journal.open(inputs.journal_file, digest, inputs.run_id)
         table = await _table(ctx, inputs.entity_type)
-        run = _Run(ctx, inputs, table, self.message, keys)
+        run = _Run(ctx, inputs, table, self.message, keys, journal)
         return await run.go()
 
 
@@ -180,6 +228,8 @@ class BulkUpsert(_BulkAction):
         continue_on_error: bool = continue_field()
         resume_from: int = resume_field()
         skip_chunks: list[int] = skip_field()
+        run_id: str | None = run_id_field()
+        journal_file: str | None = journal_field()
 
         @model_validator(mode="after")
         def _rows_carry_their_keys(self) -> BulkUpsert.Inputs:
@@ -203,6 +253,8 @@ class BulkCreate(_BulkAction):
         continue_on_error: bool = continue_field()
         resume_from: int = resume_field()
         skip_chunks: list[int] = skip_field()
+        run_id: str | None = run_id_field()
+        journal_file: str | None = journal_field()
 
 
 # -- before any request -------------------------------------------------------------------------
@@ -228,7 +280,7 @@ def _check_rows(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
 async def _table(ctx: Context, entity_type: str) -> TableInfo:
     """Entity set, logical name and primary key of ``entity_type`` (either name works); without
     metadata rights the logical name is None and the run goes through $batch."""
-    table = await metadata_for(ctx.client).table(entity_type)
+    table = await metadata_for(ctx.web_api).table(entity_type)
     if table.logical_name is None:
         ctx.log.info("table metadata unreadable; using $batch")
     return table
@@ -244,25 +296,51 @@ def _unsupported(exc: DataverseError) -> bool:
 class _Run:
     """One run of a bulk action: chunks in flight, their outcome, and the per-row results."""
 
-    def __init__(self, ctx: Context, inputs: Any, table: TableInfo, message: str, keys: tuple[str, ...]) -> None:
+    def __init__(self, ctx: Context, inputs: Any, table: TableInfo, message: str, keys: tuple[str, ...],
+                 journal: Journal) -> None:
         self.ctx, self.inputs, self.table, self.message, self.keys = ctx, inputs, table, message, keys
-        self.rows = inputs.rows
+        self.journal = journal
         self.size = inputs.chunk_size
+        self.rows, self.generated = self._with_ids(inputs.rows)
         self.count = (len(self.rows) + self.size - 1) // self.size
         self.results: dict[int, dict[str, Any]] = {}
-        self.done: set[int] = set(range(min(inputs.resume_from, self.count)))
-        self.done |= {i for i in inputs.skip_chunks if 0 <= i < self.count}
+        done = set(range(min(inputs.resume_from, self.count)))
+        done |= {i for i in inputs.skip_chunks if 0 <= i < self.count}
+        done |= {i for i in journal.done if 0 <= i < self.count}
+        self.before = frozenset(done)
+        self.done: set[int] = set(done)
         self.method = message
         self.use_message = table.logical_name is not None and self._memo() not in _WITHOUT_MESSAGE
         self.stopped = False
         self.sent_rows = 0
+        self.reconciled = 0
+        self.attempts = Attempts()
 
     def _memo(self) -> tuple[str, str, str]:
-        return (self.ctx.client.api_url, self.table.entity_set, self.message)
+        return (self.ctx.web_api.api_url, self.table.entity_set, self.message)
+
+    def _with_ids(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], set[int]]:
+        """Rows with a client-assigned primary id where a create could happen without one.
+
+        The id of row ``i`` is ``uuid5(runId, i)``: the same in a resumed run, so a chunk that
+        landed before an interruption is refused as a duplicate and reconciled, never doubled.
+        """
+        column = self.table.primary_id
+        if column is None or (self.message == "UpsertMultiple" and self.keys):
+            return rows, set()
+        namespace = uuid.UUID(self.journal.run_id)
+        out, generated = [], set()
+        for index, row in enumerate(rows):
+            if self._own_id(row) is None and row.get(column) is None:
+                row = {**row, column: str(uuid.uuid5(namespace, str(index)))}
+                generated.add(index)
+            out.append(row)
+        return out, generated
 
     async def go(self) -> dict[str, Any]:
         todo = iter([i for i in range(self.count) if i not in self.done])
         total_rows = len(self.rows)
+        self.journal.save()
         self.ctx.report(0, total_rows)
 
         async def worker() -> None:
@@ -271,6 +349,7 @@ class _Run:
                     return
                 if await self._chunk(index):
                     self.done.add(index)
+                    self.journal.mark(index)
                 elif not self.inputs.continue_on_error:
                     self.stopped = True
                 self.sent_rows += len(self._slice(index))
@@ -284,14 +363,31 @@ class _Run:
     def _slice(self, index: int) -> list[dict[str, Any]]:
         return self.rows[index * self.size : (index + 1) * self.size]
 
+    def _resendable(self, rows: list[dict[str, Any]]) -> bool:
+        """Safe to send again after an ambiguous failure: every row is addressed by key or id."""
+        if self.message == "UpsertMultiple" and self.keys:
+            return True
+        return all(self._own_id(row) is not None for row in rows)
+
+    def _ours(self, index: int, trace: Attempts) -> bool:
+        """Whether a duplicate key answer for chunk ``index`` can be our own earlier attempt."""
+        first = index * self.size
+        generated = all(i in self.generated for i in range(first, first + len(self._slice(index))))
+        return trace.ambiguous > 0 or generated
+
     async def _chunk(self, index: int) -> bool:
         """Write one chunk; True when it is done (every row written, or reported with continueOnError)."""
         rows = self._slice(index)
         if self.use_message:
+            trace = Attempts()
             try:
-                answer = await self.ctx.client.execute(self.message, {"Targets": self._targets(rows)},
-                                                       bound_to=(self.table.entity_set, None))
+                answer = await self.ctx.web_api.execute(
+                    self.message, {"Targets": self._targets(rows)}, bound_to=(self.table.entity_set, None),
+                    idempotent=self._resendable(rows), trace=trace)
             except DataverseError as exc:
+                self._count(trace)
+                if _duplicate(exc) and self._resendable(rows) and self._ours(index, trace):
+                    return await self._reconcile(index, list(enumerate(rows)), exc)
                 if _unsupported(exc):
                     _WITHOUT_MESSAGE.add(self._memo())
                     self.use_message = False
@@ -301,38 +397,107 @@ class _Run:
                     return False
                 # continueOnError: the chunk rolled back as a whole, so retry it row by row below
             except D365Error as exc:
+                self._count(trace)
                 self._chunk_failed(index, exc)
                 return False
             else:
+                self._count(trace)
                 ids = (answer or {}).get("Ids") or []
                 for offset, row in enumerate(rows):
                     row_id = ids[offset] if offset < len(ids) else self._own_id(row)
-                    self._record(index, offset, True, row_id, True if self.message == "CreateMultiple" else None)
+                    self._record(index, offset, True, row_id, self._created(index, offset))
                 return True
-        return await self._batch(index, rows)
+        return await self._batch(index, list(enumerate(rows)))
 
-    async def _batch(self, index: int, rows: list[dict[str, Any]]) -> bool:
+    async def _batch(self, index: int, rows: list[tuple[int, dict[str, Any]]]) -> bool:
+        """Write ``rows`` (offsets in chunk ``index`` and rows) through ``$batch``."""
         self.method = "$batch" if not self.use_message else self.method
         one_by_one = self.inputs.continue_on_error
+        plain = [row for _, row in rows]
+        trace = Attempts()
         try:
-            answers = await self.ctx.client.batch([self._operation(row) for row in rows],
-                                                  atomic=not one_by_one, continue_on_error=one_by_one)
+            answers = await self.ctx.web_api.batch([self._operation(row) for row in plain],
+                                                  atomic=not one_by_one, continue_on_error=one_by_one,
+                                                  resendable=self._resendable(plain), trace=trace)
         except D365Error as exc:
+            self._count(trace)
             self._chunk_failed(index, exc)
             return False
+        self._count(trace)
         failed = [a for a in answers if not a.ok]
+        mine = self._resendable(plain) and self._ours(index, trace)
         if failed and not one_by_one:
             cause = next((a for a in failed if a.status != 424), failed[0])
-            self._chunk_failed(index, cause.error, failed_offset=cause.index)
+            if mine and _duplicate(cause.error):
+                return await self._reconcile(index, rows, cause.error)
+            self._chunk_failed(index, cause.error, failed_offset=rows[cause.index][0])
             return False
-        for offset, (row, answer) in enumerate(zip(rows, answers, strict=True)):
+        duplicates = [(offset, row) for (offset, row), answer in zip(rows, answers, strict=True)
+                      if mine and not answer.ok and _duplicate(answer.error)]
+        for (offset, row), answer in zip(rows, answers, strict=True):
             if answer.ok:
                 row_id = answer.id if answer.id and is_guid(answer.id) else self._own_id(row)
-                created = True if self.message == "CreateMultiple" or not self._key_of(row) else None
-                self._record(index, offset, True, row_id, created)
-            else:
+                self._record(index, offset, True, row_id, self._created(index, offset))
+            elif not (mine and _duplicate(answer.error)):
                 self._record(index, offset, False, None, None, error_json(answer.error))
+        if duplicates:
+            duplicate = next(a.error for a in failed if _duplicate(a.error))
+            return await self._reconcile(index, duplicates, duplicate, atomic=False)
         return True
+
+    async def _reconcile(self, index: int, rows: list[tuple[int, dict[str, Any]]], cause: Any,
+                         *, atomic: bool = True) -> bool:
+        """A resent create was refused as a duplicate: the rows whose ids exist are written (by
+        the earlier attempt); the others are sent again, row by row. ``atomic``: ``rows`` are the
+        whole chunk, rolled back together; otherwise they are single rows of a continueOnError run."""
+        ids = [str(self._own_id(row)).lower() for _, row in rows]
+        try:
+            existing = await self._existing(ids)
+        except D365Error as exc:
+            existing, cause = set(), exc
+        missing = [(offset, row) for offset, row in rows if str(self._own_id(row)).lower() not in existing]
+        if len(missing) == len(rows):  # none of them exists (or it cannot be told): the duplicate is not ours
+            if atomic:
+                self._chunk_failed(index, cause)
+                return False
+            for offset, _ in rows:
+                self._record(index, offset, False, None, None, error_json(cause))
+            return True
+        for offset, row in rows:
+            if str(self._own_id(row)).lower() in existing:
+                self._record(index, offset, True, self._own_id(row), self._created(index, offset))
+                self.reconciled += 1
+        if not missing:
+            return True
+        self.ctx.log.info("chunk %d: %d rows written before a resend, %d sent again", index,
+                          len(rows) - len(missing), len(missing))
+        answers = await self.ctx.web_api.batch([self._operation(row) for _, row in missing], continue_on_error=True,
+                                              resendable=True)
+        for (offset, row), answer in zip(missing, answers, strict=True):
+            self._record(index, offset, answer.ok, self._own_id(row) if answer.ok else None,
+                         True if answer.ok else None, None if answer.ok else error_json(answer.error))
+        return all(a.ok for a in answers) or bool(self.inputs.continue_on_error)
+
+    async def _existing(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are rows of the table (read in groups, to keep URLs short)."""
+        column = str(self.table.primary_id)
+        found: set[str] = set()
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            group = ids[start : start + _IDS_PER_QUERY]
+            condition = " or ".join(f"{column} eq {row_id}" for row_id in group)
+            async for row in self.ctx.web_api.rows(self.table.entity_set, params={"$select": column, "$filter": condition}):
+                value = row.get(column)
+                if isinstance(value, str):
+                    found.add(value.lower())
+        return found
+
+    def _created(self, chunk: int, offset: int) -> bool | None:
+        """True for a create (or an upsert of a row given a new id here); None when Dataverse does not say."""
+        return True if self.message == "CreateMultiple" or chunk * self.size + offset in self.generated else None
+
+    def _count(self, trace: Attempts) -> None:
+        self.attempts.retries += trace.retries
+        self.attempts.ambiguous += trace.ambiguous
 
     def _chunk_failed(self, index: int, exc: Any, failed_offset: int | None = None) -> None:
         """Every row of a rolled-back chunk is reported; the one that caused it gets the real error."""
@@ -340,7 +505,7 @@ class _Run:
             match = _ITEM.search(str(getattr(exc, "message", "")))
             failed_offset = int(match.group(1)) if match else None
         first = index * self.size
-        cause = error_json(exc)
+        cause = error_json(exc) or {"status": None, "code": None, "message": "failed", "hint": None}
         for offset in range(len(self._slice(index))):
             if offset == failed_offset:
                 self._record(index, offset, False, None, None, cause)
@@ -396,22 +561,35 @@ class _Run:
     def _output(self) -> dict[str, Any]:
         results = [self.results[i] for i in sorted(self.results)]
         rolled_back = sum(r.pop("_rolled_back") for r in results)
-        written = sum(r["written"] for r in results)
+        written_now = sum(r["written"] for r in results)
+        failed = len(results) - written_now - rolled_back
+        already = sum(len(self._slice(i)) for i in self.before)
+        written = written_now + already
         missing = [i for i in range(self.count) if i not in self.done]
         next_chunk = missing[0] if missing else None
         resume = None
         if next_chunk is not None:
-            resume = {"resumeFrom": next_chunk, "skipChunks": sorted(i for i in self.done if i > next_chunk)}
+            resume = {"runId": self.journal.run_id, "resumeFrom": next_chunk,
+                      "skipChunks": sorted(i for i in self.done if i > next_chunk)}
         return {
             "entityType": self.table.entity_set,
             "method": self.method,
             "total": len(self.rows),
             "chunks": self.count,
             "written": written,
-            "failed": len(results) - written - rolled_back,
-            "notWritten": rolled_back,
+            "alreadyWritten": already,
+            "failed": failed,
+            "notWritten": len(self.rows) - written - failed,
+            "reconciled": self.reconciled,
+            "retries": self.attempts.retries,
+            "resends": self.attempts.ambiguous,
+            "runId": self.journal.run_id,
             "confirmedChunks": sorted(self.done),
             "nextChunk": next_chunk,
             "resumeInputs": resume,
             "results": results,
         }
+
+
+def _duplicate(error: Any) -> bool:
+    return isinstance(error, DataverseError) and (error.code or "").lower() == DUPLICATE_KEY

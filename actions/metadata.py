@@ -335,6 +335,8 @@ class ListEntityTypes(Action):
         # Dataverse answers the service document in one piece; pages beyond the server's are cut
         # here and resumed from a "#skip=N" fragment (never sent to the server).
         url, _, fragment = (inputs.next_link or ctx.web_api.api_url + "/").partition("#")
+        if inputs.next_link:
+            ctx.web_api.checked_url(url, "/nextLink")  # on this Web API, and a valid URL
         start = int(fragment.removeprefix("skip=")) if fragment.startswith("skip=") and fragment[5:].isdigit() else 0
         size = inputs.max_page_size
         rows: list[dict[str, Any]] = []

@@ -21,6 +21,8 @@ from pydantic import ConfigDict, field_validator, model_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import conflict
+from d365_components.connections.client import WebApiClient
+from d365_components.connections.input_errors import RequestInputError
 from d365_components.connections.retry import RetryPolicy
 from d365_components.errors import FieldError, InputValidationError
 from d365_components.inputs import forbidden, given, rules
@@ -70,7 +72,7 @@ class RawRetryPolicy(RetryPolicy):
 
     def backoff(self, attempt: int) -> float:
         if self.exponential:
-            return min(self.max_delay, self.base_delay * (2**attempt))
+            return float(min(self.max_delay, self.base_delay * (2**attempt)))
         return self.base_delay
 
     def should_retry_status(self, status: int, *, idempotent: bool) -> bool:
@@ -248,8 +250,14 @@ class RawRequest(Action):
     }
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        client = ctx.client
-        path = _path_on_org(inputs.url, client.org_url)
+        client = ctx.web_api
+        try:
+            path = _path_on_org(inputs.url, client.org_url)
+            client.url_for(path)
+        except RequestInputError as exc:
+            raise exc.at("/url") from None
+        except ValueError as exc:  # urlsplit: a malformed host or port
+            raise InputValidationError([FieldError("/url", f"is not a valid URL ({exc})")]) from None
         content, content_type = _body(inputs)
         headers = {item.key: item.value for item in inputs.headers}
         if content_type and not any(k.lower() == "content-type" for k in headers):
@@ -260,7 +268,8 @@ class RawRequest(Action):
             exponential=inputs.use_exponential_backoff,
             all_errors=inputs.retry_all_errors,
         )
-        response = await client.request(
+        response = await _send(
+            client,
             inputs.method,
             path,
             params={item.key: item.value for item in inputs.query_params} or None,
@@ -271,6 +280,14 @@ class RawRequest(Action):
             idempotent=True if inputs.retry_all_errors else None,
         )
         return {"status": response.status_code, "headers": _visible_headers(response), "data": _data(response, inputs.response_type)}
+
+
+async def _send(client: WebApiClient, method: str, path: str, **options: Any) -> httpx.Response:
+    """The request; a header that cannot be sent (a line break in a value) is an input error of /headers."""
+    try:
+        return await client.request(method, path, **options)
+    except RequestInputError as exc:
+        raise exc.at("/headers") from None
 
 
 def _path_on_org(url: str, org_url: str) -> str:

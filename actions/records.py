@@ -148,7 +148,7 @@ class _Addressed(InputModel):
                 "entityId", "alternateKey",
             )
         for column in self.alternate_key or {}:
-            if not NAME.match(column):
+            if not NAME.fullmatch(column):
                 raise conflict(f"'{column}' is not a column name", "alternateKey")
         return self
 

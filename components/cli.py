@@ -19,6 +19,7 @@ from click.shell_completion import CompletionItem
 from rich.console import Console
 from rich.progress import Progress
 
+from d365_components.actions.journal import finish_default_journal, interrupted_message, with_default_journal
 from d365_components.demo import run_demo
 from d365_components.errors import D365Error, InputValidationError
 from d365_components.extras import MissingExtraError, require
@@ -178,6 +179,8 @@ def run(key: str, input_: str, connection: str | None) -> None:
     if key in get_registry().data_sources:
         _print_json(run_sync(fetch_choices(key, inputs, spec)))
         return
+    schema = get_registry().get(key).input_schema() if key in get_registry().actions else {}
+    inputs, journal, made_here = with_default_journal(key, inputs, schema)
     bar = Progress(console=err, transient=True)
     task = bar.add_task(key, total=None)
 
@@ -188,9 +191,16 @@ def run(key: str, input_: str, connection: str | None) -> None:
 
     try:
         result = run_sync(invoke(key, inputs, spec, progress=progress))
+    except KeyboardInterrupt:
+        if bar.live.is_started:
+            bar.stop()
+        if journal is not None:
+            err.print(interrupted_message(journal, sys.argv[1:]), markup=False, highlight=False)
+        raise
     finally:
         if bar.live.is_started:
             bar.stop()
+    finish_default_journal(journal, made_here, result)
     _print_json(result)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from d365_components.connections.errors_map import dataverse_error
+from d365_components.connections.input_errors import RequestInputError
 from d365_components.errors import DataverseError, TransientError
 
 __all__ = ["MAX_OPERATIONS", "BatchOperation", "BatchResult", "boundary_of", "decode_batch", "encode_batch"]
@@ -83,16 +84,16 @@ def encode_batch(
 ) -> tuple[str, bytes, list[str | None]]:
     """``(content_type, body, content_ids)``. ``atomic`` puts every operation in one change set."""
     if not operations:
-        raise ValueError("a batch needs at least one operation")
+        raise RequestInputError("a batch needs at least one operation")
     if len(operations) > MAX_OPERATIONS:
-        raise ValueError(f"a batch holds at most {MAX_OPERATIONS} operations, not {len(operations)}")
+        raise RequestInputError(f"a batch holds at most {MAX_OPERATIONS} operations, not {len(operations)}")
     batch_boundary = f"batch_{uuid.uuid4()}"
     content_ids: list[str | None] = []
     chunks: list[str] = []
     if atomic:
         for index, op in enumerate(operations):
             if op.method.upper() == "GET":
-                raise ValueError(f"operation {index}: GET cannot run inside a change set (atomic=True)")
+                raise RequestInputError(f"operation {index}: GET cannot run inside a change set (atomic=True)")
         change_boundary = f"changeset_{uuid.uuid4()}"
         parts = []
         for index, op in enumerate(operations):
@@ -107,7 +108,7 @@ def encode_batch(
     else:
         for op in operations:
             if isinstance(op.path, str) and op.path.startswith("$"):
-                raise ValueError("Content-ID references ($1...) work only inside a change set: use atomic=True")
+                raise RequestInputError("Content-ID references ($1...) work only inside a change set: use atomic=True")
             plain_cid = str(op.content_id) if op.content_id is not None else None
             content_ids.append(plain_cid)
             chunks.append(f"--{batch_boundary}{CRLF}{_request_part(op, api_url, plain_cid)}")

@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import quote as url_quote
 from urllib.parse import urlsplit
 
@@ -40,6 +40,7 @@ from d365_components.connections.clouds import OrgUrls
 from d365_components.connections.errors_map import dataverse_error, parse_retry_after
 from d365_components.connections.headers import ODATA_HEADERS, control_headers
 from d365_components.connections.headers import prefer as prefer_header
+from d365_components.connections.input_errors import RequestInputError
 from d365_components.connections.odata import GUID, entity_path, is_guid, quote
 from d365_components.connections.paging import (
     MORE_RECORDS,
@@ -50,7 +51,7 @@ from d365_components.connections.paging import (
     odata_page,
     prefer_page_size,
 )
-from d365_components.connections.retry import Limiter, RetryPolicy, is_safe_to_resend
+from d365_components.connections.retry import Attempts, Limiter, RetryPolicy, is_safe_to_resend
 from d365_components.errors import ConnectionConfigError, D365Error, DataverseError, TransientError
 from d365_components.redaction import Redaction, get_logger
 from d365_components.version import __version__
@@ -61,7 +62,9 @@ log = get_logger("d365_components.connections.client")
 
 _GUID_ANYWHERE = re.compile(r"\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?")
 _QUERY_SAFE = "$'(),*/:@=;!~-._"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_URL = 32_000  # Dataverse refuses GET URLs over 32 KB; longer FetchXML goes through $batch
+_MAX_BATCH_URL = 65_536  # ...where a URL may be up to 64 KB
 
 
 def _query_string(params: dict[str, Any]) -> str:
@@ -113,6 +116,8 @@ class WebApiClient:
         self._host = org.host
         self.retry = retry or RetryPolicy()
         self.limiter = Limiter(max_concurrency)
+        #: every retry of this client, and how many re-sent a write that may have been applied
+        self.attempts = Attempts()
         self.redaction = redaction
         self.default_headers = {
             **ODATA_HEADERS,
@@ -151,18 +156,46 @@ class WebApiClient:
 
     def url_for(self, path: str) -> str:
         """Absolute URL of ``path``: relative to the Web API root (``accounts``), root-relative
-        (``/api/data/v9.2/accounts``), or absolute on this org only (a nextLink)."""
+        (``/api/data/v9.2/accounts``), or absolute on this org only (a nextLink).
+
+        :class:`RequestInputError` (an input error that is also a ValueError) when it cannot be
+        one: another host (the token must not go there), control characters, a malformed URL.
+        """
+        if not isinstance(path, str):
+            raise RequestInputError(f"a URL must be text, not {type(path).__name__}")
+        if _CONTROL.search(path):
+            raise RequestInputError("the URL holds control characters (such as a line break); percent-encode them")
         if path.startswith(("http://", "https://")):
-            origin = "{0.scheme}://{0.netloc}".format(urlsplit(path)).lower()
+            try:
+                origin = "{0.scheme}://{0.netloc}".format(urlsplit(path)).lower()
+            except ValueError as exc:  # urlsplit: an invalid IPv6 host or port
+                raise RequestInputError(f"the URL is malformed ({exc})") from None
             if origin != self._origin:
-                raise ValueError(
+                raise RequestInputError(
                     f"refusing to send the connection's token to another host: {self._scrub(path)} "
                     f"is not on {self._scrub(self.org_url)}"
                 )
-            return path
-        if path.lower().startswith("/api/"):
-            return self.org_url + path
-        return f"{self.api_url}/{path.lstrip('/')}"
+            url = path
+        elif path.lower().startswith("/api/"):
+            url = self.org_url + path
+        else:
+            url = f"{self.api_url}/{path.lstrip('/')}"
+        try:
+            httpx.URL(url)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise RequestInputError(f"the URL is not valid ({self._scrub(str(exc))})") from None
+        return url
+
+    def checked_url(self, link: str, pointer: str) -> str:
+        """``link`` (a nextLink given as an input) as an absolute URL under this connection's Web
+        API; an input error naming ``pointer`` otherwise."""
+        try:
+            url = self.url_for(link)
+        except RequestInputError as exc:
+            raise exc.at(pointer) from None
+        if not url.lower().startswith(self.api_url.lower() + "/"):
+            raise RequestInputError("is not a link of this connection's Web API", pointer=pointer)
+        return url
 
     def _scrub(self, text: str) -> str:
         if self.redaction in ("org", "identifiers") and text:
@@ -185,12 +218,16 @@ class WebApiClient:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         check: bool = True,
+        trace: Attempts | None = None,
     ) -> httpx.Response:
         """Send one request; raise a typed error for any answer >= 400 (``check=False``: return it).
 
         ``idempotent`` defaults to True for every method but POST. Non-idempotent requests are
         re-sent only when the server certainly did not act (429, 503, connection refused). A
         DELETE re-sent after an answer was lost counts a 404 as done (the first one did it).
+        Pass ``idempotent=True`` for a write that is safe to send twice (an upsert by key, a
+        create with a client-assigned id); ``trace`` then tells whether it was re-sent after an
+        ambiguous failure, so a duplicate-key answer can be recognised as the first attempt's.
         """
         method = method.upper()
         url = self.url_for(path)
@@ -208,6 +245,9 @@ class WebApiClient:
         if headers:
             all_headers.update(headers)
             all_headers = {k: v for k, v in all_headers.items() if v is not None}
+        for name, value in all_headers.items():
+            if _CONTROL.search(f"{name}{value}".replace("\t", " ")):
+                raise RequestInputError(f"header {name!r} holds control characters (such as a line break)")
         if idempotent is None:
             idempotent = method != "POST"
         policy = retry or self.retry
@@ -219,7 +259,10 @@ class WebApiClient:
         maybe_applied = False  # an earlier attempt may have reached the server and acted
         while True:
             attempt += 1
-            request = self._http.build_request(method, url, content=content, headers=all_headers, extensions=extensions)
+            try:
+                request = self._http.build_request(method, url, content=content, headers=all_headers, extensions=extensions)
+            except (httpx.InvalidURL, ValueError, TypeError) as exc:  # headers that cannot be sent
+                raise RequestInputError(f"the request cannot be built ({self._scrub(str(exc))})") from None
             started = time.monotonic()
             try:
                 async with self.limiter.slot():
@@ -237,7 +280,9 @@ class WebApiClient:
                     and time.monotonic() + wait < deadline
                 ):
                     log.debug("%s %s failed (%s); retry %d in %.2fs", method, self._log_path(url), type(exc).__name__, attempt, wait)
-                    maybe_applied = maybe_applied or not is_safe_to_resend(exc)
+                    ambiguous = not is_safe_to_resend(exc)
+                    maybe_applied = maybe_applied or ambiguous
+                    self._count(trace, ambiguous=ambiguous)
                     await asyncio.sleep(wait)
                     continue
                 raise self._network_error(exc, method, url, idempotent) from exc
@@ -258,12 +303,19 @@ class WebApiClient:
                     if status == 429:
                         self.limiter.pause(wait)
                     log.debug("%s %s -> %d; retry %d in %.2fs", method, self._log_path(url), status, attempt, wait)
-                    maybe_applied = maybe_applied or status not in policy.refusal_statuses
+                    ambiguous = status not in policy.refusal_statuses
+                    maybe_applied = maybe_applied or ambiguous
+                    self._count(trace, ambiguous=ambiguous)
                     await asyncio.sleep(wait)
                     continue
             if not check:
                 return response
             raise self._error(response, method, url)
+
+    def _count(self, trace: Attempts | None, *, ambiguous: bool) -> None:
+        self.attempts.add(ambiguous=ambiguous)
+        if trace is not None:
+            trace.add(ambiguous=ambiguous)
 
     def _log_path(self, url: str) -> str:
         return self._scrub(urlsplit(url).path)
@@ -497,13 +549,17 @@ class WebApiClient:
     ) -> AsyncGenerator[Page, None]:
         """Pages of a FetchXML query using the paging cookie (reference §4.3)."""
         if start_page < 1:
-            raise ValueError("start_page must be 1 or more")
+            raise RequestInputError("start_page must be 1 or more")
         preferences = _annotations(annotations, PAGING_COOKIE[1:], MORE_RECORDS[1:])
         number, cookie = start_page, paging_cookie
         while True:
             text = fetch_with_paging(fetchxml, page=number, count=page_size, cookie=cookie)
             query = _query_string({"fetchXml": text})
             path = f"{entity_set}?{query}"
+            if len(self.api_url) + len(path) > _MAX_BATCH_URL:
+                raise RequestInputError(
+                    f"the FetchXML query makes a URL of {len(self.api_url) + len(path):,} characters; Dataverse "
+                    f"takes at most {_MAX_BATCH_URL:,} (inside $batch): split it or use fewer conditions")
             if len(self.api_url) + len(path) > _MAX_URL:
                 body = await self._get_through_batch(path, preferences, headers)
             else:
@@ -533,14 +589,19 @@ class WebApiClient:
         atomic: bool = False,
         continue_on_error: bool = False,
         chunk_size: int = MAX_OPERATIONS,
+        resendable: bool | None = None,
+        trace: Attempts | None = None,
     ) -> list[BatchResult]:
         """Run operations in ``$batch`` requests of at most ``chunk_size``; one result per operation.
 
         ``atomic`` puts each chunk in one change set (all or nothing per chunk). Without
         ``continue_on_error`` the first failure stops the run: later operations report 424.
+        A chunk is re-sent after an ambiguous failure when every operation is safe to repeat
+        (reads, PATCH/PUT by key without ``If-None-Match``); ``resendable=True`` says so for
+        the others too (creates carrying client-assigned ids, which a resend cannot duplicate).
         """
         if not 1 <= chunk_size <= MAX_OPERATIONS:
-            raise ValueError(f"chunk_size must be from 1 to {MAX_OPERATIONS}")
+            raise RequestInputError(f"chunk_size must be from 1 to {MAX_OPERATIONS}")
         # Impersonation set on the connection applies to each part too (outer headers may not).
         inherited = {k: v for k, v in self.default_headers.items() if k in ("CallerObjectId", "MSCRMCallerID")}
         if inherited:
@@ -550,7 +611,7 @@ class WebApiClient:
             return []
         references = any(op.path.startswith("$") for op in operations)
         if references and len(operations) > chunk_size:
-            raise ValueError("Content-ID references ($1...) cannot span chunks: send at most chunk_size operations")
+            raise RequestInputError("Content-ID references ($1...) cannot span chunks: send at most chunk_size operations")
         results: list[BatchResult] = []
         stopped = False
         for start in range(0, len(operations), chunk_size):
@@ -559,11 +620,11 @@ class WebApiClient:
                 results += [_not_run(start + i) for i in range(len(chunk))]
                 continue
             content_type, body, content_ids = encode_batch(chunk, self.api_url, atomic=atomic)
-            read_only = all(op.method.upper() == "GET" for op in chunk)
+            repeatable = resendable if resendable is not None else all(_repeatable(op) for op in chunk)
             response = await self.request(
                 "POST", "$batch", content=body, headers={"Content-Type": content_type},
                 prefer=["odata.continue-on-error"] if continue_on_error else None,
-                idempotent=read_only, check=False,
+                idempotent=repeatable, check=False, trace=trace,
             )
             if response.status_code >= 400 and boundary_of(response.headers.get("Content-Type", "")) is None:
                 raise self._error(response, "POST", self.url_for("$batch"))
@@ -586,12 +647,15 @@ class WebApiClient:
         bound_to: tuple[str, str | dict[str, Any] | None] | None = None,
         function: bool = False,
         headers: dict[str, str] | None = None,
+        idempotent: bool | None = None,
+        trace: Attempts | None = None,
     ) -> Any:
         """Call a Dataverse function (GET) or action (POST), unbound or bound to a row or a table.
 
         Returns the parsed JSON answer, or None for 204. Function parameters are sent as
         parameter aliases; pass ``odata.RawLiteral`` for enum values. ``headers`` carry per-call
-        options such as impersonation (``CallerObjectId``).
+        options such as impersonation (``CallerObjectId``). ``idempotent=True`` marks an action
+        safe to send twice (UpsertMultiple by key, CreateMultiple with client ids): see :meth:`request`.
         """
         _check_name(name, "name", dotted=True)
         if bound_to is not None:
@@ -609,9 +673,10 @@ class WebApiClient:
                 aliases.append(f"{param}=@p{index}")
                 query[f"@p{index}"] = _function_value(value)
             path = f"{path}({','.join(aliases)})"
-            response = await self.request("GET", path, params=query or None, headers=headers)
+            response = await self.request("GET", path, params=query or None, headers=headers, trace=trace)
         else:
-            response = await self.request("POST", path, json=parameters or {}, headers=headers)
+            response = await self.request("POST", path, json=parameters or {}, headers=headers,
+                                          idempotent=idempotent, trace=trace)
         if response.status_code == 204 or not response.content:
             return None
         return _json(response)
@@ -628,7 +693,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     if not response.content:
         return {}
     try:
-        return response.json()
+        return cast(dict[str, Any], response.json())
     except ValueError:
         raise TransientError(
             f"Dataverse answered {response.status_code} with a body that is not JSON "
@@ -638,13 +703,13 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 def _check_data(data: Any) -> None:
     if not isinstance(data, dict):
-        raise ValueError(f"data must be a JSON object of column values, not {type(data).__name__}")
+        raise RequestInputError(f"data must be a JSON object of column values, not {type(data).__name__}")
 
 
 def _check_name(name: str, what: str, *, dotted: bool = False) -> None:
     pattern = r"^[A-Za-z_][A-Za-z0-9_.]*$" if dotted else r"^[A-Za-z_][A-Za-z0-9_]*$"
-    if not isinstance(name, str) or not re.match(pattern, name):
-        raise ValueError(f"{what}: '{name}' is not a valid name")
+    if not isinstance(name, str) or not re.fullmatch(pattern, name):
+        raise RequestInputError(f"{what}: '{name}' is not a valid name")
 
 
 def _checked_set(entity_set: str) -> str:
@@ -682,6 +747,17 @@ def _function_value(value: Any) -> str:
     if isinstance(value, dict | list):
         return jsonlib.dumps(value, separators=(",", ":"))
     return quote(value)
+
+
+def _repeatable(op: BatchOperation) -> bool:
+    """Whether sending ``op`` twice leaves the same result as once (so a lost answer may be re-sent)."""
+    method = op.method.upper()
+    if method == "GET":
+        return True
+    if method in ("PATCH", "PUT"):
+        conditions = {name.lower(): value for name, value in (op.headers or {}).items()}
+        return "if-none-match" not in conditions and conditions.get("if-match", "*") == "*"
+    return False
 
 
 def _not_run(index: int) -> BatchResult:

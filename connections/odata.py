@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote as url_quote
 
+from d365_components.connections.input_errors import RequestInputError
 from d365_components.conventions import DOTTED_NAME, GUID, NAME
 
 __all__ = ["GUID", "RawLiteral", "entity_path", "format_key", "is_guid", "quote"]
@@ -27,7 +28,7 @@ class RawLiteral(str):
 
 
 def is_guid(value: Any) -> bool:
-    return isinstance(value, uuid.UUID) or (isinstance(value, str) and bool(GUID.match(value)))
+    return isinstance(value, uuid.UUID) or (isinstance(value, str) and bool(GUID.fullmatch(value)))
 
 
 def _guid(value: Any) -> str:
@@ -52,7 +53,7 @@ def quote(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"{value} cannot be written as an OData number")
+            raise RequestInputError(f"{value} cannot be written as an OData number")
         return repr(value)
     if isinstance(value, dt.datetime):
         moment = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
@@ -60,7 +61,7 @@ def quote(value: Any) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, str):
-        if GUID.match(value):
+        if GUID.fullmatch(value):
             return _guid(value)
         return "'" + value.replace("'", "''") + "'"
     raise TypeError(f"cannot write a {type(value).__name__} as an OData literal")
@@ -72,15 +73,15 @@ def format_key(key: Any) -> str:
     A string that is not a GUID is taken as an already formatted key (``accountnumber='A-1'``),
     so keys copied from an ``OData-EntityId`` work unchanged.
     """
-    if isinstance(key, uuid.UUID) or (isinstance(key, str) and GUID.match(key.strip())):
+    if isinstance(key, uuid.UUID) or (isinstance(key, str) and GUID.fullmatch(key.strip())):
         return f"({_guid(str(key).strip())})"
     if isinstance(key, dict):
         if not key:
-            raise ValueError("an alternate key needs at least one column")
+            raise RequestInputError("an alternate key needs at least one column")
         parts = []
         for name, value in key.items():
-            if not isinstance(name, str) or not NAME.match(name):
-                raise ValueError(f"'{name}' is not a column name")
+            if not isinstance(name, str) or not NAME.fullmatch(name):
+                raise RequestInputError(f"'{name}' is not a column name")
             parts.append(f"{name}={url_quote(quote(value), safe=_SAFE)}")
         return "(" + ",".join(parts) + ")"
     if isinstance(key, str) and key.strip():
@@ -88,13 +89,13 @@ def format_key(key: Any) -> str:
         if text.startswith("(") and text.endswith(")"):
             text = text[1:-1]
         if "=" not in text:
-            raise ValueError(f"'{key}' is neither a GUID nor an alternate key such as name='value'")
+            raise RequestInputError(f"'{key}' is neither a GUID nor an alternate key such as name='value'")
         return f"({url_quote(text, safe=_SAFE)})"
-    raise ValueError(f"a key must be a GUID or a dict of alternate-key columns, not {key!r}")
+    raise RequestInputError(f"a key must be a GUID or a dict of alternate-key columns, not {key!r}")
 
 
 def entity_path(entity_set: str, key: Any) -> str:
     """``accounts(…)``: the path of one row relative to the Web API root."""
-    if not isinstance(entity_set, str) or not DOTTED_NAME.match(entity_set):
-        raise ValueError(f"'{entity_set}' is not an entity set name (such as 'accounts')")
+    if not isinstance(entity_set, str) or not DOTTED_NAME.fullmatch(entity_set):
+        raise RequestInputError(f"'{entity_set}' is not an entity set name (such as 'accounts')")
     return entity_set + format_key(key)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-__all__ = ["Limiter", "RetryPolicy", "is_safe_to_resend"]
+__all__ = ["Attempts", "Limiter", "RetryPolicy", "is_safe_to_resend"]
 
 #: failures raised before the request left this machine: nothing reached the server.
 _BEFORE_SENDING = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -35,6 +35,23 @@ _AMBIGUOUS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.Writ
 def is_safe_to_resend(exc: BaseException) -> bool:
     """True when the request certainly never reached the server."""
     return isinstance(exc, _BEFORE_SENDING)
+
+
+@dataclass
+class Attempts:
+    """What happened to one request (or to every request of a client): tries after the first, and
+    how many of them re-sent a request that may already have been applied (an ambiguous failure).
+
+    A caller that sent a resendable write reads ``ambiguous`` to know that an error such as a
+    duplicate key may be its own earlier attempt, and reconciles instead of reporting it.
+    """
+
+    retries: int = 0
+    ambiguous: int = 0
+
+    def add(self, *, ambiguous: bool) -> None:
+        self.retries += 1
+        self.ambiguous += int(ambiguous)
 
 
 @dataclass(frozen=True)

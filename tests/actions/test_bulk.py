@@ -68,7 +68,8 @@ async def test_upsert_resumes_exactly_after_a_failed_chunk(connection, org, pref
     second = await run(connection, "bulk_upsert", entityType="account", rows=rows, alternateKeyColumns=["accountnumber"],
                        **first["resumeInputs"])
     assert second["nextChunk"] is None and second["confirmedChunks"] == list(range(30))
-    assert second["written"] == 3000 - first["written"]
+    assert second["written"] == 3000 and second["written"] - second["alreadyWritten"] == 3000 - first["written"]
+    assert first["written"] + first["failed"] + first["notWritten"] == first["total"]
     assert sorted(stored(org, "account", "accountnumber", prefix)) == [r["accountnumber"] for r in rows]
 
 
@@ -158,3 +159,22 @@ async def test_batch_fallback_upserts_by_alternate_key(connection, org, prefix, 
     assert second["written"] == 30
     names = org.app.state.store.execute("SELECT lastname FROM contact WHERE emailaddress1 LIKE ?", (f"{prefix}%",))
     assert [r["lastname"] for r in names] == ["after"] * 30
+
+
+async def test_counters_add_up_when_a_run_stops_early(connection, org, prefix):
+    rows = [{"name": f"{prefix}{i:03d}"} for i in range(500)]
+    rows[250]["nosuchcolumn"] = 1
+    out = await run(connection, "bulk_create", entityType="accounts", rows=rows, maxConcurrency=1)
+    assert (out["written"], out["failed"], out["notWritten"]) == (200, 1, 299)
+    assert out["written"] + out["failed"] + out["notWritten"] == out["total"] == 500
+    assert out["resumeInputs"]["runId"] == out["runId"] and out["resumeInputs"]["resumeFrom"] == 2
+
+
+async def test_bulk_create_gives_rows_client_ids_derived_from_the_run(connection, org, prefix):
+    run_id = str(uuid.uuid4())
+    rows = [{"name": f"{prefix}{i}"} for i in range(3)]
+    out = await run(connection, "bulk_create", entityType="accounts", rows=rows, runId=run_id)
+    assert [r["id"] for r in out["results"]] == [str(uuid.uuid5(uuid.UUID(run_id), str(i))) for i in range(3)]
+    again = await run(connection, "bulk_create", entityType="accounts", rows=rows, runId=run_id)  # a resumed run
+    assert again["reconciled"] == 3 and again["written"] == 3
+    assert len(stored(org, "account", "name", prefix)) == 3

@@ -9,10 +9,19 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from d365_components.actions._lookups import metadata_for
+from d365_components.connections.batch import BatchOperation
 from d365_components.connections.oauth import ClientCredentialsConnection
 from d365_components.connections.retry import Limiter, RetryPolicy
 from d365_components.emulator import defaults
-from d365_components.errors import DataverseError, PermissionDeniedError, ThrottledError, TransientError
+from d365_components.errors import (
+    DataverseError,
+    InputValidationError,
+    PermissionDeniedError,
+    ThrottledError,
+    TransientError,
+)
+from d365_components.runtime import invoke
 
 
 @pytest_asyncio.fixture
@@ -235,3 +244,113 @@ async def test_connection_test_reports_an_unavailable_service_as_transient(conne
     with pytest.raises(TransientError) as caught:
         await connection.test()
     assert caught.value.disposition == "transient"
+
+
+# -- bulk writes through lost answers: exactly once --------------------------------------------
+
+
+def _count(emulator, table: str, column: str, prefix: str) -> int:
+    rows = emulator.app.state.store.execute(f"SELECT COUNT(*) AS n FROM {table} WHERE {column} LIKE ?", (f"{prefix}%",))
+    return int(rows[0]["n"])
+
+
+async def _warm(connection, entity_type: str) -> None:
+    """Read the table's metadata once, so the fault script meets only the bulk requests."""
+    await metadata_for(connection.open_client()).table(entity_type)
+
+
+async def test_bulk_create_whose_answer_was_lost_is_resent_and_reconciled(connect, fault_proxy, emulator):
+    connection = connect()
+    await _warm(connection, "accounts")
+    prefix = f"lost-create-{time.monotonic_ns()}-"
+    rows = [{"name": f"{prefix}{i:03d}"} for i in range(250)]
+    fault_proxy.script = ["apply-drop"]  # the first chunk lands; its answer never comes
+    out = await invoke("dynamics365.bulk_create", {"entityType": "accounts", "rows": rows, "maxConcurrency": 1}, connection)
+    assert out["nextChunk"] is None and out["written"] == 250 and out["failed"] == out["notWritten"] == 0
+    assert out["resends"] == 1 and out["reconciled"] == 100
+    assert _count(emulator, "account", "name", prefix) == 250  # none doubled, none lost
+    assert len({r["id"] for r in out["results"]}) == 250
+
+
+async def test_bulk_upsert_by_key_is_resent_after_a_lost_answer(connect, fault_proxy, emulator):
+    connection = connect()
+    await _warm(connection, "accounts")
+    prefix = f"lost-upsert-{time.monotonic_ns()}-"
+    rows = [{"accountnumber": f"{prefix}{i:03d}", "name": prefix} for i in range(150)]
+    fault_proxy.script = ["forward", "apply-drop", "drop"]
+    out = await invoke("dynamics365.bulk_upsert", {"entityType": "accounts", "rows": rows, "maxConcurrency": 1,
+                                                   "alternateKeyColumns": ["accountnumber"]}, connection)
+    assert out["nextChunk"] is None and out["written"] == 150 and out["resends"] == 2 and out["reconciled"] == 0
+    assert _count(emulator, "account", "accountnumber", prefix) == 150
+
+
+async def test_batch_change_set_of_upserts_is_resent_after_a_lost_answer(connect, fault_proxy, emulator):
+    client = connect().open_client()
+    prefix = f"lost-batch-{time.monotonic_ns()}-"
+    operations = [BatchOperation("PATCH", f"accounts(accountnumber='{prefix}{i}')", body={"name": prefix}) for i in range(5)]
+    fault_proxy.script = ["apply-drop"]
+    results = await client.batch(operations, atomic=True)
+    assert all(r.ok for r in results)
+    assert _count(emulator, "account", "accountnumber", prefix) == 5
+    assert [s.action for s in fault_proxy.seen] == ["apply-drop", "forward"]
+
+
+async def test_batch_of_plain_creates_is_not_resent(connect, fault_proxy):
+    client = connect().open_client()
+    fault_proxy.script = ["drop"]
+    with pytest.raises(TransientError, match="not sent again"):
+        await client.batch([BatchOperation("POST", "accounts", body={"name": "once"})], atomic=True)
+
+
+async def test_a_journal_resumes_an_interrupted_run_exactly(connect, fault_proxy, emulator, tmp_path):
+    connection = connect()
+    await _warm(connection, "accounts")
+    prefix = f"journal-{time.monotonic_ns()}-"
+    inputs = {"entityType": "accounts", "rows": [{"name": f"{prefix}{i:03d}"} for i in range(300)],
+              "maxConcurrency": 1, "journalFile": str(tmp_path / "run.journal")}
+    fault_proxy.script = ["forward", "apply-drop", "500"]  # chunk 1 lands unseen, its resend fails: the run stops
+    first = await invoke("dynamics365.bulk_create", inputs, connection)
+    assert first["confirmedChunks"] == [0] and first["nextChunk"] == 1
+    assert first["written"] + first["failed"] + first["notWritten"] == first["total"] == 300
+    assert _count(emulator, "account", "name", prefix) == 200  # chunk 1 is in Dataverse, unconfirmed
+    second = await invoke("dynamics365.bulk_create", inputs, connection)  # same inputs: the journal resumes
+    assert second["nextChunk"] is None and second["alreadyWritten"] == 100 and second["written"] == 300
+    assert second["reconciled"] == 100 and second["runId"] == first["runId"]
+    assert _count(emulator, "account", "name", prefix) == 300
+    third = await invoke("dynamics365.bulk_create", inputs, connection)  # finished: nothing is sent again
+    assert third["alreadyWritten"] == 300 and third["results"] == []
+    assert _count(emulator, "account", "name", prefix) == 300
+
+
+async def test_a_journal_of_another_run_is_refused(connect, emulator, tmp_path):
+    connection = connect()
+    journal = tmp_path / "run.journal"
+    await invoke("dynamics365.bulk_create", {"entityType": "accounts", "rows": [{"name": f"journal-a-{time.monotonic_ns()}"}], "journalFile": str(journal)},
+                 connection)
+    with pytest.raises(InputValidationError) as caught:
+        await invoke("dynamics365.bulk_create", {"entityType": "accounts", "rows": [{"name": f"journal-b-{time.monotonic_ns()}"}],
+                                                 "journalFile": str(journal)}, connection)
+    assert caught.value.errors[0].pointer == "/journalFile"
+
+
+async def test_run_batch_operations_of_upserts_is_resent_after_a_lost_answer(connect, fault_proxy, emulator):
+    connection = connect()
+    prefix = f"lost-action-{time.monotonic_ns()}-"
+    actions = [{"collection": "accounts", "action": "upsert", "key": {"accountnumber": f"{prefix}{i}"}, "data": {"name": prefix}}
+               for i in range(4)]
+    fault_proxy.script = ["apply-drop"]
+    out = await invoke("dynamics365.run_batch_operations", {"actions": actions, "atomic": True}, connection)
+    assert out["succeeded"] == 4 and [s.action for s in fault_proxy.seen] == ["apply-drop", "forward"]
+    assert _count(emulator, "account", "accountnumber", prefix) == 4
+
+
+async def test_row_by_row_batch_whose_answer_was_lost_is_reconciled(connect, fault_proxy, emulator):
+    connection = connect()
+    await _warm(connection, "accounts")
+    prefix = f"lost-rows-{time.monotonic_ns()}-"
+    rows = [{"name": f"{prefix}{i}"} for i in range(5)]
+    fault_proxy.script = ["400:0x80040203", "apply-drop"]  # the chunk fails, its row-by-row $batch lands unseen
+    out = await invoke("dynamics365.bulk_create", {"entityType": "accounts", "rows": rows, "continueOnError": True},
+                       connection)
+    assert out["written"] == 5 and out["failed"] == 0 and out["reconciled"] == 5 and out["resends"] == 1
+    assert _count(emulator, "account", "name", prefix) == 5
