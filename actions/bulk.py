@@ -37,21 +37,21 @@ from d365_components.actions._common import (
     COLUMNS,
     ERROR_SCHEMA,
     GUID_PATTERN,
-    NAME_PATTERN,
     NAMESPACE,
     entity_type_field,
     error_json,
     literal,
     plain_id,
 )
-from d365_components.actions.journal import Journal, rows_digest
 from d365_components.actions._lookups import TableInfo, metadata_for
+from d365_components.actions.journal import Journal, rows_digest
 from d365_components.connections.batch import BatchOperation
 from d365_components.connections.odata import entity_path, is_guid
 from d365_components.connections.retry import Attempts
+from d365_components.conventions import NAME
 from d365_components.errors import D365Error, DataverseError, FieldError, InputValidationError
 
-_COLUMN = re.compile(NAME_PATTERN)
+_COLUMN = NAME  # whole strings only
 _ITEM = re.compile(r"Targets\[(\d+)\]")
 #: answers meaning "this table or org has no such message" (not a problem with a row)
 UNSUPPORTED_CODES = {"0x8006088a", "0x80060888"}
@@ -264,7 +264,7 @@ def _check_rows(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
     """Every row must carry the key columns; report the first few offenders by pointer."""
     problems: list[FieldError] = []
     for name in keys:
-        if not _COLUMN.match(name):
+        if not _COLUMN.fullmatch(name):
             problems.append(FieldError("/alternateKeyColumns", f"'{name}' is not a column name"))
     if not problems and keys:
         for index, row in enumerate(rows):
