@@ -126,6 +126,43 @@ async def test_change_tracking_delivers_updates_and_deletes_as_tombstones(client
     assert [r["accountid"] for r in deleted] == [ids[1]]
 
 
+class Meddler:
+    """The real client; after the n-th request, runs a write: rows change while the run reads."""
+
+    def __init__(self, client: Any, after: int, write: Any) -> None:
+        self.client, self.after, self.write, self.calls = client, after, write, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    async def request(self, *args: Any, **kwargs: Any) -> Any:
+        response = await self.client.request(*args, **kwargs)
+        self.calls += 1
+        if self.calls == self.after:
+            await self.write()
+        return response
+
+
+async def test_rows_changed_during_a_run_come_once_per_version(client, clock) -> None:
+    clock.now = datetime(2024, 10, 1, tzinfo=UTC)
+    ids = await create(client, "quotes", 9, name="busy")  # one second, ordered by id within it
+    ordered = sorted(ids)
+
+    async def write() -> None:  # after the first page: one row already read, one not yet
+        clock.now = datetime(2024, 10, 2, tzinfo=UTC)
+        await client.update("quotes", ordered[0], {"description": "again"})
+        await client.update("quotes", ordered[-1], {"description": "moved"})
+        await create(client, "quotes", 1, name="during")
+
+    first = await singer(Meddler(client, 2, write), "quotes", page_size=3)  # the cutoff, then page 1
+    second = await singer(client, "quotes", last_state(first))
+    delivered = [(r["quoteid"], r["modifiedon"]) for r in records(first) + records(second)]
+    assert len(delivered) == len(set(delivered))  # no version twice
+    final = {r["quoteid"]: r["modifiedon"] async for r in client.rows("quotes", params={"$select": "quoteid,modifiedon"})}
+    assert set(final.items()) <= set(delivered)  # every row's last version delivered
+    assert len(delivered) == len(final) + 1  # and only ordered[0] twice (read before it changed)
+
+
 @pytest.mark.parametrize("mode", ["incremental", "full", "changes"])
 async def test_a_run_killed_midway_and_resumed_loses_and_repeats_nothing(client, clock, mode) -> None:
     clock.now = datetime(2024, 8, 1, tzinfo=UTC)
