@@ -62,14 +62,17 @@ from d365_components.connections.odata import quote
 from d365_components.errors import D365Error, DataverseError
 
 __all__ = [
+    "DELETED_AT",
     "MODES",
     "Batch",
     "ExtractError",
+    "Mode",
     "RateLimiter",
     "Sink",
     "StreamReader",
     "Summary",
     "Table",
+    "check_state",
     "default_anchor",
     "describe_tables",
     "extract",

@@ -18,13 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import pytest_asyncio
 
 from d365_components.emulator import store as emulator_store
 from d365_components.emulator.extensions import EmulatorFeatures
 from d365_components.emulator.server import Emulator
-from d365_components.runtime import open_connection
+from d365_components.errors import InputValidationError
+from d365_components.registry import get_registry
+from d365_components.runtime import invoke, open_connection
 from d365_components.triggers.extract import DELETED_AT, extract, parse_streams
 from d365_components.triggers.extract_output import JsonlWriter, SingerWriter
 
@@ -243,3 +246,35 @@ def test_a_real_singer_target_loads_the_output(org: Emulator, clock, tmp_path: P
     assert written == ["businessunits", "systemusers", "transactioncurrencies"]
     states = [json.loads(line) for line in loaded.stdout.decode().splitlines() if line.strip()]
     assert states and set(states[-1]["bookmarks"]) == {"businessunits", "systemusers", "transactioncurrencies"}
+
+
+async def test_extract_changes_action_pages_with_state(org: Emulator, client, clock) -> None:
+    key = "dynamics365.extract_changes"
+    connection = {"key": CONNECTION, "inputs": org.connection_inputs()}
+    schema = get_registry().get(key, "actions").output_json_schema()
+    clock.now = datetime(2024, 11, 1, tzinfo=UTC)
+    ids = await create(client, "appointments", 5, subject="action")
+
+    async def drain(state: dict | None) -> tuple[list[dict[str, Any]], dict]:
+        got: list[dict[str, Any]] = []
+        while True:
+            output = await invoke(key, {"entityType": "appointments", "anchorDate": "2024-10-01T00:00:00Z",
+                                        "pageSize": 2, "state": state}, connection)
+            jsonschema.Draft202012Validator(schema).validate(output)
+            got += output["records"]
+            state = output["state"]
+            if not output["hasMore"]:
+                return got, state
+
+    first, state = await drain(None)
+    assert sorted(r["activityid"] for r in first) == sorted(ids)
+    clock.now = datetime(2024, 11, 2, tzinfo=UTC)
+    await client.update("appointments", ids[2], {"subject": "changed"})
+    second, _ = await drain(state)
+    assert [(r["activityid"], r["subject"]) for r in second] == [(ids[2], "changed")]
+
+    missing = await invoke(key, {"entityType": "nosuchthings"}, connection)
+    assert missing["records"] == [] and "no table" in missing["warnings"][0]
+    with pytest.raises(InputValidationError) as raised:
+        await invoke(key, {"entityType": "appointments", "state": {"bookmarks": []}}, connection)
+    assert raised.value.errors[0].pointer == "/state"
