@@ -114,7 +114,7 @@ class ExtractChanges(Action):
                     "hasMore": False, "warnings": [f"There is no table '{inputs.entity_type}': 0 records."]}
         table = tables[0]
         reader = StreamReader(ctx.client, table, inputs.mode, anchor=anchor, limiter=RateLimiter(RATE),
-                              page_size=inputs.page_size, settle=inputs.settle_seconds)
+                              page_size=inputs.page_size, settle=inputs.settle_seconds, prefetch=False)
         warnings = []
         if reader.mode != inputs.mode:
             warnings.append(f"{table.name} cannot be read in mode {inputs.mode}; read in mode {reader.mode}.")

@@ -263,7 +263,7 @@ class StreamReader:
     """Pages of one table in one mode, from a bookmark; only the current page is held."""
 
     def __init__(self, client: WebApiClient, table: Table, mode: Mode, *, anchor: datetime, limiter: RateLimiter,
-                 page_size: int = MAX_PAGE, settle: float = 0.0) -> None:
+                 page_size: int = MAX_PAGE, settle: float = 0.0, prefetch: bool = True) -> None:
         if mode == "changes" and not table.change_tracking:
             log.warning("%s: change tracking is not enabled on this table; reading it incrementally by modifiedon",
                         table.name)
@@ -275,6 +275,7 @@ class StreamReader:
             raise ExtractError(f"page_size must be from 1 to {MAX_PAGE}.")
         self.client, self.table, self.mode = client, table, mode
         self.anchor, self.limiter, self.page_size, self.settle = anchor, limiter, page_size, settle
+        self.prefetch = prefetch
 
     async def _get(self, url: str, params: dict[str, Any] | None = None, *, track: bool = False) -> httpx.Response:
         await self.limiter.wait()
@@ -324,65 +325,108 @@ class StreamReader:
             after = f"modifiedon ge {odata_time(self.anchor)}"
         params: dict[str, Any] | None = {
             "$filter": f"{after} and modifiedon lt {cutoff}", "$orderby": f"modifiedon asc,{pk} asc"}
-        url: str | None = self.table.name
-        while url:
-            body = (await self._get(url, params)).json()
-            url, params = body.get("@odata.nextLink"), None
-            records = [_plain(row) for row in body.get("value") or []]
-            if records:
-                last = records[-1]
-                mark = {"mode": "incremental", "modifiedon": last["modifiedon"], "id": last[pk]}
-            yield Batch(records, mark, more=url is not None)
+        async with aclosing(self._follow(self.table.name, params)) as bodies:
+            async for body in bodies:
+                records = _plain(body.get("value") or [])
+                if records:
+                    last = records[-1]
+                    mark = {"mode": "incremental", "modifiedon": last["modifiedon"], "id": last[pk]}
+                yield Batch(records, mark, more="@odata.nextLink" in body)
 
     async def _full(self, mark: dict[str, Any]) -> AsyncIterator[Batch]:
         pk = self.table.primary_id
         params: dict[str, Any] | None = {"$orderby": f"{pk} asc"}
         if mark.get("after"):
             params = {**(params or {}), "$filter": f"{pk} gt {quote(str(mark['after']))}"}
-        url: str | None = self.table.name
-        while url:
-            body = (await self._get(url, params)).json()
-            url, params = body.get("@odata.nextLink"), None
-            records = [_plain(row) for row in body.get("value") or []]
-            if url is None:
-                mark = {"mode": "full"}  # done: the next run reads everything again
-            elif records:
-                mark = {"mode": "full", "after": records[-1][pk]}
-            yield Batch(records, mark, more=url is not None)
+        async with aclosing(self._follow(self.table.name, params)) as bodies:
+            async for body in bodies:
+                records = _plain(body.get("value") or [])
+                more = "@odata.nextLink" in body
+                if not more:
+                    mark = {"mode": "full"}  # done: the next run reads everything again
+                elif records:
+                    mark = {"mode": "full", "after": records[-1][pk]}
+                yield Batch(records, mark, more=more)
 
     async def _changes(self, mark: dict[str, Any]) -> AsyncIterator[Batch]:
         initial = not mark.get("deltaLink") or bool(mark.get("initial"))
-        url: str | None = mark.get("link") or mark.get("deltaLink") or self.table.name
-        while url:
+        start: str = mark.get("link") or mark.get("deltaLink") or self.table.name
+        while True:
             try:
-                body = (await self._get(url, track=True)).json()
+                async with aclosing(self._follow(start, track=True)) as bodies:
+                    async for body in bodies:
+                        batch = self._changes_batch(body, initial)
+                        yield batch
+                return
             except DataverseError as exc:
                 if initial or not _token_refused(exc):
                     raise
                 log.warning("%s: the change-tracking token expired or was refused; reading the table again "
                             "(rows changed since are delivered again, deletes meanwhile are lost)", self.table.name)
-                initial, url = True, self.table.name
-                continue
-            extracted = odata_time(datetime.now(UTC))
-            records: list[dict[str, Any]] = []
-            for value in body.get("value") or []:
-                if "$deletedEntity" in str(value.get("@odata.context", "")) or value.get("reason") == "deleted":
-                    records.append({self.table.primary_id: value.get("id"), DELETED_AT: extracted})
-                elif not initial or _after(value.get("modifiedon"), self.anchor):
-                    records.append(_plain(value))
-            url = body.get("@odata.nextLink")
-            if url is not None:
-                mark = {"mode": "changes", "link": url, "initial": initial}
-            elif body.get("@odata.deltaLink"):
-                mark = {"mode": "changes", "deltaLink": body["@odata.deltaLink"]}
-            else:
-                raise ExtractError(f"{self.table.name}: Dataverse sent no delta link; change tracking seems off.")
-            yield Batch(records, mark, more=url is not None)
+                initial, start = True, self.table.name
+
+    def _changes_batch(self, body: dict[str, Any], initial: bool) -> Batch:
+        extracted = odata_time(datetime.now(UTC))
+        records: list[dict[str, Any]] = []
+        for value in body.get("value") or []:
+            if "$deletedEntity" in str(value.get("@odata.context", "")) or value.get("reason") == "deleted":
+                records.append({self.table.primary_id: value.get("id"), DELETED_AT: extracted})
+            elif not initial or _after(value.get("modifiedon"), self.anchor):
+                records.append(value)
+        records = _plain(records)
+        link = body.get("@odata.nextLink")
+        if link is not None:
+            return Batch(records, {"mode": "changes", "link": link, "initial": initial}, more=True)
+        if body.get("@odata.deltaLink"):
+            return Batch(records, {"mode": "changes", "deltaLink": body["@odata.deltaLink"]}, more=False)
+        raise ExtractError(f"{self.table.name}: Dataverse sent no delta link; change tracking seems off.")
+
+    async def _body(self, url: str, params: dict[str, Any] | None, track: bool) -> dict[str, Any]:
+        body = (await self._get(url, params, track=track)).json()
+        return body if isinstance(body, dict) else {}
+
+    async def _follow(self, url: str, params: dict[str, Any] | None = None, *,
+                      track: bool = False) -> AsyncGenerator[dict[str, Any], None]:
+        """The bodies of a query's pages, following nextLink. With ``prefetch`` the next page is
+        requested before this one is handed over: Dataverse works on it while we write this one."""
+        pending: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(self._body(url, params, track))
+        try:
+            while True:
+                body = await pending
+                link = body.get("@odata.nextLink")
+                if link and self.prefetch:
+                    pending = asyncio.ensure_future(self._body(link, None, track))
+                yield body
+                if not link:
+                    return
+                if not self.prefetch:
+                    pending = asyncio.ensure_future(self._body(link, None, track))
+        finally:
+            if not pending.done():
+                pending.cancel()
+            elif not pending.cancelled():
+                pending.exception()  # retrieved: an unread failure is not reported as lost
 
 
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """The row without OData annotations (@odata.etag, formatted values)."""
-    return {k: v for k, v in row.items() if "@" not in k}
+def _plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows without OData annotations (@odata.etag...), changed in place.
+
+    Rows of one page share their columns: the annotations found in the first are removed from
+    each; a row of another size is searched whole.
+    """
+    if not rows:
+        return rows
+    annotations = [k for k in rows[0] if "@" in k]
+    size = len(rows[0])
+    for row in rows:
+        if len(row) != size:
+            annotations_here = [k for k in row if "@" in k]
+            for key in annotations_here:
+                del row[key]
+            continue
+        for key in annotations:
+            row.pop(key, None)
+    return rows
 
 
 def _after(text: Any, anchor: datetime) -> bool:
