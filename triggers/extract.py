@@ -509,23 +509,37 @@ async def extract(
     budget: list[int | None] = [max_records]
 
     async def one(table: Table) -> None:
+        async with gate:
+            try:
+                await stream(table)
+            except DataverseError as exc:
+                if exc.status != 403:
+                    raise
+                log.warning("%s: not readable with this connection (%s); skipped", table.name, exc.message)
+                summary.skipped.append(table.name)
+
+    async def stream(table: Table) -> None:
         mode = modes.get(table.name.lower()) or modes.get(table.logical_name) or modes.get("*") or "incremental"
         reader = StreamReader(client, table, mode, anchor=anchor, limiter=limiter, page_size=page_size, settle=settle)
-        async with gate:
-            sink.schema(table, reader.mode)
-            summary.counts[table.name] = 0
-            async with aclosing(reader.batches(current["bookmarks"].get(table.name))) as batches:
-                async for batch in batches:
-                    if budget[0] is not None and budget[0] <= 0:
-                        return
-                    if batch.records:
-                        sink.records(table.name, batch.records, odata_time(datetime.now(UTC)))
-                    summary.counts[table.name] += len(batch.records)
-                    current["bookmarks"][table.name] = batch.bookmark
-                    sink.state(current)
-                    if budget[0] is not None:
-                        budget[0] -= len(batch.records)
-            log.info("%s: %d records (%s)", table.name, summary.counts[table.name], reader.mode)
+        sink.schema(table, reader.mode)
+        summary.counts[table.name] = 0
+        async with aclosing(reader.batches(current["bookmarks"].get(table.name))) as batches:
+            async for batch in batches:
+                if budget[0] is not None and budget[0] <= 0:
+                    return
+                if batch.records:
+                    sink.records(table.name, batch.records, odata_time(datetime.now(UTC)))
+                summary.counts[table.name] += len(batch.records)
+                current["bookmarks"][table.name] = batch.bookmark
+                sink.state(current)
+                if budget[0] is not None:
+                    budget[0] -= len(batch.records)
+        log.info("%s: %d records (%s)", table.name, summary.counts[table.name], reader.mode)
 
-    await asyncio.gather(*(one(table) for table in tables))
+    try:
+        async with asyncio.TaskGroup() as group:  # a failing stream stops the others
+            for table in tables:
+                group.create_task(one(table))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
     return summary
