@@ -21,7 +21,9 @@ from typing import Any
 import jsonschema
 import pytest
 import pytest_asyncio
+from click.testing import CliRunner
 
+from d365_components.cli_extract import extract_command
 from d365_components.emulator import store as emulator_store
 from d365_components.emulator.extensions import EmulatorFeatures
 from d365_components.emulator.server import Emulator
@@ -278,3 +280,21 @@ async def test_extract_changes_action_pages_with_state(org: Emulator, client, cl
     with pytest.raises(InputValidationError) as raised:
         await invoke(key, {"entityType": "appointments", "state": {"bookmarks": []}}, connection)
     assert raised.value.errors[0].pointer == "/state"
+
+
+def test_cli_writes_jsonl_and_state_then_reads_only_changes(org: Emulator, clock, tmp_path: Path) -> None:
+    connection = tmp_path / "connection.json"
+    connection.write_text(json.dumps({"key": CONNECTION, "inputs": org.connection_inputs()}))
+    arguments = ["--connection", f"@{connection}", "--streams", "businessunits,nosuchthings", "--output", "jsonl",
+                 "--output-dir", str(tmp_path / "out"), "--anchor-date", "2000-01-01"]
+    first = CliRunner().invoke(extract_command, arguments)
+    assert first.exit_code == 0, first.output
+    assert "skipped (no such table): nosuchthings" in first.stderr
+    rows = (tmp_path / "out" / "businessunits.jsonl").read_text().splitlines()
+    assert rows and json.loads((tmp_path / "out" / "state.json").read_text())["bookmarks"]["businessunits"]
+    again = CliRunner().invoke(extract_command, arguments)
+    assert again.exit_code == 0 and "0 records" in again.stderr
+    assert (tmp_path / "out" / "businessunits.jsonl").read_text().splitlines() == rows
+
+    wrong = CliRunner().invoke(extract_command, [*arguments[:2], "--streams", "accounts:sideways"])
+    assert wrong.exit_code == 1 and "mode 'sideways'" in wrong.stderr
