@@ -85,7 +85,8 @@ class ExtractChanges(Action):
                         "description": f"The rows; a deleted row is its id and {DELETED_AT}."},
             "state": {"type": "object", "description": "Pass as State to the next run."},
             "hasMore": {"type": "boolean", "description": "More rows are ready now: run again with the new state."},
-            "warnings": {"type": "array", "items": {"type": "string"}},
+            "warnings": {"type": "array", "items": {"type": "string"},
+                         "description": "Why a table was skipped or read in another mode than asked."},
         },
     }
     example = {
