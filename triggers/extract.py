@@ -49,6 +49,7 @@ import asyncio
 import email.utils
 import logging
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -291,6 +292,14 @@ class StreamReader:
             log.warning("%s: the state's bookmark is for mode %s, not %s; starting this stream over",
                         self.table.name, bookmark.get("mode"), self.mode)
             return {"mode": self.mode}
+        try:  # the values go into a $filter: only a GUID and a moment may
+            for key in ("id", "after"):
+                if bookmark.get(key) is not None:
+                    uuid.UUID(str(bookmark[key]))
+            if bookmark.get("modifiedon") is not None:
+                datetime.fromisoformat(str(bookmark["modifiedon"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise ExtractError(f"state: the bookmark of {self.table.name} is not one this extract wrote.") from None
         return dict(bookmark)
 
     async def batches(self, bookmark: dict[str, Any] | None = None) -> AsyncGenerator[Batch, None]:
@@ -320,7 +329,7 @@ class StreamReader:
         cutoff = odata_time(await self._cutoff())
         if mark.get("modifiedon") and mark.get("id"):
             after = (f"(modifiedon gt {mark['modifiedon']} or "
-                     f"(modifiedon eq {mark['modifiedon']} and {pk} gt {quote(str(mark['id']))}))")
+                     f"(modifiedon eq {mark['modifiedon']} and {pk} gt {quote(uuid.UUID(str(mark['id'])))}))")
         else:
             after = f"modifiedon ge {odata_time(self.anchor)}"
         params: dict[str, Any] | None = {
@@ -337,7 +346,7 @@ class StreamReader:
         pk = self.table.primary_id
         params: dict[str, Any] | None = {"$orderby": f"{pk} asc"}
         if mark.get("after"):
-            params = {**(params or {}), "$filter": f"{pk} gt {quote(str(mark['after']))}"}
+            params = {**(params or {}), "$filter": f"{pk} gt {quote(uuid.UUID(str(mark['after'])))}"}
         async with aclosing(self._follow(self.table.name, params)) as bodies:
             async for body in bodies:
                 records = _plain(body.get("value") or [])

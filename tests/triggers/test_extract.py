@@ -30,7 +30,7 @@ from d365_components.emulator.server import Emulator
 from d365_components.errors import InputValidationError
 from d365_components.registry import get_registry
 from d365_components.runtime import invoke, open_connection
-from d365_components.triggers.extract import DELETED_AT, extract, parse_streams
+from d365_components.triggers.extract import DELETED_AT, ExtractError, extract, parse_streams
 from d365_components.triggers.extract_output import JsonlWriter, SingerWriter
 
 CONNECTION = "dynamics365.oauth2_client_credentials"
@@ -298,3 +298,10 @@ def test_cli_writes_jsonl_and_state_then_reads_only_changes(org: Emulator, clock
 
     wrong = CliRunner().invoke(extract_command, [*arguments[:2], "--streams", "accounts:sideways"])
     assert wrong.exit_code == 1 and "mode 'sideways'" in wrong.stderr
+
+
+async def test_a_bookmark_that_is_not_ours_is_refused_before_reading(client, clock) -> None:
+    forged = {"bookmarks": {"contacts": {"mode": "incremental", "modifiedon": "2024-01-01T00:00:00Z",
+                                         "id": "x) or (1 eq 1"}}}
+    with pytest.raises(ExtractError, match="not one this extract wrote"):
+        await singer(client, "contacts", forged)
