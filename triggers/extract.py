@@ -89,6 +89,8 @@ MAX_PAGE = 5000
 TRACK = "odata.track-changes"
 DELETED_AT = "_sdc_deleted_at"
 TOKEN_EXPIRED = "0x80044352"
+#: a progress line on stderr per this many records of a stream
+PROGRESS_EVERY = 100_000
 #: below this many requests left in Dataverse's burst window, the rate narrows in proportion
 LOW_WATER = 100
 
@@ -538,7 +540,10 @@ async def extract(
                     return
                 if batch.records:
                     sink.records(table.name, batch.records, odata_time(datetime.now(UTC)))
+                before = summary.counts[table.name]
                 summary.counts[table.name] += len(batch.records)
+                if summary.counts[table.name] // PROGRESS_EVERY > before // PROGRESS_EVERY:
+                    log.info("%s: %d records so far", table.name, summary.counts[table.name])
                 current["bookmarks"][table.name] = batch.bookmark
                 sink.state(current)
                 if budget[0] is not None:
