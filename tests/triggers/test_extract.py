@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import pytest
 import pytest_asyncio
@@ -30,7 +31,7 @@ from d365_components.emulator.server import Emulator
 from d365_components.errors import InputValidationError
 from d365_components.registry import get_registry
 from d365_components.runtime import invoke, open_connection
-from d365_components.triggers.extract import DELETED_AT, ExtractError, extract, parse_streams
+from d365_components.triggers.extract import DELETED_AT, ExtractError, RateLimiter, extract, parse_streams
 from d365_components.triggers.extract_output import JsonlWriter, SingerWriter
 
 CONNECTION = "dynamics365.oauth2_client_credentials"
@@ -305,3 +306,15 @@ async def test_a_bookmark_that_is_not_ours_is_refused_before_reading(client, clo
                                          "id": "x) or (1 eq 1"}}}
     with pytest.raises(ExtractError, match="not one this extract wrote"):
         await singer(client, "contacts", forged)
+
+
+def test_the_rate_narrows_with_dataverse_burst_budget() -> None:
+    limiter = RateLimiter(15)
+    limiter.observe(httpx.Headers({"x-ms-ratelimit-burst-remaining-xrm-requests": "5999"}))
+    assert limiter.allowed == 15
+    limiter.observe(httpx.Headers({"x-ms-ratelimit-burst-remaining-xrm-requests": "20"}))
+    assert limiter.allowed == 3
+    limiter.observe(httpx.Headers({"x-ms-ratelimit-burst-remaining-xrm-requests": "0"}))
+    assert limiter.allowed == 0.5
+    limiter.observe(httpx.Headers({}))
+    assert limiter.allowed == 15
