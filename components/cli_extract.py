@@ -12,6 +12,7 @@ from the STATE the target last saved, as Meltano does); with JSONL it is saved a
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -94,6 +95,8 @@ def extract_command(connection: str, streams: str, mode: Mode, anchor_date: str 
     config = _load_json(connection, "--connection")
     state_path = state_file or (output_dir / JsonlWriter.STATE_FILE if output == "jsonl" else None)
     state = _load_json(f"@{state_path}", "--state") if state_path is not None and state_path.exists() else None
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8")  # what Singer targets read, whatever the locale
     sink: Sink = JsonlWriter(output_dir, state) if output == "jsonl" else SingerWriter(sys.stdout)
     try:
         summary = run_sync(_run(

@@ -22,7 +22,8 @@ from d365_components.triggers.extract import Mode, Table
 
 __all__ = ["JsonlWriter", "SingerWriter"]
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+#: rows come from a JSON decode: no cycles to look for (check_circular off is a third faster)
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False, default=str).encode
 
 
 def _line(message: dict[str, Any]) -> str:
