@@ -89,6 +89,8 @@ MAX_PAGE = 5000
 TRACK = "odata.track-changes"
 DELETED_AT = "_sdc_deleted_at"
 TOKEN_EXPIRED = "0x80044352"
+#: rows written between two turns of the event loop: the prefetched request is sent while we write
+WRITE_CHUNK = 50
 #: a progress line on stderr per this many records of a stream
 PROGRESS_EVERY = 100_000
 #: below this many requests left in Dataverse's burst window, the rate narrows in proportion
@@ -538,8 +540,10 @@ async def extract(
             async for batch in batches:
                 if budget[0] is not None and budget[0] <= 0:
                     return
-                if batch.records:
-                    sink.records(table.name, batch.records, odata_time(datetime.now(UTC)))
+                extracted = odata_time(datetime.now(UTC))
+                for start in range(0, len(batch.records), WRITE_CHUNK):
+                    sink.records(table.name, batch.records[start:start + WRITE_CHUNK], extracted)
+                    await asyncio.sleep(0)  # the next page's request (and other streams) move on meanwhile
                 before = summary.counts[table.name]
                 summary.counts[table.name] += len(batch.records)
                 if summary.counts[table.name] // PROGRESS_EVERY > before // PROGRESS_EVERY:
