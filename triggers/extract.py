@@ -14,9 +14,12 @@ What a warehouse loader needs from Dataverse (Sling's connector is the model use
     from the server's clock at the start (minus ``settle`` seconds): Dataverse stamps whole
     seconds, so rows still being written into the current second are left whole for the next
     run, and a row changed during the run is read once, by the next run. ``settle`` covers
-    transactions that commit a while after their stamp (long synchronous plugins);
+    transactions that commit a while after their stamp (long synchronous plugins). The keyset
+    compares GUIDs with ``gt``, which orders them as ``$orderby`` does (SQL Server's order on
+    Dataverse, text order on the emulator). Deletes cannot be seen this way;
   - ``full``: every row in primary key order, the key as bookmark while it runs (resumable),
-    dropped at the end so the next run reads everything again;
+    dropped at the end so the next run reads everything again (no Singer ACTIVATE_VERSION yet:
+    a target keeps rows deleted since; use ``changes`` for those);
   - ``changes``: Dataverse change tracking (``Prefer: odata.track-changes``) where the table has
     it: the first run reads the table (rows modified before the anchor are left out) and keeps the
     delta link; later runs follow it and get updates and deletes. A delete is a tombstone record:
@@ -27,7 +30,8 @@ What a warehouse loader needs from Dataverse (Sling's connector is the model use
 * **one state object** for all streams, Singer's shape: ``{"bookmarks": {stream: {...}}}``. It
   is handed to the sink after each page, once that page's records are written: a state always
   describes records already out, so resuming from it loses nothing and repeats nothing;
-* **bounded and polite**: a page (at most 5,000 rows) at a time per stream, streams read
+* **bounded and polite**: at most two pages (5,000 rows each) per stream in memory, the one
+  being written and the next, requested meanwhile so Dataverse works while we write; streams read
   concurrently up to ``concurrency``, every request waits for a token bucket of ``rate_limit``
   requests per second (15 by default, like Sling) that narrows with Dataverse's
   ``x-ms-ratelimit-burst-remaining-xrm-requests``; retries (429 with Retry-After, 5xx, dropped
@@ -265,7 +269,7 @@ class Batch:
 
 
 class StreamReader:
-    """Pages of one table in one mode, from a bookmark; only the current page is held."""
+    """Pages of one table in one mode, from a bookmark; at most two pages held (with prefetch)."""
 
     def __init__(self, client: WebApiClient, table: Table, mode: Mode, *, anchor: datetime, limiter: RateLimiter,
                  page_size: int = MAX_PAGE, settle: float = 0.0, prefetch: bool = True) -> None:
