@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from d365_components.actions.journal import finish_default_journal, interrupted_message, with_default_journal
+from d365_components.cli_extract import extract
 from d365_components.demo import run_demo
 from d365_components.errors import D365Error, InputValidationError
 from d365_components.extras import MissingExtraError, require
@@ -311,6 +312,9 @@ def serve_trigger(key: str, input_: str, connection: str | None, host: str, port
 def demo() -> None:
     """Start the emulator and walk through a sales day with the actions."""
     run_demo(out)
+
+
+cli.add_command(extract)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ from d365_components.actions import (
     bulk,
     cases,
     data_sources,
+    extract,
     fetchxml,
     files,
     filters,
@@ -70,6 +71,7 @@ ACTIONS: tuple[type[Action], ...] = (
     files.GetNoteAttachments,
     # queries
     queries.QueryEntities,
+    extract.ExtractChanges,
     fetchxml.RunFetchXmlQuery,
     filters.BuildFilterExpression,
     # many rows at once

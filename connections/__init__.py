@@ -13,6 +13,9 @@
 ``headers``        impersonation, bypass and duplicate-detection headers
 ``errors_map``     Dataverse and Entra ID error answers -> typed errors with hints
 ``clouds``         national clouds and org URL normalization
+``extract``        tables as streams (incremental by modifiedon, full, change tracking) with one
+                   resumable state: the engine under ``d365 extract`` and Extract Changes
+``input_errors``   :class:`RequestInputError`: a request that cannot be built from its inputs
 =================  ==========================================================================
 """
 
