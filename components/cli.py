@@ -21,6 +21,7 @@ from rich.progress import Progress
 
 from d365_components.actions.journal import finish_default_journal, interrupted_message, with_default_journal
 from d365_components.cli_extract import extract
+from d365_components.cli_input import load_json
 from d365_components.demo import run_demo
 from d365_components.errors import D365Error, InputValidationError
 from d365_components.extras import MissingExtraError, require
@@ -35,22 +36,6 @@ __all__ = ["cli", "main"]
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-
-
-def _load_json(value: str, option: str) -> Any:
-    """``--input '{"a": 1}'`` or ``--input @file.json`` (``@-`` reads stdin; ``@~/x`` is expanded,
-    as the shell does not expand ``~`` after ``@``)."""
-    try:
-        if value.startswith("@"):
-            source = value[1:]
-            text = sys.stdin.read() if source == "-" else Path(source).expanduser().read_text(encoding="utf-8")
-        else:
-            text = value
-        return json.loads(text)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {value[1:]}: {exc.strerror}", param_hint=option) from None
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", param_hint=option) from None
 
 
 def _print_json(data: Any) -> None:
@@ -173,10 +158,10 @@ def describe(key: str, as_json: bool) -> None:
 @click.option("--connection", metavar="@FILE|JSON", help='Connection: {"key": "...", "inputs": {...}}; prefer @file (inline JSON shows secrets in the process list).')
 def run(key: str, input_: str, connection: str | None) -> None:
     """Run the action KEY (or fill the data source KEY) and print its JSON output."""
-    inputs = _load_json(input_, "--input")
+    inputs = load_json(input_, "--input")
     if isinstance(inputs, dict):  # typed on a command line is form text: the published coercion step ("50" -> 50)
         inputs = coerce_form_values(get_registry().get(key).input_schema(), inputs)
-    spec = _load_json(connection, "--connection") if connection else None
+    spec = load_json(connection, "--connection") if connection else None
     if key in get_registry().data_sources:
         _print_json(run_sync(fetch_choices(key, inputs, spec)))
         return
@@ -209,7 +194,7 @@ def run(key: str, input_: str, connection: str | None) -> None:
 @click.option("--connection", required=True, metavar="@FILE|JSON", help='Connection: {"key": "...", "inputs": {...}}; prefer @file (inline JSON shows secrets in the process list).')
 def test_connection(connection: str) -> None:
     """Sign in and call WhoAmI: prints who you are, or what is wrong in plain words."""
-    conn = open_connection(_load_json(connection, "--connection"))
+    conn = open_connection(load_json(connection, "--connection"))
     assert conn is not None  # a config dict always opens a connection
 
     async def check() -> dict[str, Any]:
@@ -230,8 +215,8 @@ def poll(key: str, input_: str, connection: str, cursor_file: Path | None) -> No
     """Run the polling trigger KEY once: print its events as JSON lines and save the next cursor."""
     cursor = None
     if cursor_file is not None and cursor_file.exists():
-        cursor = _load_json(f"@{cursor_file}", "--cursor")
-    result = run_sync(poll_trigger(key, _load_json(input_, "--input"), cursor, _load_json(connection, "--connection")))
+        cursor = load_json(f"@{cursor_file}", "--cursor")
+    result = run_sync(poll_trigger(key, load_json(input_, "--input"), cursor, load_json(connection, "--connection")))
     for event in result.events:
         click.echo(json.dumps(event, ensure_ascii=False, default=str))
     if cursor_file is not None:
@@ -298,14 +283,14 @@ def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> No
 @click.option("--public-url", default=None, help="URL Dataverse should call, if not http://HOST:PORT/.")
 def serve_trigger(key: str, input_: str, connection: str | None, host: str, port: int, deploy: bool, public_url: str | None) -> None:
     """Host the webhook trigger KEY locally and print each event it receives as JSON."""
-    spec = _load_json(connection, "--connection") if connection else None
+    spec = load_json(connection, "--connection") if connection else None
     if deploy and spec is None:
         raise click.UsageError("--deploy needs --connection")
     require("webhook", "d365 serve-trigger")
     # optional dependency (the `webhook` extra), checked just above
     from d365_components.webhook_host import serve
 
-    serve(key, _load_json(input_, "--input"), spec, host=host, port=port, deploy=deploy, public_url=public_url)
+    serve(key, load_json(input_, "--input"), spec, host=host, port=port, deploy=deploy, public_url=public_url)
 
 
 @cli.command()

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from d365_components.cli_input import load_json
 from d365_components.connections import extract as engine
 from d365_components.connections.client import WebApiClient
 from d365_components.connections.extract import MODES, Mode, Sink, Summary, default_anchor, parse_streams
@@ -30,17 +31,6 @@ from d365_components.extract_output import JsonlWriter, SingerWriter
 from d365_components.runtime import open_connection, run_sync
 
 __all__ = ["extract", "extract_command"]
-
-
-def _load_json(value: str, option: str) -> Any:
-    """Inline JSON, or ``@file``."""
-    try:
-        text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
-        return json.loads(text)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {value[1:]}: {exc.strerror}", param_hint=option) from None
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON ({exc.msg} at line {exc.lineno})", param_hint=option) from None
 
 
 def _anchor(value: str | None) -> datetime:
@@ -92,9 +82,9 @@ def extract_command(connection: str, streams: str, mode: Mode, anchor_date: str 
     """Extract tables as streams, incrementally and resumably: Singer messages on stdout, or JSONL files."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="d365 extract: %(message)s")
     engine.log.setLevel(logging.INFO)  # progress per stream; not every HTTP request
-    config = _load_json(connection, "--connection")
+    config = load_json(connection, "--connection")
     state_path = state_file or (output_dir / JsonlWriter.STATE_FILE if output == "jsonl" else None)
-    state = _load_json(f"@{state_path}", "--state") if state_path is not None and state_path.exists() else None
+    state = load_json(f"@{state_path}", "--state") if state_path is not None and state_path.exists() else None
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(encoding="utf-8")  # what Singer targets read, whatever the locale
     sink: Sink = JsonlWriter(output_dir, state) if output == "jsonl" else SingerWriter(sys.stdout)

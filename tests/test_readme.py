@@ -14,6 +14,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 from d365_test_repo import clean_env, copy_of_the_repository
@@ -38,6 +39,9 @@ CLAIMS = {
     "registry = get_registry()": "test_embedding_example_runs",
     "class CountRows": "test_plugin_example_registers_publishes_and_runs",
     "definition_test_class(": "test_conformance_one_liner_runs",
+    "build_ui_schemas(get_registry()": "test_dynamic_dropdown_example_runs",
+    "addKeyword": "test_strict_ajv_snippet_compiles_every_schema",
+    "| target-singer-jsonl": "test_replication_line_loads_a_singer_target",
 }
 
 
@@ -163,3 +167,45 @@ def test_every_hook_is_documented() -> None:
     section = README.split("## Hooks", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^### (\w+)\(register\)$", section, flags=re.M))
     assert documented == specs
+
+
+def test_strict_ajv_snippet_compiles_every_schema(tmp_path: Path) -> None:
+    """The README's Ajv lines, as written, make a strict Ajv2020 that compiles every input schema."""
+    modules = ROOT / "tests" / "js" / "node_modules"
+    if not modules.exists():
+        assert os.environ.get("CI") != "true", "CI installs tests/js (npm ci)"
+        pytest.skip("npm packages of tests/js not installed (npm ci --prefix tests/js)")
+    script = tmp_path / "snippet.mjs"
+    script.write_text(
+        f'import {{ createRequire }} from "node:module";\n'
+        f'const require = createRequire({json.dumps(str(modules) + "/")});\n'
+        'const Ajv2020 = require("ajv/dist/2020.js").default;\n'
+        'const addFormats = require("ajv-formats").default;\n'
+        f'const vocabulary = require({json.dumps(str(ROOT / "manifests" / "vocabulary.schema.json"))});\n'
+        f'const manifest = require({json.dumps(str(ROOT / "manifests" / "dynamics365.json"))});\n'
+        + _block("addKeyword") +
+        'let compiled = 0;\n'
+        'for (const kind of ["actions", "triggers", "connections", "dataSources"])\n'
+        '  for (const d of manifest[kind] ?? []) { ajv.compile(d.inputs); compiled++; }\n'
+        'console.log(compiled);\n'
+    )
+    result = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) >= 50
+
+
+def test_replication_line_loads_a_singer_target(home: Path, tmp_path: Path) -> None:
+    """The one-line replication, as written, lands rows in a real Singer target's files and saves state."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", _block("| target-singer-jsonl")], cwd=tmp_path,
+                            capture_output=True, text=True, env=env, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {p.parent.name for p in (tmp_path / "warehouse").rglob("*.singer.gz")} >= {"accounts", "contacts"}
+    assert json.loads((tmp_path / "state.json").read_text())["bookmarks"].keys() >= {"accounts", "contacts"}
+
+
+def test_dynamic_dropdown_example_runs(dataverse_connection: dict[str, Any]) -> None:
+    namespace: dict[str, Any] = {"connection": dataverse_connection}
+    exec(compile(_block("build_ui_schemas(get_registry()"), "README.md", "exec"), namespace)
+    choices = namespace["choices"]
+    assert choices and all({"label", "value"} <= set(choice) for choice in choices)

@@ -106,10 +106,3 @@ def test_ui_schemas_cover_every_input_for_both_renderers(definition: Any) -> Non
         if "x-data-source" in prop:
             assert both["rjsf"][name]["ui:options"]["dataSource"] == prop["x-data-source"]
 
-
-def test_readme_dynamic_dropdown_example_works(dataverse_connection: dict[str, Any]) -> None:
-    source = next(b for b in re.findall(r"```python\n(.*?)```", README, flags=re.S) if "fetch_choices" in b)
-    namespace: dict[str, Any] = {"connection": dataverse_connection}
-    exec(compile(source, "README.md", "exec"), namespace)
-    choices = namespace["choices"]
-    assert choices and all({"label", "value"} <= set(choice) for choice in choices)

@@ -30,7 +30,7 @@ PACKAGE = "d365_components"
 
 #: modules of components/ that collect or run definitions; every other module there is core
 TOP = frozenset({
-    "cli", "cli_extract", "demo", "dynamics365", "extract_output", "manifest", "pytest_plugin", "registry", "runtime", "testing", "webhook_host",
+    "cli", "cli_extract", "cli_input", "demo", "dynamics365", "extract_output", "manifest", "pytest_plugin", "registry", "runtime", "testing", "webhook_host",
 })
 #: the only modules that may import the emulator
 EMULATOR_USERS = frozenset({f"{PACKAGE}.{name}" for name in ("cli", "demo", "testing", "pytest_plugin")})
