@@ -43,7 +43,7 @@ from d365_components.emulator.protocol.errors import (
     unexpected,
 )
 from d365_components.emulator.protocol.literals import split_path, split_segment
-from d365_components.emulator.records import fetchxml, handler, rows
+from d365_components.emulator.records import fetchxml, handler, rows, sql_query
 from d365_components.emulator.request.context import JSON_TYPE, Ctx, Reply
 from d365_components.emulator.storage.seed import seed_rows
 from d365_components.emulator.storage.standard_tables import standard_schema
@@ -226,6 +226,8 @@ def route(ctx: Ctx) -> Reply:
             return messages.invoke(ctx, rest[-1], messages.Bound(table, row))
         if key is None and not rest and ctx.method == "GET" and "fetchXml" in ctx.query:
             return fetchxml.handle(ctx, table)
+        if key is None and not rest and ctx.method == "GET" and "sql" in ctx.query:
+            return sql_query.handle(ctx, table)
         return handler.handle(ctx, table, key, rest)
     if name in METADATA_SETS:
         return entity_sets.handle(ctx, segments)
