@@ -17,7 +17,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from d365_components.emulator.protocol.errors import INVALID_ARGUMENT, QUERY_NOT_SUPPORTED, DataverseError, bad_request
+from d365_components.emulator.protocol.errors import (
+    INVALID_ARGUMENT,
+    QUERY_NOT_SUPPORTED,
+    DataverseError,
+    bad_request,
+)
 from d365_components.emulator.storage.schema import Column, Schema, Table
 from d365_components.emulator.storage.store import q
 
@@ -469,7 +474,7 @@ class _Compiler:
             if it.value is None:
                 if aggregate:
                     raise syntax_error("'*' cannot be selected with aggregates.")
-                for alias, (sql_alias, table) in self.scopes.items():
+                for sql_alias, table in self.scopes.values():
                     for col in table.columns.values():
                         if col.type in ("File", "Image") or col.name in {o.key for o in outputs}:
                             continue

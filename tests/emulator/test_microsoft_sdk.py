@@ -42,7 +42,6 @@ from d365_components.emulator.server import Emulator
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 # Reasons shared by several tests: what the emulator lacks, said once.
-NO_BULK_DELETE = "emulator: POST BulkDelete is 404 (no asyncoperation/bulkdeleteoperation job)"
 NO_CREATE_ENTITIES = "emulator: POST CreateEntities is 404"
 NO_KEY_CREATE = "emulator: POST EntityDefinitions(LogicalName='account')/Keys is 405"
 NO_FILE_COLUMN = "emulator: POST EntityDefinitions(id)/Attributes refuses FileAttributeMetadata (400)"
@@ -163,7 +162,6 @@ def test_records_delete_many_one_by_one(client, tag):
     assert all(gone(client, "account", i) for i in ids)
 
 
-@pytest.mark.xfail(strict=True, reason=NO_BULK_DELETE)
 def test_records_delete_many_bulk(client, tag):
     # The SDK's default for a list of ids: one BulkDelete job whose QueryExpression matches the
     # ids; Dataverse answers 200 {"JobId": ...} and deletes asynchronously.
@@ -741,7 +739,6 @@ def test_batch_delete_one_by_one(client, tag):
     assert all(gone(client, "account", i) for i in ids)
 
 
-@pytest.mark.xfail(strict=True, reason=NO_BULK_DELETE)
 def test_batch_delete_bulk(client, tag):
     ids = accounts(client, tag, "batch bulk 1", "batch bulk 2")
     batch = client.batch.new()
