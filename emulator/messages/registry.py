@@ -58,6 +58,11 @@ def is_unbound(name: str) -> bool:
     return (name, None) in _functions or (name, None) in _actions
 
 
+def is_bound_action(name: str, table: str) -> bool:
+    """True when the action `name` is bound to the collection of `table` (for sdkmessagefilter rows)."""
+    return (name, table) in _actions
+
+
 def invoke(ctx: Ctx, segment: str, bound: Bound | None = None) -> Reply:
     """Run the function or action named by a URL segment such as `WhoAmI()` or `Microsoft.Dynamics.CRM.X`."""
     name, arg_text = split_segment(segment)
