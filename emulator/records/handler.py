@@ -18,7 +18,13 @@ from d365_components.emulator.protocol.literals import (
 )
 from d365_components.emulator.records import files
 from d365_components.emulator.records.navigation import collection_nav, single_nav
-from d365_components.emulator.records.read import count_reply, property_value, query_collection, retrieve
+from d365_components.emulator.records.read import (
+    count_reply,
+    property_value,
+    query_collection,
+    raw_value,
+    retrieve,
+)
 from d365_components.emulator.records.rows import find_row
 from d365_components.emulator.records.write import create, delete, upsert
 from d365_components.emulator.request.context import Ctx, Reply
@@ -57,4 +63,6 @@ def handle(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> Reply:
         return files.handle(ctx, table, row, col, rest[1:])
     if col is not None and sub_key is None and not rest[1:]:
         return property_value(ctx, table, row, col)
+    if col is not None and sub_key is None and rest[1:] == ["$value"]:
+        return raw_value(ctx, table, row, col)
     raise segment_not_found(rest[0])
