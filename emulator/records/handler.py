@@ -18,6 +18,7 @@ from d365_components.emulator.protocol.literals import (
 )
 from d365_components.emulator.records import files
 from d365_components.emulator.records.navigation import collection_nav, single_nav
+from d365_components.emulator.records.query_audit import NONE, SINGLE, allow_options
 from d365_components.emulator.records.read import (
     count_reply,
     property_value,
@@ -33,6 +34,38 @@ from d365_components.emulator.storage.schema import Table
 # ---- routing ------------------------------------------------------------------------------
 
 def handle(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> Reply:
+    _audit_options(ctx, table, key, rest)
+    return _route(ctx, table, key, rest)
+
+
+def _audit_options(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> None:
+    """Refuse the `$` options this request shape does not use (collection GETs check their own)."""
+    m = ctx.method
+    if key is None:
+        if not rest and m == "GET":
+            return
+        allowed = {"POST": SINGLE}.get(m, NONE) if not rest else frozenset({"$filter"})
+        allow_options(ctx, allowed, single=not rest)
+        return
+    if not rest:
+        allow_options(ctx, SINGLE if m in ("GET", "PATCH", "PUT") else NONE, single=True)
+        return
+    name, sub_key = split_segment(rest[0])
+    if name in table.collection_navs:
+        if rest[1:] == ["$ref"]:
+            allow_options(ctx, frozenset({"$id"}) if m == "DELETE" else NONE)
+        elif rest[1:] == ["$count"]:
+            allow_options(ctx, frozenset({"$filter"}))
+        elif sub_key is not None or rest[1:]:
+            allow_options(ctx, NONE)
+        return                                  # a collection: query_collection checks
+    if name in table.single_navs and rest[1:] != ["$ref"]:
+        allow_options(ctx, SINGLE, single=True)
+        return
+    allow_options(ctx, NONE, single=True)
+
+
+def _route(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> Reply:
     m = ctx.method
     if key is None:
         if not rest:

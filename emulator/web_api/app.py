@@ -36,6 +36,7 @@ from d365_components.emulator.messages import registry as messages
 from d365_components.emulator.metadata import csdl, entity_sets
 from d365_components.emulator.protocol.errors import (
     NOT_A_MEMBER,
+    QUERY_NOT_SUPPORTED,
     DataverseError,
     bad_request,
     method_not_allowed,
@@ -208,6 +209,9 @@ def _reply_response(reply: Reply) -> Response:
 
 def route(ctx: Ctx) -> Reply:
     segments = split_path(ctx.path.rstrip("/")) if ctx.path.strip("/") else []
+    if (not segments or segments[0] == "$metadata") and any(o.startswith("$") for o in ctx.query):
+        raise bad_request(f"The query parameter {next(o for o in ctx.query if o.startswith('$'))} is not supported",
+                          QUERY_NOT_SUPPORTED)
     if not segments:
         if ctx.method != "GET":
             raise method_not_allowed(ctx.method)
