@@ -452,7 +452,7 @@ class _Compiler:
 
     def compile(self) -> Compiled:
         st = self.st
-        froms = []
+        froms: list[str] = []
         for i, ref in enumerate(st.tables):
             table = self.table(ref.name)
             if ref.alias in self.scopes:
@@ -483,13 +483,14 @@ class _Compiler:
                 continue
             if isinstance(it.value, Aggregate):
                 agg = it.value
+                argument: Column | None = None
                 if agg.arg is None:
-                    expr, col = "COUNT(*)", None
+                    expr = "COUNT(*)"
                 else:
-                    inner, col = self.column(agg.arg)
+                    inner, argument = self.column(agg.arg)
                     expr = f"{agg.function}({'DISTINCT ' if agg.distinct else ''}{inner})"
                 key = it.alias or (agg.function.lower() if agg.arg is None else f"{agg.function.lower()}_{agg.arg.name}")
-                typed = col if agg.function in ("MIN", "MAX") else None
+                typed = argument if agg.function in ("MIN", "MAX") else None
             else:
                 expr, col = self.column(it.value)
                 key = it.alias or col.name
@@ -507,12 +508,12 @@ class _Compiler:
         group_sql = ", ".join(self.column(g)[0] for g in st.group)
         order_parts = []
         keys = {o.key for o in outputs}
-        for ref, desc in st.order:
-            if ref.qualifier is None and ref.name in keys and not any(
-                    s[1].column_for_json(ref.name) for s in self.scopes.values()):
-                expr = q(ref.name)
+        for order_ref, desc in st.order:
+            if order_ref.qualifier is None and order_ref.name in keys and not any(
+                    s[1].column_for_json(order_ref.name) for s in self.scopes.values()):
+                expr = q(order_ref.name)
             else:
-                expr = self.column(ref)[0]
+                expr = self.column(order_ref)[0]
             order_parts.append(f"{expr}{' DESC' if desc else ''}")
         if not aggregate and not st.distinct:
             order_parts.append(f"s0.{q(root.primary_id)}")      # a stable order for paging
