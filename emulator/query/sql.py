@@ -27,6 +27,7 @@ from d365_components.emulator.storage.schema import Column, Schema, Table
 from d365_components.emulator.storage.store import q
 
 MAX_TOP = 5000
+GUID_TYPES = frozenset({"Uniqueidentifier", "Lookup", "Customer", "Owner"})
 AGGREGATES = frozenset({"COUNT", "SUM", "AVG", "MIN", "MAX"})
 REFUSED = frozenset({
     "INSERT", "UPDATE", "DELETE", "MERGE", "DROP", "CREATE", "ALTER", "TRUNCATE", "EXEC", "EXECUTE", "GRANT",
@@ -529,25 +530,30 @@ class _Compiler:
         if c.op == "NOT":
             return f"(NOT {self.condition(c.parts[0])})"
         left = self.operand(c.parts[0])
+        guid = self.is_guid(c.parts[0])
         neg = "NOT " if c.negated else ""
         if c.op == "NULL":
             return f"({left} IS {neg}NULL)"
         if c.op == "CMP":
-            right = self.operand(c.parts[2])
+            right = self.operand(c.parts[2], guid or self.is_guid(c.parts[2]))
             if "NULL" in (left, right):
                 raise syntax_error("compare with NULL using IS NULL or IS NOT NULL.")
             return f"({left} {c.parts[1]} {right})"
         if c.op == "LIKE":
             return f"({left} {neg}LIKE {self.operand(c.parts[1])})"
         if c.op == "IN":
-            return f"({left} {neg}IN ({', '.join(self.operand(v) for v in c.parts[1])}))"
-        low, high = self.operand(c.parts[1]), self.operand(c.parts[2])
+            return f"({left} {neg}IN ({', '.join(self.operand(v, guid) for v in c.parts[1])}))"
+        low, high = self.operand(c.parts[1], guid), self.operand(c.parts[2], guid)
         return f"({left} {neg}BETWEEN {low} AND {high})"
 
-    def operand(self, value: ColumnRef | Literal) -> str:
+    def is_guid(self, value: ColumnRef | Literal) -> bool:
+        return isinstance(value, ColumnRef) and self.column(value)[1].type in GUID_TYPES
+
+    def operand(self, value: ColumnRef | Literal, guid: bool = False) -> str:
+        """A column, or a bound parameter (GUIDs are stored lower-case and compare case-insensitively)."""
         if isinstance(value, ColumnRef):
             return self.column(value)[0]
         if value.value is None:
             return "NULL"
-        self.params.append(value.value)
+        self.params.append(value.value.lower() if guid and isinstance(value.value, str) else value.value)
         return "?"

@@ -144,3 +144,12 @@ async def test_bad_statements_are_400(api, statement, entity_set):
 async def test_other_query_options_with_sql_are_refused(api):
     response = await api.get("accounts", params={"sql": "SELECT name FROM account", "$top": "1"})
     assert response.status_code == 400
+
+
+async def test_guids_compare_case_insensitively(api, rows):
+    unique, ids = rows
+    status, body = await sql(api, f"SELECT name FROM account WHERE accountid = '{ids['B'].upper()}'")
+    assert body["value"] == [{"name": f"{unique} B"}]
+    status, body = await sql(api, f"SELECT name FROM account WHERE accountid IN ('{ids['A'].upper()}', '{ids['C']}') "
+                                  "ORDER BY name")
+    assert [r["name"] for r in body["value"]] == [f"{unique} A", f"{unique} C"]
