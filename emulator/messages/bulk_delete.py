@@ -11,6 +11,7 @@ Recurring jobs (`RecurrencePattern`) are refused: the emulator runs every job on
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from typing import Any
 
@@ -70,6 +71,13 @@ def bulk_delete(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
 def run_job(store: Store, user: str, job_id: str, operation_id: str,
             queries: list[tuple[Table, str, list[Any]]]) -> None:
     """The job itself: In Progress, delete every matching row, then Succeeded (or Failed)."""
+    try:
+        _run(store, user, job_id, operation_id, queries)
+    except sqlite3.ProgrammingError:
+        return            # the emulator stopped (its store closed) while the job ran
+
+
+def _run(store: Store, user: str, job_id: str, operation_id: str, queries: list[tuple[Table, str, list[Any]]]) -> None:
     _advance(store, user, job_id, operation_id, system_jobs.LOCKED, system_jobs.IN_PROGRESS, {"startedon": utc_now()})
     deleted = failed = 0
     error = None
@@ -83,6 +91,8 @@ def run_job(store: Store, user: str, job_id: str, operation_id: str,
                     deleted += gone is not None
                 except DataverseError:
                     failed += 1
+    except sqlite3.ProgrammingError:
+        raise
     except Exception as exc:   # a job reports its failure in its row, as Dataverse's do
         error = str(exc) or type(exc).__name__
     status = system_jobs.FAILED if error else system_jobs.SUCCEEDED

@@ -78,8 +78,8 @@ async def test_bad_bulk_delete_queries_are_refused_before_any_job(api, queries, 
     assert len((await api.get("asyncoperations?$select=asyncoperationid")).json()["value"]) == before
 
 
-async def test_recurring_jobs_and_unknown_parameters_are_refused(api):
-    body = bulk_delete_body(query_set("account", []))
+async def test_recurring_jobs_and_unknown_parameters_are_refused(api, unique):
+    body = bulk_delete_body(query_set("account", [{"AttributeName": "name", "Operator": "Equal", "Values": [{"Value": unique}]}]))
     response = await api.post("BulkDelete", json={**body, "RecurrencePattern": "FREQ=DAILY;INTERVAL=1"})
     assert response.status_code == 400
     response = await api.post("BulkDelete", json={**body, "Nonsense": 1})
