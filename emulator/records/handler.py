@@ -18,7 +18,13 @@ from d365_components.emulator.protocol.literals import (
 )
 from d365_components.emulator.records import files
 from d365_components.emulator.records.navigation import collection_nav, single_nav
-from d365_components.emulator.records.query_audit import NONE, SINGLE, allow_options
+from d365_components.emulator.records.query_audit import (
+    NONE,
+    QUERY_LANGUAGES,
+    SINGLE,
+    allow_options,
+    unsupported_option,
+)
 from d365_components.emulator.records.read import (
     count_reply,
     property_value,
@@ -41,9 +47,12 @@ def handle(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> Reply:
 def _audit_options(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> None:
     """Refuse the `$` options this request shape does not use (collection GETs check their own)."""
     m = ctx.method
+    if key is None and not rest and m == "GET":
+        return
+    for name in QUERY_LANGUAGES:
+        if name in ctx.query:                   # only a GET on the entity set itself runs them
+            raise unsupported_option(name)
     if key is None:
-        if not rest and m == "GET":
-            return
         allowed = {"POST": SINGLE}.get(m, NONE) if not rest else frozenset({"$filter"})
         allow_options(ctx, allowed, single=not rest)
         return

@@ -13,6 +13,7 @@ from d365_components.emulator.request.context import Ctx
 SINGLE = frozenset({"$select", "$expand"})
 COLLECTION_ONLY = frozenset({"$filter", "$orderby", "$count", "$skip", "$top", "$skiptoken", "$apply"})
 NONE: frozenset[str] = frozenset()
+QUERY_LANGUAGES = ("fetchXml", "sql")        # parameters, not `$` options, but never to be ignored
 
 
 def not_a_collection() -> DataverseError:

@@ -32,6 +32,9 @@ CASES = [
     ("GET", f"accounts?fetchXml={XML}&$top=1", 400, NOT_SUPPORTED),
     ("GET", f"accounts?fetchXml={XML}&sql=SELECT name FROM account", 400, NOT_SUPPORTED),
     ("GET", "accounts?sql=SELECT name FROM account&$filter=name eq 'x'", 400, NOT_SUPPORTED),
+    ("GET", "accounts({id})?sql=SELECT name FROM account", 400, NOT_SUPPORTED),
+    ("GET", f"accounts({{id}})/Account_Tasks?fetchXml={XML}", 400, NOT_SUPPORTED),
+    ("POST", "accounts?sql=SELECT name FROM account", 400, NOT_SUPPORTED),
     # single records and their properties are not collections
     ("GET", "accounts({id})?$filter=name eq 'x'", 400, ODATA),
     ("GET", "accounts({id})?$top=1", 400, ODATA),
