@@ -16,16 +16,18 @@ module level (tests/emulator/test_layering.py checks all three):
   option sets), `store` (SQL, row stamps, change listeners), `columns` (typed column constructors:
   `string_column`, `money_column`, ...), `table_builder` (system columns and lookup
   relationships), `standard_tables` (the 26 standard tables), `seed` (the rows a new store starts
-  with, per seed profile).
+  with, per seed profile), `system_jobs` (asyncoperation and bulkdeleteoperation).
 - `request/`: `context` (the request context `Ctx` every handler gets, and its `Reply`).
 - `query/`: query languages compiled to parameterized SQL: `filter_grammar`, `filter_values` and
   `filter_compiler` (OData $filter), `query_options` ($select, $orderby, $expand, $top), `paging`
-  (keyset $skiptoken), `fetchxml_parse`, `fetchxml_sql` and `fetchxml_plan` (FetchXML), `aggregate` ($apply).
+  (keyset $skiptoken), `fetchxml_parse`, `fetchxml_sql` and `fetchxml_plan` (FetchXML), `aggregate` ($apply),
+  `sql` (the `?sql=` subset), `query_expression` (a QueryExpression's criteria, for BulkDelete).
 - `records/`: entity-set requests: `handler` (routing under `/accounts...`), `rows` (keys and
   references), `representation` (rows as JSON, annotations, $expand), `read`, `values` (JSON
   values to storage), `write` (create, update, upsert, delete, @odata.bind, deep insert),
   `navigation` (navigation properties and $ref), `files` (file and image columns),
-  `fetchxml` (running `?fetchXml=`).
+  `fetchxml` (running `?fetchXml=`), `sql_query` (running `?sql=`), `query_audit` (the system query options
+  each request shape accepts).
 - `metadata/`: `csdl` (service document, $metadata), `shapes` (metadata objects as JSON),
   `entity_sets` (EntityDefinitions, RelationshipDefinitions, GlobalOptionSetDefinitions),
   `dict_query` ($select/$expand/$filter over metadata), `customization` (new columns, tables,
@@ -34,7 +36,9 @@ module level (tests/emulator/test_layering.py checks all three):
   Win/LoseOpportunity, CloseIncident), `crm_queues`, `crm_rollups` (CalculateRollupField),
   `crm_tables` (the tables they need), `crm_parameters` (their shared parameter readers), `bulk`
   (CreateMultiple, UpdateMultiple, UpsertMultiple; DeleteMultiple refused), `file_blocks` (the file-block
-  messages), `built_in` (the explicit list of built-in message modules and the tables they need).
+  messages), `bulk_delete` (BulkDelete as a system job), `record_counts` (RetrieveTotalRecordCount),
+  `sdk_messages` (sdkmessage/sdkmessagefilter rows from the table model), `built_in` (the explicit list
+  of built-in message modules and the tables they need).
 - `identity/`: `provider` (the OpenID provider: discovery, authorize and token endpoints, signing
   keys, token verification), `oauth` (errors in Entra's shape, grants, PKCE, redirects).
 - `limits/`: `faults` (fault injection), `protection` (service protection limits).

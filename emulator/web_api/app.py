@@ -36,6 +36,7 @@ from d365_components.emulator.messages import registry as messages
 from d365_components.emulator.metadata import csdl, entity_sets
 from d365_components.emulator.protocol.errors import (
     NOT_A_MEMBER,
+    QUERY_NOT_SUPPORTED,
     DataverseError,
     bad_request,
     method_not_allowed,
@@ -43,7 +44,7 @@ from d365_components.emulator.protocol.errors import (
     unexpected,
 )
 from d365_components.emulator.protocol.literals import split_path, split_segment
-from d365_components.emulator.records import fetchxml, handler, rows
+from d365_components.emulator.records import fetchxml, handler, rows, sql_query
 from d365_components.emulator.request.context import JSON_TYPE, Ctx, Reply
 from d365_components.emulator.storage.seed import seed_rows
 from d365_components.emulator.storage.standard_tables import standard_schema
@@ -208,6 +209,9 @@ def _reply_response(reply: Reply) -> Response:
 
 def route(ctx: Ctx) -> Reply:
     segments = split_path(ctx.path.rstrip("/")) if ctx.path.strip("/") else []
+    if (not segments or segments[0] == "$metadata") and any(o.startswith("$") for o in ctx.query):
+        raise bad_request(f"The query parameter {next(o for o in ctx.query if o.startswith('$'))} is not supported",
+                          QUERY_NOT_SUPPORTED)
     if not segments:
         if ctx.method != "GET":
             raise method_not_allowed(ctx.method)
@@ -226,6 +230,8 @@ def route(ctx: Ctx) -> Reply:
             return messages.invoke(ctx, rest[-1], messages.Bound(table, row))
         if key is None and not rest and ctx.method == "GET" and "fetchXml" in ctx.query:
             return fetchxml.handle(ctx, table)
+        if key is None and not rest and ctx.method == "GET" and "sql" in ctx.query:
+            return sql_query.handle(ctx, table)
         return handler.handle(ctx, table, key, rest)
     if name in METADATA_SETS:
         return entity_sets.handle(ctx, segments)

@@ -42,8 +42,6 @@ from d365_components.emulator.server import Emulator
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 # Reasons shared by several tests: what the emulator lacks, said once.
-NO_BULK_DELETE = "emulator: POST BulkDelete is 404 (no asyncoperation/bulkdeleteoperation job)"
-NO_SQL = "emulator: GET {entityset}?sql= ignores the statement (200 with every row and every column)"
 NO_CREATE_ENTITIES = "emulator: POST CreateEntities is 404"
 NO_KEY_CREATE = "emulator: POST EntityDefinitions(LogicalName='account')/Keys is 405"
 NO_FILE_COLUMN = "emulator: POST EntityDefinitions(id)/Attributes refuses FileAttributeMetadata (400)"
@@ -164,7 +162,6 @@ def test_records_delete_many_one_by_one(client, tag):
     assert all(gone(client, "account", i) for i in ids)
 
 
-@pytest.mark.xfail(strict=True, reason=NO_BULK_DELETE)
 def test_records_delete_many_bulk(client, tag):
     # The SDK's default for a list of ids: one BulkDelete job whose QueryExpression matches the
     # ids; Dataverse answers 200 {"JobId": ...} and deletes asynchronously.
@@ -349,14 +346,12 @@ def test_query_fetchxml_execute_pages(client, tag):
 # SDK's `query.sql` docstring and guardrails state the service accepts.
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_query_sql_columns_top_where(client, tag):
     accounts(client, tag, "sql 1", "sql 1", "sql 2")
     rows = client.query.sql(f"SELECT TOP 1 name FROM account WHERE name = '{tag} sql 1'")
     assert [r.data for r in rows] == [{"name": f"{tag} sql 1"}]
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_query_sql_order_by(client, tag):
     client.records.create(
         "account", [{"name": f"{tag} sql order", "numberofemployees": n} for n in (5, 50, 500)]
@@ -368,7 +363,6 @@ def test_query_sql_order_by(client, tag):
     assert [r["numberofemployees"] for r in rows] == [500, 50, 5]
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_query_sql_join(client, tag):
     (account,) = accounts(client, tag, "sql join")
     client.records.create(
@@ -382,7 +376,6 @@ def test_query_sql_join(client, tag):
     assert [r.data for r in rows] == [{"name": f"{tag} sql join", "lastname": f"{tag} joined"}]
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_query_sql_aggregates(client, tag):
     client.records.create("account", [{"name": f"{tag} sql sum", "numberofemployees": n} for n in (1, 2, 3)])
     rows = client.query.sql(
@@ -392,7 +385,6 @@ def test_query_sql_aggregates(client, tag):
     assert [(r["n"], r["total"]) for r in rows] == [(3, 6)]
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_query_sql_outside_the_subset_is_refused(client):
     # The SDK's docstring lists string functions as unsupported; the service answers 400.
     with pytest.raises(HttpError) as refused:
@@ -747,7 +739,6 @@ def test_batch_delete_one_by_one(client, tag):
     assert all(gone(client, "account", i) for i in ids)
 
 
-@pytest.mark.xfail(strict=True, reason=NO_BULK_DELETE)
 def test_batch_delete_bulk(client, tag):
     ids = accounts(client, tag, "batch bulk 1", "batch bulk 2")
     batch = client.batch.new()
@@ -764,7 +755,6 @@ def test_batch_upsert(client, tag, account_code_key):
     assert not batch.execute().has_errors
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_batch_query_sql(client, tag):
     accounts(client, tag, "batch sql")
     batch = client.batch.new()
@@ -884,7 +874,6 @@ def test_dataframe_create_get_update_delete(client, tag):
     assert all(gone(client, "account", i) for i in ids)
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_dataframe_sql(client, tag):
     accounts(client, tag, "df sql")
     frame = client.dataframe.sql(f"SELECT name FROM account WHERE name = '{tag} df sql'")
