@@ -25,7 +25,7 @@ from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import AlternateKey, Table, new_id
 from d365_components.emulator.storage.store import Store, q
 
-STEP_SECONDS = 0.05                   # how long each index status lasts before the next
+STEP_SECONDS = 0.2                    # how long each index status lasts before the next
 
 
 def create_key(ctx: Ctx, t: Table) -> Reply:

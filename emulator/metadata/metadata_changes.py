@@ -125,9 +125,12 @@ def retrieve_metadata_changes(ctx: Ctx, arg_text: str) -> Reply:
     schema = ctx.schema
     since = _client_version(schema, params.get("ClientVersionStamp"))
     now = {t.metadata_id: _fingerprint(t) for t in schema.tables.values()}
+    if since is not None:               # a column added and deleted again leaves the same fingerprint
+        version = int(str(params["ClientVersionStamp"]).split("!", 1)[0])
+        lost_columns = {r.table_id for r in schema.removed if r.version > version}
     entities = []
     for t in schema.tables.values():
-        if since is not None and since.get(t.metadata_id) == now[t.metadata_id]:
+        if since is not None and since.get(t.metadata_id) == now[t.metadata_id] and t.metadata_id not in lost_columns:
             continue
         item = entity_json(t)
         if not _matches(item, query.get("Criteria"), "Query.Criteria"):

@@ -46,7 +46,7 @@ def _forget_column(ctx: Ctx, t: Table, c: Column) -> None:
     if c.type in ("File", "Image") and companion is not None:
         _drop_sql_column(store, t.logical_name, companion.name)
         t.columns.pop(companion.name)
-    ctx.schema.removed.append(Removed(ctx.schema.version + 1, "Attribute", c.metadata_id))
+    ctx.schema.removed.append(Removed(ctx.schema.version + 1, "Attribute", c.metadata_id, t.metadata_id))
 
 
 def delete_attribute(ctx: Ctx, t: Table, c: Column) -> Reply:

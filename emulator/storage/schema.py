@@ -147,6 +147,7 @@ class Removed:
     version: int
     kind: str                         # "Entity" or "Attribute"
     metadata_id: str
+    table_id: str = ""                # an attribute's table (its definition changed too)
 
 
 @dataclass
