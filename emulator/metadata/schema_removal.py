@@ -71,18 +71,18 @@ def delete_relationship(ctx: Ctx, rel: OneToMany | ManyToMany) -> Reply:
     return Reply.empty(204)
 
 
-def _drop_relationship(ctx: Ctx, rel: OneToMany | ManyToMany) -> None:
-    """A 1:N takes its lookup column with it; an N:N its intersect table."""
+def _drop_relationship(ctx: Ctx, rel: OneToMany | ManyToMany, dropped_table: str = "") -> None:
+    """A 1:N takes its lookup column with it (unless its whole table goes); an N:N its intersect table."""
     schema = ctx.schema
     schema.relationships.pop(rel.schema_name, None)
-    if isinstance(rel, OneToMany):
+    if isinstance(rel, OneToMany) and rel.referencing != dropped_table:
         referencing = schema.tables.get(rel.referencing)
         column = referencing.columns.get(rel.referencing_attribute) if referencing else None
         still_used = any(isinstance(r, OneToMany) and r.referencing == rel.referencing
                          and r.referencing_attribute == rel.referencing_attribute for r in schema.relationships.values())
         if referencing is not None and column is not None and not still_used:
             _forget_column(ctx, referencing, column)
-    else:
+    elif isinstance(rel, ManyToMany):
         ctx.store.conn.execute(f"DROP TABLE IF EXISTS {q(rel.intersect)}")
 
 
@@ -94,7 +94,7 @@ def delete_entity(ctx: Ctx, t: Table) -> Reply:
         for rel in list(schema.relationships.values()):
             touches = (rel.referenced, rel.referencing) if isinstance(rel, OneToMany) else (rel.entity1, rel.entity2)
             if t.logical_name in touches:
-                _drop_relationship(ctx, rel)
+                _drop_relationship(ctx, rel, dropped_table=t.logical_name)
         files = ctx.store.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_d365_files'")
         if files:
             ctx.store.conn.execute("DELETE FROM _d365_file_blocks WHERE owner IN "

@@ -4,9 +4,12 @@ has CanStoreFullImage (Microsoft Learn, "Image columns")."""
 
 from __future__ import annotations
 
+import base64
 import io
 
 from PIL import Image, UnidentifiedImageError
+
+from d365_components.emulator.storage.store import Store
 
 THUMBNAIL_SIDE = 144
 
@@ -33,3 +36,12 @@ def thumbnail(data: bytes) -> bytes:
         out = io.BytesIO()
         square.save(out, format=image.format or "PNG")
         return out.getvalue()
+
+
+def record_value(store: Store, file_id: str) -> str | None:
+    """An image column read with its record: the thumbnail's bytes, base64-encoded, as Dataverse
+    returns them (the file's id is what the column stores here)."""
+    blocks = store.execute("SELECT data FROM _d365_file_blocks WHERE owner = ? ORDER BY start", [file_id])
+    if not blocks:
+        return None
+    return base64.b64encode(thumbnail(b"".join(b["data"] for b in blocks))).decode("ascii")

@@ -3,6 +3,7 @@ chunked), download, the image's 144x144 thumbnail and its full-size `$value?size
 
 from __future__ import annotations
 
+import base64
 import io
 
 from PIL import Image
@@ -72,6 +73,8 @@ async def test_image_column_serves_a_thumbnail_and_the_full_image(api, unique):
     assert Image.open(io.BytesIO(thumb.content)).size == (144, 144)
     full = await api.get(f"contacts({contact})/{column}/$value?size=full")
     assert full.content == picture
+    record = (await api.get(f"contacts({contact})?$select={column}")).json()
+    assert base64.b64decode(record[column]) == thumb.content
 
     not_an_image = await api.patch(f"contacts({contact})/{column}", content=b"plain text", headers=headers)
     assert not_an_image.status_code == 400
