@@ -184,4 +184,4 @@ def key_json(t: Table, k: AlternateKey) -> dict[str, Any]:
     return {"MetadataId": k.metadata_id, "LogicalName": k.name, "SchemaName": k.name, "EntityLogicalName": t.logical_name,
             "KeyAttributes": list(k.columns), "DisplayName": label(k.display or k.name, k.metadata_id),
             "EntityKeyIndexStatus": k.status, "IsManaged": not k.is_custom, "IsCustomizable": managed(True, "iscustomizable"),
-            "AsyncJob": None}
+            "AsyncJob": {"Id": k.job_id, "LogicalName": "asyncoperation"} if k.job_id else None}

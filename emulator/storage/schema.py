@@ -137,6 +137,7 @@ class AlternateKey:
     display: str = ""
     metadata_id: str = ""
     status: str = "Active"            # EntityKeyIndexStatus: Pending, InProgress, Active, Failed
+    job_id: str = ""                  # the asyncoperation that builds its index
     is_custom: bool = False
 
 

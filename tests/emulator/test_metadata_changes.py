@@ -117,6 +117,8 @@ async def test_alternate_key_is_pending_until_its_index_job_makes_it_active(api,
     assert (await api.get(f"contacts({column}='b-1')?$select=lastname")).json()["lastname"] == "upserted"
     one = (await api.get(f"EntityDefinitions(LogicalName='contact')/Keys({key_id})")).json()
     assert one["KeyAttributes"] == [column]
+    job = (await api.get(f"asyncoperations({one['AsyncJob']['Id']})?$select=statecode,statuscode")).json()
+    assert (job["statecode"], job["statuscode"]) == (3, 30)
 
     assert (await api.delete(f"EntityDefinitions(LogicalName='contact')/Keys({key_id})")).status_code == 204
     assert key not in {k["SchemaName"] for k in
