@@ -35,6 +35,14 @@ def _drop_sql_column(store: Store, table: str, name: str) -> None:
     store.conn.execute(f"ALTER TABLE {q(table)} DROP COLUMN {q(name)}")
 
 
+def _drop_files(store: Store, where: str, params: list[str]) -> None:
+    """The stored files of a dropped table or file column (records/files.py keeps them in _d365_files)."""
+    if store.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_d365_files'"):
+        store.conn.execute(f"DELETE FROM _d365_file_blocks WHERE owner IN (SELECT fileid FROM _d365_files WHERE {where})",
+                           params)
+        store.conn.execute(f"DELETE FROM _d365_files WHERE {where}", params)
+
+
 def _forget_column(ctx: Ctx, t: Table, c: Column) -> None:
     store = ctx.store
     t.keys = [k for k in t.keys if c.name not in k.columns]
@@ -43,6 +51,8 @@ def _forget_column(ctx: Ctx, t: Table, c: Column) -> None:
             _drop_sql_column(store, t.logical_name, name)
     t.columns.pop(c.name, None)
     companion = t.columns.get(c.name + "_name")
+    if c.type in ("File", "Image"):
+        _drop_files(store, "tablename = ? AND columnname = ?", [t.logical_name, c.name])
     if c.type in ("File", "Image") and companion is not None:
         _drop_sql_column(store, t.logical_name, companion.name)
         t.columns.pop(companion.name)
@@ -95,11 +105,7 @@ def delete_entity(ctx: Ctx, t: Table) -> Reply:
             touches = (rel.referenced, rel.referencing) if isinstance(rel, OneToMany) else (rel.entity1, rel.entity2)
             if t.logical_name in touches:
                 _drop_relationship(ctx, rel, dropped_table=t.logical_name)
-        files = ctx.store.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_d365_files'")
-        if files:
-            ctx.store.conn.execute("DELETE FROM _d365_file_blocks WHERE owner IN "
-                                   "(SELECT fileid FROM _d365_files WHERE tablename = ?)", [t.logical_name])
-            ctx.store.conn.execute("DELETE FROM _d365_files WHERE tablename = ?", [t.logical_name])
+        _drop_files(ctx.store, "tablename = ?", [t.logical_name])
         ctx.store.conn.execute(f"DROP TABLE IF EXISTS {q(t.logical_name)}")
         schema.tables.pop(t.logical_name, None)
         schema.by_set.pop(t.entity_set, None)

@@ -31,6 +31,7 @@ EDM_TYPES = {
     "Status": "Edm.Int32", "Boolean": "Edm.Boolean", "Decimal": "Edm.Decimal", "Double": "Edm.Double",
     "Money": "Edm.Decimal", "DateTime": "Edm.DateTimeOffset", "Uniqueidentifier": "Edm.Guid",
     "Lookup": "Edm.Guid", "Customer": "Edm.Guid", "Owner": "Edm.Guid",
+    "Image": "Edm.Binary",            # read with the record as the base64 thumbnail
 }
 
 

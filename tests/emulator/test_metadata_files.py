@@ -50,6 +50,11 @@ async def test_file_column_created_through_metadata_takes_uploads(api, unique):
     assert chunk.status_code == 204
     assert (await api.get(f"accounts({account})/{column}/$value")).content == body
 
+    dropped = await api.delete(f"EntityDefinitions(LogicalName='account')/Attributes({typed['MetadataId']})",
+                               headers={"If-Match": "*"})
+    assert dropped.status_code == 204
+    assert (await api.get(f"accounts({account})/{column}/$value")).status_code == 404
+
 
 async def test_image_column_serves_a_thumbnail_and_the_full_image(api, unique):
     column = f"new_photo{unique}"
