@@ -29,9 +29,6 @@ _SUB_QUERY_KEYS = {"Properties", "Criteria"}
 _OPERATORS = {"Equals", "NotEquals", "In", "NotIn"}
 _DELETED_KINDS = {"Entity", "Attribute"}
 
-# per schema (one per emulator): stamp number -> {table MetadataId: fingerprint of its definition}
-_issued: dict[int, dict[int, dict[str, str]]] = {}
-
 
 def _params(ctx: Ctx, arg_text: str) -> dict[str, Any]:
     _, named = parse_args(arg_text) if arg_text else (None, {})
@@ -107,7 +104,7 @@ def _client_version(schema: Schema, stamp: Any) -> dict[str, str] | None:
     if stamp in (None, ""):
         return None
     number = str(stamp).split("!", 1)[0]
-    seen = _issued.get(id(schema), {})
+    seen = schema.stamps
     if not number.isdigit() or int(number) not in seen:
         raise DataverseError(400, EXPIRED_VERSION_STAMP, f"The ClientVersionStamp '{stamp}' is expired or not valid; "
                              "retrieve all the metadata again without it.")
@@ -141,7 +138,7 @@ def retrieve_metadata_changes(ctx: Ctx, arg_text: str) -> Reply:
         item["Keys"] = [_project(k, key_query.get("Properties"), ("MetadataId",)) for k in
                         (key_json(t, k) for k in t.keys) if _matches(k, key_query.get("Criteria"), "KeyQuery.Criteria")]
         entities.append(_project(item, query.get("Properties"), ("MetadataId",)))
-    issued = _issued.setdefault(id(schema), {})
+    issued = schema.stamps                # stamp number -> {table MetadataId: fingerprint of its definition}
     issued[schema.version] = now
     for old in sorted(issued)[:-STAMPS_KEPT]:
         del issued[old]

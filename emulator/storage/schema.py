@@ -268,6 +268,7 @@ class Schema:
         self.option_sets: dict[str, OptionSet] = {}
         self.version = 1
         self.removed: list[Removed] = []
+        self.stamps: dict[int, dict[str, str]] = {}   # RetrieveMetadataChanges: stamp -> table fingerprints
 
     def add_table(self, table: Table) -> Table:
         self.tables[table.logical_name] = table
