@@ -278,6 +278,8 @@ def add_entity(ctx: Ctx, body: dict[str, Any]) -> Table:
     primary_schema = primary[0].get("SchemaName") or ""
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*_[A-Za-z0-9_]+", primary_schema):
         raise bad_request("The primary name attribute needs a SchemaName with a customization prefix.", INVALID_ARGUMENT)
+    if body.get("IsActivity"):
+        raise not_supported("Custom activity tables (IsActivity true) are not supported by the emulator.")
     ownership = body.get("OwnershipType", "UserOwned")
     if ownership not in ("UserOwned", "OrganizationOwned"):
         raise bad_request(f"OwnershipType '{ownership}' is not supported; use UserOwned or OrganizationOwned.",

@@ -58,9 +58,11 @@ def handle(ctx: Ctx, segments: list[str]) -> Reply:
         if name in ("CreateEntities", "RetrieveMetadataChanges"):
             if rest:
                 raise segment_not_found(rest[0])
-            if name == "CreateEntities":
-                if ctx.method != "POST" or key is not None:
-                    raise method_not_allowed(ctx.method) if ctx.method != "POST" else segment_not_found(segments[0])
+            if name == "CreateEntities":      # an action: POST, parameters in the body
+                if ctx.method != "POST":
+                    raise method_not_allowed(ctx.method)
+                if key is not None:
+                    raise bad_request("The action 'CreateEntities' takes its parameters in the request body.")
                 return create_entities(ctx)
             if ctx.method != "GET":
                 raise method_not_allowed(ctx.method)
