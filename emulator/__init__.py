@@ -25,13 +25,15 @@ module level (tests/emulator/test_layering.py checks all three):
 - `records/`: entity-set requests: `handler` (routing under `/accounts...`), `rows` (keys and
   references), `representation` (rows as JSON, annotations, $expand), `read`, `values` (JSON
   values to storage), `write` (create, update, upsert, delete, @odata.bind, deep insert),
-  `navigation` (navigation properties and $ref), `files` (file and image columns),
+  `navigation` (navigation properties and $ref), `files` (file and image columns), `images`
+  (image thumbnails),
   `fetchxml` (running `?fetchXml=`), `sql_query` (running `?sql=`), `query_audit` (the system query options
   each request shape accepts).
 - `metadata/`: `csdl` (service document, $metadata), `shapes` (metadata objects as JSON),
   `entity_sets` (EntityDefinitions, RelationshipDefinitions, GlobalOptionSetDefinitions),
   `dict_query` ($select/$expand/$filter over metadata), `customization` (new columns, tables,
-  relationships).
+  relationships; CreateEntities), `schema_removal` (deleting tables, columns, relationships), `keys`
+  (alternate keys and their index job), `metadata_changes` (RetrieveMetadataChanges, version stamps).
 - `messages/`: functions and actions: `registry` (name -> handler), `crm` (QualifyLead,
   Win/LoseOpportunity, CloseIncident), `crm_queues`, `crm_rollups` (CalculateRollupField),
   `crm_tables` (the tables they need), `crm_parameters` (their shared parameter readers), `bulk`

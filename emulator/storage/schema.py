@@ -31,6 +31,7 @@ EDM_TYPES = {
     "Status": "Edm.Int32", "Boolean": "Edm.Boolean", "Decimal": "Edm.Decimal", "Double": "Edm.Double",
     "Money": "Edm.Decimal", "DateTime": "Edm.DateTimeOffset", "Uniqueidentifier": "Edm.Guid",
     "Lookup": "Edm.Guid", "Customer": "Edm.Guid", "Owner": "Edm.Guid",
+    "Image": "Edm.Binary",            # read with the record as the base64 thumbnail
 }
 
 
@@ -93,6 +94,7 @@ class Column:
     is_primary_id: bool = False
     is_primary_name: bool = False
     writable: bool = True             # False for system-managed columns (createdon, versionnumber, ...)
+    can_store_full_image: bool = False  # Image columns: keep the full-size image besides the thumbnail
     metadata_id: str = ""
     table: str = ""
 
@@ -135,6 +137,19 @@ class AlternateKey:
     columns: tuple[str, ...]
     display: str = ""
     metadata_id: str = ""
+    status: str = "Active"            # EntityKeyIndexStatus: Pending, InProgress, Active, Failed
+    job_id: str = ""                  # the asyncoperation that builds its index
+    is_custom: bool = False
+
+
+@dataclass(frozen=True)
+class Removed:
+    """A table or column deleted at schema `version` (RetrieveMetadataChanges lists it as DeletedMetadata)."""
+
+    version: int
+    kind: str                         # "Entity" or "Attribute"
+    metadata_id: str
+    table_id: str = ""                # an attribute's table (its definition changed too)
 
 
 @dataclass
@@ -214,6 +229,7 @@ class Table:
     change_tracking: bool = True
     columns: dict[str, Column] = field(default_factory=dict)
     keys: list[AlternateKey] = field(default_factory=list)
+    primary_image: str | None = None  # the image column shown as the record's picture
     metadata_id: str = ""
     single_navs: dict[str, SingleNav] = field(default_factory=dict)
     collection_navs: dict[str, CollectionNav] = field(default_factory=dict)
@@ -251,6 +267,8 @@ class Schema:
         self.relationships: dict[str, OneToMany | ManyToMany] = {}
         self.option_sets: dict[str, OptionSet] = {}
         self.version = 1
+        self.removed: list[Removed] = []
+        self.stamps: dict[int, dict[str, str]] = {}   # RetrieveMetadataChanges: stamp -> table fingerprints
 
     def add_table(self, table: Table) -> Table:
         self.tables[table.logical_name] = table

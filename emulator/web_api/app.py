@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 
 VERSIONS = frozenset({"v9.0", "v9.1", "v9.2"})
 METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
-METADATA_SETS = frozenset({"EntityDefinitions", "RelationshipDefinitions", "GlobalOptionSetDefinitions"})
+METADATA_SETS = frozenset({"EntityDefinitions", "RelationshipDefinitions", "GlobalOptionSetDefinitions",
+                           "CreateEntities", "RetrieveMetadataChanges"})   # the metadata messages (metadata/)
 _API_URL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+)?/api/data/(v[^/?]+)/?([^?]*)(?:\?(.*))?$", re.S)
 
 

@@ -42,11 +42,6 @@ from d365_components.emulator.server import Emulator
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 # Reasons shared by several tests: what the emulator lacks, said once.
-NO_CREATE_ENTITIES = "emulator: POST CreateEntities is 404"
-NO_KEY_CREATE = "emulator: POST EntityDefinitions(LogicalName='account')/Keys is 405"
-NO_FILE_COLUMN = "emulator: POST EntityDefinitions(id)/Attributes refuses FileAttributeMetadata (400)"
-NO_METADATA_CHANGES = "emulator: GET RetrieveMetadataChanges(Query=@p1) is 404"
-NO_COLUMN_DELETE = "emulator: DELETE EntityDefinitions(id)/Attributes(id) is 405"
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +250,6 @@ def account_code_key(client: DataverseClient) -> str:
     return "new_sdkcode"
 
 
-@pytest.mark.xfail(strict=True, reason=NO_KEY_CREATE)
 def test_records_upsert(client, tag, account_code_key):
     # One item: PATCH accounts(new_sdkcode='...'); several: POST accounts/Microsoft.Dynamics.CRM.UpsertMultiple.
     client.records.upsert(
@@ -446,7 +440,6 @@ class Colour(IntEnum):
     BLUE = 2
 
 
-@pytest.mark.xfail(strict=True, reason=NO_CREATE_ENTITIES)
 def test_tables_create_and_delete(client):
     # The SDK creates tables with POST CreateEntities (a ComplexEntityMetadata list), not the documented
     # POST EntityDefinitions ("Create and update table definitions using the Web API"); that the service
@@ -491,7 +484,6 @@ def test_tables_list_columns(client):
     assert {c["AttributeType"] for c in strings} == {"String"}
 
 
-@pytest.mark.xfail(strict=True, reason=NO_METADATA_CHANGES)
 def test_tables_list_columns_typed(client, no_metadata_retry_wait):
     columns = {c["LogicalName"]: c for c in client.tables.list_columns("account", typed=True)}
     assert columns["name"]["MaxLength"] == 160
@@ -502,7 +494,6 @@ def test_tables_get_column(client):
     assert (column["LogicalName"], column["AttributeType"]) == ("name", "String")
 
 
-@pytest.mark.xfail(strict=True, reason=NO_METADATA_CHANGES)
 def test_tables_get_column_typed(client, no_metadata_retry_wait):
     assert client.tables.get_column("account", "name", typed=True)["MaxLength"] == 160
 
@@ -524,7 +515,6 @@ def test_tables_update_columns(client):
     assert column["DisplayName"]["UserLocalizedLabel"]["Label"] == "Renamed by the SDK"
 
 
-@pytest.mark.xfail(strict=True, reason=NO_COLUMN_DELETE)
 def test_tables_remove_columns(client):
     client.tables.add_columns("opportunity", {"new_SdkDoomed": "string"})
     assert client.tables.remove_columns("opportunity", ["new_SdkDoomed"]) == ["new_SdkDoomed"]
@@ -547,15 +537,11 @@ def test_tables_get_alternate_keys_of_a_fresh_org(client):
     ] == []
 
 
-@pytest.mark.xfail(strict=True, reason=NO_KEY_CREATE)
 def test_tables_create_alternate_key(client, account_code_key):
     keys = {k.schema_name: k for k in client.tables.get_alternate_keys("account")}
     assert keys["new_sdkcode_key"].key_attributes == [account_code_key]
 
 
-@pytest.mark.xfail(
-    strict=True, reason=NO_KEY_CREATE + "; DELETE EntityDefinitions(LogicalName=...)/Keys(id) is 405"
-)
 def test_tables_delete_alternate_key(client):
     client.tables.add_columns("incident", {"new_SdkRef": "string"})
     created = client.tables.create_alternate_key("incident", "new_sdkref_key", ["new_sdkref"])
@@ -575,11 +561,6 @@ def test_tables_create_lookup_field(client):
     assert client.tables.get_column("task", "new_sdkaccountid")["AttributeType"] == "Lookup"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator: a lookup created through metadata gets the navigation property "
-    "new_sdkcontactid (its logical name); Dataverse names it by its SchemaName, new_SdkContactId",
-)
 def test_tables_create_lookup_field_binds_by_schema_name(client):
     # Microsoft's SDK samples: "@odata.bind keys use the lookup field schema name (case-sensitive)"
     # (examples/advanced/prodev_quick_start.py); the SDK reads RelationshipInfo.lookup_schema_name
@@ -649,7 +630,6 @@ def test_tables_list_table_relationships(client):
     assert {"account_primary_contact", "account_parent_account"} <= names
 
 
-@pytest.mark.xfail(strict=True, reason="emulator: DELETE RelationshipDefinitions(id) is 400 'not supported'")
 def test_tables_delete_relationship(client):
     client.tables.create_many_to_many_relationship(
         ManyToManyRelationshipMetadata(
@@ -672,7 +652,6 @@ def file_column(client: DataverseClient) -> str:
     return "new_sdkdocument"
 
 
-@pytest.mark.xfail(strict=True, reason=NO_FILE_COLUMN)
 def test_files_upload_small(client, file_column, tmp_path: Path, sdk_emulator: Emulator, tag):
     (record_id,) = accounts(client, tag, "file small")
     document = tmp_path / "small.txt"
@@ -681,7 +660,6 @@ def test_files_upload_small(client, file_column, tmp_path: Path, sdk_emulator: E
     assert file_bytes(sdk_emulator, record_id, file_column) == b"small file body"
 
 
-@pytest.mark.xfail(strict=True, reason=NO_FILE_COLUMN)
 def test_files_upload_chunked(client, file_column, tmp_path: Path, sdk_emulator: Emulator, tag):
     (record_id,) = accounts(client, tag, "file chunked")
     document = tmp_path / "chunked.bin"
@@ -746,7 +724,6 @@ def test_batch_delete_bulk(client, tag):
     assert not batch.execute().has_errors
 
 
-@pytest.mark.xfail(strict=True, reason=NO_KEY_CREATE)
 def test_batch_upsert(client, tag, account_code_key):
     batch = client.batch.new()
     batch.records.upsert(
@@ -795,7 +772,6 @@ def test_batch_tables_relationships(client):
     assert result.responses[3].data["value"][0]["SchemaName"] == "new_task_contact_batch"
 
 
-@pytest.mark.xfail(strict=True, reason="emulator: DELETE RelationshipDefinitions(id) is 400 'not supported'")
 def test_batch_tables_delete_relationship(client):
     client.tables.create_many_to_many_relationship(
         ManyToManyRelationshipMetadata(
@@ -811,7 +787,6 @@ def test_batch_tables_delete_relationship(client):
     assert not batch.execute().has_errors
 
 
-@pytest.mark.xfail(strict=True, reason=NO_CREATE_ENTITIES)
 def test_batch_tables_create(client):
     batch = client.batch.new()
     batch.tables.create("new_SdkBatchTable", {"new_Title": "string"})
@@ -821,7 +796,6 @@ def test_batch_tables_create(client):
     assert not batch.execute().has_errors
 
 
-@pytest.mark.xfail(strict=True, reason=NO_COLUMN_DELETE)
 def test_batch_tables_columns(client):
     batch = client.batch.new()
     batch.tables.add_columns("contact", {"new_SdkBatchColumn": "string"})
