@@ -17,6 +17,7 @@ hidden companion column `<lookup>type` (see `Column.type_column`).
 from __future__ import annotations
 
 import uuid
+from functools import cache
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+@cache
 def stable_id(*parts: str) -> str:
     """A MetadataId that stays the same across runs, so clients may cache it."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "d365-emulator:" + ":".join(parts)))
