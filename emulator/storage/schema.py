@@ -17,8 +17,8 @@ hidden companion column `<lookup>type` (see `Column.type_column`).
 from __future__ import annotations
 
 import uuid
-from functools import cache
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 LOOKUP_TYPES = frozenset({"Lookup", "Customer", "Owner"})
