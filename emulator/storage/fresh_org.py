@@ -102,10 +102,13 @@ def add_fresh_org_tables(builder: TableBuilder, modelled: frozenset[str]) -> Non
                 cols.append(spec)
         if facts["primary_name"] not in columns:
             cols.append(Column(facts["primary_name"], "String", display="Name", max_length=100))
-        builder.table(name, facts["entity_set_name"], facts["primary_id"], facts["primary_name"],
-                      facts["object_type_code"], display, plural, cols, ownership=ownership,
-                      state=_states(columns), activity=name in ACTIVITIES, schema_name=schema_name,
-                      change_tracking=facts.get("change_tracking") is not False)
+        table = builder.table(name, facts["entity_set_name"], facts["primary_id"], facts["primary_name"],
+                              facts["object_type_code"], display, plural, cols, ownership=ownership,
+                              state=_states(columns), activity=name in ACTIVITIES, schema_name=schema_name,
+                              change_tracking=facts.get("change_tracking") is not False)
+        stated = columns.get(facts["primary_name"], {}).get("required_level")
+        if stated:          # the builder makes a primary name required; lead.fullname, for one, is not
+            table.columns[facts["primary_name"]].required = stated
     for table in builder.schema.tables.values():
         for col in table.columns.values():
             if col.option_set is not None and col.option_set.is_global:
