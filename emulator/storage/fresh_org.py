@@ -15,7 +15,13 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from d365_components.emulator.storage.columns import LookupSpec, StateOptionSets, state_option_sets
+from d365_components.emulator.storage.columns import (
+    INT_MAX,
+    INT_MIN,
+    LookupSpec,
+    StateOptionSets,
+    state_option_sets,
+)
 from d365_components.emulator.storage.schema import Column, Option, OptionSet
 from d365_components.emulator.storage.table_builder import TableBuilder
 
@@ -72,6 +78,10 @@ BUILT_IN = frozenset({"createdon", "modifiedon", "versionnumber", "createdby", "
                       "modifiedonbehalfby", "statecode", "statuscode"})
 OWNER_COLUMNS = frozenset({"ownerid", "owningbusinessunit"})
 MONEY_COLUMNS = frozenset({"transactioncurrencyid", "exchangerate"})
+# type: (precision, min, max)
+NUMBER_DEFAULTS: dict[str, tuple[int | None, float, float]] = {
+    "Money": (2, -922337203685477, 922337203685477), "Decimal": (2, -100000000000, 100000000000),
+    "Double": (5, -1e15, 1e15), "Integer": (None, INT_MIN, INT_MAX)}
 
 
 @cache
@@ -133,10 +143,11 @@ def _column(table: str, name: str, c: dict[str, Any], modelled: frozenset[str]) 
         col.max_length = col.max_length or 2000
     elif kind == "DateTime":
         col.format = "DateOnly" if c.get("format") == "DateOnly" else "DateAndTime"
-    elif kind == "Money":
-        col.precision = 2 if col.precision is None else col.precision
-    elif kind in ("Decimal", "Double"):
-        col.precision = 2 if col.precision is None else col.precision
+    elif kind in NUMBER_DEFAULTS:      # where the facts are silent: the platform's defaults
+        precision, lo, hi = NUMBER_DEFAULTS[kind]
+        col.precision = precision if col.precision is None else col.precision
+        col.min_value = lo if col.min_value is None else col.min_value
+        col.max_value = hi if col.max_value is None else col.max_value
     if kind in ("Picklist", "Boolean"):
         options = [Option(int(v), label) for v, label in sorted(c.get("options", {}).items(), key=lambda o: int(o[0]))]
         if kind == "Boolean" and not options:
