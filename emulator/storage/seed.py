@@ -4,8 +4,9 @@
   unit, default team, the two users of emulator/defaults.py (the app user and a system
   administrator) and the base currency (USD).
 * ``fresh`` (the default): a fresh org: the above plus the rows a new Dynamics 365 org already
-  lists: SDK messages and their filters, the default subject and the three business process flows
-  (with their stages). No alternate keys, no sample records.
+  lists: SDK messages and their filters, each user's and the team's private default queue, the
+  default subject and the three business process flows (with their stages). No alternate keys, no
+  sample records, no price list.
 * ``demo``: a fresh org plus the customizations and sample records the demo and the suite's
   shared emulator use: alternate keys on account.accountnumber and contact.emailaddress1, the
   custom choices column account.new_channels, a few accounts, contacts and a task.
@@ -65,6 +66,12 @@ def seed_rows(store: Store, profile: str | None) -> None:
     if name == "none":
         return
     _sdk_messages(store, as_system)
+    for owner, owner_type, queue_name in ((defaults.APP_USER_ID, "systemuser", "<# emulator-app>"),
+                                          (defaults.USER_ID, "systemuser", f"<{defaults.USER_NAME}>"),
+                                          (TEAM_ID, "team", f"<{defaults.ORGANIZATION_NAME}>")):
+        queue = store.insert("queue", {"name": queue_name, "queueviewtype": 1, "ownerid": owner, "owneridtype": owner_type,
+                                       "businessunitid": defaults.BUSINESS_UNIT_ID}, **as_system)
+        store.update(owner_type, owner, {"queueid": queue["queueid"]}, **as_system)
     store.insert("subject", {"title": "Default Subject", "featuremask": 1}, **as_system)
     for flow, unique, table, stages in PROCESS_FLOWS:
         process = store.insert("workflow", {

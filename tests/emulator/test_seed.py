@@ -31,6 +31,9 @@ def test_a_fresh_org_has_its_rows_and_no_sample_data(fresh):
     assert {u["fullname"] for u in values(fresh, "systemusers?$select=fullname")} >= {"# emulator-app"}
     assert [c["isocurrencycode"] for c in values(fresh, "transactioncurrencies?$select=isocurrencycode")] == ["USD"]
     assert [s["title"] for s in values(fresh, "subjects?$select=title")] == ["Default Subject"]
+    queues = {q["queueid"]: q for q in values(fresh, "queues?$select=name,queueviewtype")}
+    assert len(queues) == 3 and {q["queueviewtype"] for q in queues.values()} == {1}
+    assert {u["_queueid_value"] for u in values(fresh, "systemusers?$select=_queueid_value")} <= set(queues)
     flows = values(fresh, "workflows?$select=uniquename,primaryentity&$filter=category eq 4&$orderby=uniquename")
     assert [(f["uniquename"], f["primaryentity"]) for f in flows] == [
         ("leadtoopportunitysalesprocess", "lead"), ("opportunitysalesprocess", "opportunity"),
