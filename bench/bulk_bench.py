@@ -37,7 +37,7 @@ from client_bench import bulk_insert
 def serve(pipe: Any, query_rows: int) -> None:
     from d365_components.emulator.server import Emulator
 
-    with Emulator(seed=None) as emulator:
+    with Emulator(seed="demo") as emulator:      # demo: upserts by its account.accountnumber key
         protection = getattr(emulator.app.state, "protection", None)
         if protection is not None:
             protection.configure(requests=10**9, execution_time=10**9)

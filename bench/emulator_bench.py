@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/emulator_bench.py [--rows 1000000] [--requests 4000] [--concurrency 16]
 
-1. serves a default emulator (in-memory store, demo seed) from a separate process (over HTTPS;
+1. serves an emulator (in-memory store, demo seed) from a separate process (over HTTPS;
    client and server do not share a GIL) and measures single-row GET by id and POST create with
    plain http.client keep-alive connections in `--processes` processes, against the 2,000/s target;
 2. builds a SQLite file with `--rows` accounts (executemany, straight into the store's table),

@@ -254,7 +254,8 @@ def manifest(check: bool, components: tuple[str, ...], directory: Path | None, u
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one).")
 @click.option("--db", default=":memory:", show_default=True, help="SQLite file, or :memory:.")
-@click.option("--seed", type=click.Choice(["demo", "none"]), default="demo", show_default=True, help="Sample data to load.")
+@click.option("--seed", type=click.Choice(["none", "fresh", "demo"]), default="fresh", show_default=True,
+              help="Seed profile: a fresh org, the demo's sample data and keys, or only the org and its users.")
 @click.option("--faults", default=None, metavar="SPEC", help="Fault injection, e.g. '429=0.1,503=0.05,latency=20ms,seed=7'.")
 def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> None:
     """Run the embedded Dataverse emulator (HTTPS Web API and token endpoint) until Ctrl-C."""
@@ -268,7 +269,7 @@ def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> No
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from None
     try:
-        run_standalone(host=host, port=port, db=db, seed=None if seed == "none" else seed, faults=spec)
+        run_standalone(host=host, port=port, db=db, seed=seed, faults=spec)
     except OSError as exc:  # the port is taken, the address is not local, the db cannot be opened
         raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 

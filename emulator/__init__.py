@@ -15,8 +15,10 @@ module level (tests/emulator/test_layering.py checks all three):
 - `storage/`: the table model and its SQLite store: `schema` (tables, columns, relationships,
   option sets), `store` (SQL, row stamps, change listeners), `columns` (typed column constructors:
   `string_column`, `money_column`, ...), `table_builder` (system columns and lookup
-  relationships), `standard_tables` (the 26 standard tables), `seed` (the rows a new store starts
-  with, per seed profile), `system_jobs` (asyncoperation and bulkdeleteoperation).
+  relationships), `fresh_org` (a fresh org's 38 standard tables, read from the facts in
+  `fresh_org.json`), `standard_tables` (those plus the emulator's system tables), `seed` (the seed
+  profiles none/fresh/demo: the rows a new store starts with, and the demo's keys and column), `system_jobs` (asyncoperation and
+  bulkdeleteoperation).
 - `request/`: `context` (the request context `Ctx` every handler gets, and its `Reply`).
 - `query/`: query languages compiled to parameterized SQL: `filter_grammar`, `filter_values` and
   `filter_compiler` (OData $filter), `query_options` ($select, $orderby, $expand, $top), `paging`

@@ -44,7 +44,7 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         db: str = ":memory:",
-        seed: str | None = "demo",
+        seed: str | None = "fresh",
         token_lifetime: int = 3600,
         tls: bool = True,
         cert_dir: str | Path | None = None,
@@ -183,7 +183,7 @@ def run_standalone(
     host: str = "127.0.0.1",
     port: int = 8443,
     db: str = ":memory:",
-    seed: str | None = "demo",
+    seed: str | None = "fresh",
     faults: str | Faults | None = None,
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM), printing everything a client needs to connect."""

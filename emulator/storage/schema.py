@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 LOOKUP_TYPES = frozenset({"Lookup", "Customer", "Owner"})
@@ -39,6 +40,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+@cache
 def stable_id(*parts: str) -> str:
     """A MetadataId that stays the same across runs, so clients may cache it."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "d365-emulator:" + ":".join(parts)))

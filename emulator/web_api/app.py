@@ -46,8 +46,7 @@ from d365_components.emulator.protocol.errors import (
 from d365_components.emulator.protocol.literals import split_path, split_segment
 from d365_components.emulator.records import fetchxml, handler, rows, sql_query
 from d365_components.emulator.request.context import JSON_TYPE, Ctx, Reply
-from d365_components.emulator.storage.seed import seed_rows
-from d365_components.emulator.storage.standard_tables import standard_schema
+from d365_components.emulator.storage.seed import profile_schema, seed_rows
 from d365_components.emulator.storage.store import Store
 from d365_components.emulator.web_api.batch import handle_batch
 
@@ -60,8 +59,8 @@ METADATA_SETS = frozenset({"EntityDefinitions", "RelationshipDefinitions", "Glob
 _API_URL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+)?/api/data/(v[^/?]+)/?([^?]*)(?:\?(.*))?$", re.S)
 
 
-def create_app(*, identity: IdentityProvider, org_url: str, db: str = ":memory:", seed: str | None = "demo") -> Starlette:
-    schema = standard_schema()
+def create_app(*, identity: IdentityProvider, org_url: str, db: str = ":memory:", seed: str | None = "fresh") -> Starlette:
+    schema = profile_schema(seed)
     store = Store(schema, db)
     if store.get("organization", defaults.ORGANIZATION_ID) is None:
         seed_rows(store, seed)

@@ -24,7 +24,7 @@ OUTPUT = get_registry().get("dynamics365.bulk_upsert").output_schema
 
 @pytest.fixture(scope="module")
 def org():
-    with Emulator(seed=None) as running:
+    with Emulator(seed="demo") as running:      # demo: upserts by the demo's account.accountnumber key
         yield running
 
 

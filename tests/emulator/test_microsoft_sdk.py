@@ -526,9 +526,6 @@ def test_tables_remove_columns(client):
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="emulator: seed has account.accountnumber_key; a fresh org has no key on account"
-)
 def test_tables_get_alternate_keys_of_a_fresh_org(client):
     assert [
         k.schema_name
