@@ -16,11 +16,12 @@ module level (tests/emulator/test_layering.py checks all three):
   option sets), `store` (SQL, row stamps, change listeners), `columns` (typed column constructors:
   `string_column`, `money_column`, ...), `table_builder` (system columns and lookup
   relationships), `standard_tables` (the 26 standard tables), `seed` (the rows a new store starts
-  with, per seed profile).
+  with, per seed profile), `time_limit` (the SQL time limit of a request).
 - `request/`: `context` (the request context `Ctx` every handler gets, and its `Reply`).
 - `query/`: query languages compiled to parameterized SQL: `filter_grammar`, `filter_values` and
   `filter_compiler` (OData $filter), `query_options` ($select, $orderby, $expand, $top), `paging`
-  (keyset $skiptoken), `fetchxml_parse`, `fetchxml_sql` and `fetchxml_plan` (FetchXML), `aggregate` ($apply).
+  (keyset $skiptoken), `fetchxml_parse`, `fetchxml_sql` and `fetchxml_plan` (FetchXML), `aggregate` ($apply),
+  `complexity` (queries too complex to run are refused).
 - `records/`: entity-set requests: `handler` (routing under `/accounts...`), `rows` (keys and
   references), `representation` (rows as JSON, annotations, $expand), `read`, `values` (JSON
   values to storage), `write` (create, update, upsert, delete, @odata.bind, deep insert),
@@ -37,7 +38,8 @@ module level (tests/emulator/test_layering.py checks all three):
   messages), `built_in` (the explicit list of built-in message modules and the tables they need).
 - `identity/`: `provider` (the OpenID provider: discovery, authorize and token endpoints, signing
   keys, token verification), `oauth` (errors in Entra's shape, grants, PKCE, redirects).
-- `limits/`: `faults` (fault injection), `protection` (service protection limits).
+- `limits/`: `faults` (fault injection), `protection` (service protection limits), `request_size`
+  (431/413 for oversized headers and bodies).
 - `events/`: what happens after a write: `webhooks` (service endpoints and steps, deliveries),
   `webhook_auth` (endpoint authentication, secrets kept out of errors), `webhook_tables` (step
   images, system jobs), `remote_context` (the RemoteExecutionContext a webhook receives),

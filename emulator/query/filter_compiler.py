@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from d365_components.emulator.protocol.errors import bad_request, not_supported, unknown_property
+from d365_components.emulator.query import complexity
 from d365_components.emulator.query.filter_grammar import FilterNode, parse_filter
 from d365_components.emulator.query.filter_values import (
     OP_NAMES,
@@ -362,6 +363,7 @@ def _fmt(t: datetime) -> str:
 def compile_filter(schema: Schema, table: Table, text: str, *, alias: str = "t0", user: QueryUser | None = None,
                    params: list[Any] | None = None) -> tuple[str, list[Any]]:
     """$filter text (aliases already substituted) -> (SQL condition on `alias`, parameters)."""
+    complexity.check_filter(text)
     compiler = FilterCompiler(schema, user)
     if params is not None:
         compiler.params = params
