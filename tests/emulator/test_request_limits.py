@@ -156,3 +156,18 @@ def test_stopping_with_an_open_keep_alive_connection_is_quick_and_quiet(fresh_em
         client.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert stopping < 1.5, stopping          # uvicorn alone waits out its 2 s graceful timeout
+
+
+def test_more_than_15_expand_options_are_refused(emulator):
+    dispatch = emulator.app.state.dispatch
+    nested = "modifiedby($expand=" * 8 + "createdby" + ")" * 8                  # 9 options, nested
+    flat = ",".join(["createdby", "primarycontactid", "parentaccountid", "transactioncurrencyid",
+                     "owningbusinessunit", "ownerid"])                          # 6 more: 15 in all
+    status, _, payload = dispatch("GET", f"/api/data/v9.2/accounts?$top=1&$expand={quote(nested + ',' + flat)}", {},
+                                  b"", caller=CALLER)
+    assert status == 200, payload[:300]
+    status, _, payload = dispatch("GET", f"/api/data/v9.2/accounts?$top=1&$expand={quote(nested + ',' + flat)}"
+                                  f"{quote(',modifiedonbehalfby')}", {}, b"", caller=CALLER)
+    assert status == 400, payload[:300]
+    assert json.loads(payload)["error"] == {"code": "0x80040203",
+                                            "message": "Number of link entities in query exceeded maximum limit."}
