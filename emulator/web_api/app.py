@@ -189,7 +189,9 @@ def _dispatch(state: State, method: str, version: str, path: str, raw_query: str
         query = dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {}
         ctx = Ctx(state, method, f"{state.org_url}/api/data/{version}", path, raw_query, query, headers, body,
                   caller, user_id, on_behalf_of, business_unit)
-        with time_limit(state.query_seconds):
+        # one request at a time on the store, as when everything ran on the event loop: handlers
+        # read then write without transactions of their own; the event loop stays free meanwhile
+        with state.store.lock, time_limit(state.query_seconds):
             reply = route(ctx)
     except DataverseError as exc:
         reply = _error_reply(exc)
