@@ -35,7 +35,7 @@ from d365_components.runtime import (
     remove_webhook,
 )
 
-__all__ = ["HostedTrigger", "create_trigger_app", "serve"]
+__all__ = ["HostedTrigger", "create_trigger_app", "event_line", "serve"]
 
 log = get_logger("d365_components.webhook_host")
 EventCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
