@@ -11,6 +11,11 @@ and mounts:
 path as HTTP requests (routing, errors, headers) without re-checking the token: `$batch` calls it
 per part, with the claims verified on the outer request. `app.state.store.transaction()` makes a
 change set atomic. `app.state.store` and `app.state.org_url` are public.
+
+A Web API request runs in a worker thread holding the store's lock for its whole run (requests
+stay serial on the store, as they were on the event loop), under a SQL time limit of
+`app.state.query_seconds` (storage.time_limit): the event loop stays free to accept, refuse and
+answer other requests meanwhile.
 """
 
 from __future__ import annotations
