@@ -35,6 +35,12 @@ def too_complex(count: int, what: str) -> DataverseError:
                           f"at most {MAX_VALUES} are allowed in one query.")
 
 
+def too_deep() -> DataverseError:
+    """A `$filter` whose chain of operators is too long or too deeply nested to parse."""
+    return DataverseError(400, TOO_COMPLEX, "Generic SQL error: the query is too complex. Its $filter nests "
+                                            "or chains more operators than can be parsed.")
+
+
 def check_fetch(root: Element) -> None:
     """A parsed `<fetch>`: its conditions and `<value>` elements together within `MAX_VALUES`."""
     count = sum(1 for el in root.iter() if el.tag in ("condition", "value"))

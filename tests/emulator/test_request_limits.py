@@ -171,3 +171,19 @@ def test_more_than_15_expand_options_are_refused(emulator):
     assert status == 400, payload[:300]
     assert json.loads(payload)["error"] == {"code": "0x80040203",
                                             "message": "Number of link entities in query exceeded maximum limit."}
+
+
+def test_long_chains_of_or_and_and_run_and_deep_nesting_is_refused(emulator, store):
+    name = "chain " + uuid.uuid4().hex[:8]
+    store.insert("account", {"name": name}, user=defaults.APP_USER_ID)
+    dispatch = emulator.app.state.dispatch
+    ors = " or ".join([*(f"name eq 'v{i}'" for i in range(1999)), f"name eq '{name}'"])
+    ands = " and ".join([*(f"name ne 'v{i}'" for i in range(1999)), f"name eq '{name}'"])
+    for text in (ors, ands):
+        status, _, payload = dispatch("GET", f"/api/data/v9.2/accounts?$select=name&$filter={quote(text)}", {}, b"",
+                                      caller=CALLER)
+        assert status == 200, payload[:300]
+        assert [row["name"] for row in json.loads(payload)["value"]] == [name]
+    status, _, payload = dispatch("GET", f"/api/data/v9.2/accounts?$filter={quote('not ' * 3000 + 'name eq null')}",
+                                  {}, b"", caller=CALLER)
+    assert status == 400 and json.loads(payload)["error"]["code"] == "0x80044150", payload[:300]
