@@ -177,8 +177,8 @@ def test_long_chains_of_or_and_and_run_and_deep_nesting_is_refused(emulator, sto
     name = "chain " + uuid.uuid4().hex[:8]
     store.insert("account", {"name": name}, user=defaults.APP_USER_ID)
     dispatch = emulator.app.state.dispatch
-    ors = " or ".join([*(f"name eq 'v{i}'" for i in range(1999)), f"name eq '{name}'"])
-    ands = " and ".join([*(f"name ne 'v{i}'" for i in range(1999)), f"name eq '{name}'"])
+    ors = " or ".join([*(f"name eq '{name} {i}'" for i in range(1999)), f"name eq '{name}'"])
+    ands = " and ".join([*(f"name ne '{name} {i}'" for i in range(1999)), f"name eq '{name}'"])
     for text in (ors, ands):
         status, _, payload = dispatch("GET", f"/api/data/v9.2/accounts?$select=name&$filter={quote(text)}", {}, b"",
                                       caller=CALLER)
