@@ -18,12 +18,13 @@ module level (tests/emulator/test_layering.py checks all three):
   relationships), `fresh_org` (a fresh org's 38 standard tables, read from the facts in
   `fresh_org.json`), `standard_tables` (those plus the emulator's system tables), `seed` (the seed
   profiles none/fresh/demo: the rows a new store starts with, and the demo's keys and column), `system_jobs` (asyncoperation and
-  bulkdeleteoperation).
+  bulkdeleteoperation), `time_limit` (the SQL time limit of a request).
 - `request/`: `context` (the request context `Ctx` every handler gets, and its `Reply`).
 - `query/`: query languages compiled to parameterized SQL: `filter_grammar`, `filter_values` and
   `filter_compiler` (OData $filter), `query_options` ($select, $orderby, $expand, $top), `paging`
   (keyset $skiptoken), `fetchxml_parse`, `fetchxml_sql` and `fetchxml_plan` (FetchXML), `aggregate` ($apply),
-  `sql` (the `?sql=` subset), `query_expression` (a QueryExpression's criteria, for BulkDelete).
+  `sql` (the `?sql=` subset), `query_expression` (a QueryExpression's criteria, for BulkDelete),
+  `complexity` (queries too complex to run are refused).
 - `records/`: entity-set requests: `handler` (routing under `/accounts...`), `rows` (keys and
   references), `representation` (rows as JSON, annotations, $expand), `read`, `values` (JSON
   values to storage), `write` (create, update, upsert, delete, @odata.bind, deep insert),
@@ -45,7 +46,8 @@ module level (tests/emulator/test_layering.py checks all three):
   of built-in message modules and the tables they need).
 - `identity/`: `provider` (the OpenID provider: discovery, authorize and token endpoints, signing
   keys, token verification), `oauth` (errors in Entra's shape, grants, PKCE, redirects).
-- `limits/`: `faults` (fault injection), `protection` (service protection limits).
+- `limits/`: `faults` (fault injection), `protection` (service protection limits), `request_size`
+  (431/413 for oversized headers and bodies).
 - `events/`: what happens after a write: `webhooks` (service endpoints and steps, deliveries),
   `webhook_auth` (endpoint authentication, secrets kept out of errors), `webhook_tables` (step
   images, system jobs), `remote_context` (the RemoteExecutionContext a webhook receives),

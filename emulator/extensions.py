@@ -22,6 +22,7 @@ from d365_components.emulator.events.change_tracking import ChangeTracking, Chan
 from d365_components.emulator.events.webhooks import Webhooks
 from d365_components.emulator.limits.faults import FaultInjector, Faults
 from d365_components.emulator.limits.protection import Limits, ServiceProtection
+from d365_components.emulator.limits.request_size import RequestSize
 
 
 @dataclass
@@ -87,6 +88,7 @@ def install(app: Starlette | ExtendedApp, *, settings: EmulatorFeatures | None =
     protection = ServiceProtection(outer, settings.limits)
     protection.enabled = settings.limits is not None
     state.protection = outer = protection
+    outer = RequestSize(outer)
     state.extension_listeners = [x for x in state.store.listeners if x not in before]
     state.features = settings
     return ExtendedApp(app, outer)

@@ -107,7 +107,7 @@ class Emulator:
             ssl_certfile=str(self._certificates.certfile) if self._certificates else None,
             ssl_keyfile=str(self._certificates.keyfile) if self._certificates else None,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _QuickServer(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name=f"emulator:{self.port}", daemon=True)
         self._thread.start()
@@ -177,6 +177,18 @@ class Emulator:
         response.raise_for_status()
         token: str = response.json()["access_token"]
         return token
+
+
+class _QuickServer(uvicorn.Server):
+    """uvicorn, except that stopping drops open connections at once: uvicorn would wait for idle
+    keep-alive (TLS) connections until its graceful timeout, then log an ERROR."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        await super().shutdown(sockets)
 
 
 def run_standalone(

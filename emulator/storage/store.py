@@ -45,6 +45,7 @@ from typing import Any
 
 from d365_components.emulator import defaults
 from d365_components.emulator.protocol.errors import duplicate_entity_key, duplicate_key
+from d365_components.emulator.storage import time_limit
 from d365_components.emulator.storage.schema import Column, ManyToMany, Schema, Table, new_id
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Store:
         self.path = path
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.conn.row_factory = _dict_row
+        time_limit.install(self.conn)          # SQL stops at the calling thread's deadline, if any
         self.lock = threading.RLock()
         self.listeners: list[Listener] = []
         self.installed: set[str] = set()          # add-ons set up on this store ("files", ...)
