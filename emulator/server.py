@@ -27,6 +27,7 @@ from d365_components.emulator import defaults
 from d365_components.emulator.extensions import EmulatorFeatures, install
 from d365_components.emulator.identity.provider import IdentityProvider
 from d365_components.emulator.limits.faults import Faults
+from d365_components.emulator.limits.latency import Latency
 from d365_components.emulator.tls import Certificates, make_certificates, user_cache_dir
 from d365_components.emulator.web_api.app import create_app
 
@@ -50,9 +51,11 @@ class Emulator:
         cert_dir: str | Path | None = None,
         faults: str | Faults | None = None,
         features: EmulatorFeatures | None = None,
+        latency: str | Latency | None = None,
     ):
         """``features`` sets part 2 of the emulator (webhooks out, change tracking, service
-        protection limits, faults); ``faults`` is a shortcut for its fault-injection spec."""
+        protection limits, faults); ``faults`` is a shortcut for its fault-injection spec; ``latency``
+        adds server time per request and per written row, a sleep (``"30ms,per-row=0.2ms"``)."""
         self.tls = tls
         self.faults = Faults.parse(faults) if isinstance(faults, str) else faults
         self._socket = _bind(host, port)
@@ -79,6 +82,9 @@ class Emulator:
             features = features or EmulatorFeatures()
             if self.faults is not None:
                 features = dataclasses.replace(features, faults=self.faults)
+            if latency is not None:
+                features = dataclasses.replace(
+                    features, latency=Latency.parse(latency) if isinstance(latency, str) else latency)
             self.app = install(
                 create_app(identity=self.identity, org_url=self.org_url, db=db, seed=seed), settings=features
             )
