@@ -25,7 +25,7 @@ from d365_components.extras import MissingExtraError, require
 from d365_components.inputs import coerce_form_values
 from d365_components.manifest import build_ui_schemas, default_directory, manifest_files, stale_files
 from d365_components.redaction import redact
-from d365_components.registry import get_registry
+from d365_components.registry import check_schemas, get_registry
 from d365_components.runtime import fetch_choices, invoke, open_connection, run_sync
 from d365_components.runtime import poll as poll_trigger
 
@@ -241,6 +241,7 @@ def manifest(check: bool, components: tuple[str, ...], directory: Path | None, u
         _print_json({k: v for c in keys for k, v in build_ui_schemas(get_registry(), c, ui).items()})
         return
     directory = directory or default_directory()
+    check_schemas(get_registry())  # every definition's schemas, checked here rather than at each start
     files = manifest_files(get_registry(), list(components) or ["dynamics365"])
     if check:
         stale = stale_files(directory, files)
