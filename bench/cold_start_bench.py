@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=15)
     args = parser.parse_args()
     times: dict[str, list[float]] = {name: [] for name in CASES}
-    for name, (command, _) in CASES.items():  # warm the file and bytecode caches once
+    for command, _ in CASES.values():  # warm the file and bytecode caches once
         wall(command)
     for _ in range(args.trials):
         for name, (command, _) in CASES.items():  # interleaved: A B C D A B C D ...
