@@ -265,9 +265,11 @@ def main() -> None:
     parser.add_argument("--latency", default="30ms,per-row=0.2ms", help="the realistic-latency mode's server time")
     parser.add_argument("--query-rows", type=int, default=200_000, help="rows read by fetch-all (0: skip)")
     parser.add_argument("--skip-cpu-bound", action="store_true", help="only the realistic-latency writes")
+    parser.add_argument("--skip-writes", action="store_true", help="only fetch-all")
     args = parser.parse_args()
-    write_section(args, args.latency)
-    if not args.skip_cpu_bound:
+    if not args.skip_writes:
+        write_section(args, args.latency)
+    if not args.skip_writes and not args.skip_cpu_bound:
         write_section(args, None)
     fetch_section(args)
 
