@@ -138,7 +138,7 @@ def sdk(operation: str) -> Callable[[dict[str, Any], list[dict[str, Any]]], Resu
 
         os.environ["REQUESTS_CA_BUNDLE"] = inputs["caBundle"]  # the SDK uses requests, which reads this
         client = DataverseClient(inputs["webApiUrl"], _EmulatorCredential(inputs))
-        client.records.get("account", filter="name eq 'warm-up'")  # token and pool warm
+        client.records.list("account", filter="name eq 'warm-up'", top=1)  # token and pool warm
         if operation == "upsert":
             items = [{"alternate_key": {"accountnumber": r["accountnumber"]},
                       "record": {k: v for k, v in r.items() if k != "accountnumber"}} for r in rows]
