@@ -37,7 +37,8 @@ module level (tests/emulator/test_layering.py checks all three):
   messages), `built_in` (the explicit list of built-in message modules and the tables they need).
 - `identity/`: `provider` (the OpenID provider: discovery, authorize and token endpoints, signing
   keys, token verification), `oauth` (errors in Entra's shape, grants, PKCE, redirects).
-- `limits/`: `faults` (fault injection), `protection` (service protection limits).
+- `limits/`: `faults` (fault injection), `protection` (service protection limits), `latency` (server
+  time per request and per written row, a sleep, for benchmarks).
 - `events/`: what happens after a write: `webhooks` (service endpoints and steps, deliveries),
   `webhook_auth` (endpoint authentication, secrets kept out of errors), `webhook_tables` (step
   images, system jobs), `remote_context` (the RemoteExecutionContext a webhook receives),

@@ -57,14 +57,27 @@ class Latency:
         return f"{self.per_request * 1000:g}ms,per-row={self.per_row * 1000:g}ms"
 
 
-def rows_in(path: str, body_counts: tuple[int, int]) -> int:
-    """Rows a request writes, from the counted markers (targets, batch parts) of its body."""
-    targets, parts = body_counts
-    if path.endswith("/$batch"):
-        return max(parts, 1)
-    if path.endswith(("Multiple", "Multiple/")):
-        return max(targets, 1)
-    return 1
+class BodyMarkers:
+    """Counts the row markers of a request body fed chunk by chunk (a marker may span two chunks)."""
+
+    def __init__(self) -> None:
+        self.targets = 0
+        self.parts = 0
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        window = self._tail + chunk
+        self.targets += window.count(_TARGET) - self._tail.count(_TARGET)
+        self.parts += window.count(_PART) - self._tail.count(_PART)
+        self._tail = window[-_OVERLAP:]
+
+    def rows(self, path: str) -> int:
+        """Rows the request writes: targets of a *Multiple message, parts of a $batch, else one."""
+        if path.endswith("/$batch"):
+            return max(self.parts, 1)
+        if path.endswith(("Multiple", "Multiple/")):
+            return max(self.targets, 1)
+        return 1
 
 
 class LatencyMiddleware:
@@ -79,27 +92,21 @@ class LatencyMiddleware:
         if scope["type"] != "http" or not path.startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
-        counts = [0, 0]
-        tail = b""
+        markers = BodyMarkers()
         waited = False
 
         async def counting_receive() -> Message:
-            nonlocal tail
             message = await receive()
             chunk = message.get("body", b"")
             if chunk and self.latency.per_row:
-                window = tail + chunk
-                counts[0] += window.count(_TARGET) - tail.count(_TARGET)
-                counts[1] += window.count(_PART) - tail.count(_PART)
-                tail = window[-_OVERLAP:]
+                markers.feed(chunk)
             return message
 
         async def waiting_send(message: Message) -> None:
             nonlocal waited
             if message["type"] == "http.response.start" and not waited:
                 waited = True
-                rows = rows_in(path, (counts[0], counts[1]))
-                await asyncio.sleep(self.latency.per_request + self.latency.per_row * rows)
+                await asyncio.sleep(self.latency.per_request + self.latency.per_row * markers.rows(path))
             await send(message)
 
         await self.app(scope, counting_receive, waiting_send)
