@@ -261,11 +261,13 @@ def manifest(check: bool, components: tuple[str, ...], directory: Path | None, u
 @click.option("--db", default=":memory:", show_default=True, help="SQLite file, or :memory:.")
 @click.option("--seed", type=click.Choice(["demo", "none"]), default="demo", show_default=True, help="Sample data to load.")
 @click.option("--faults", default=None, metavar="SPEC", help="Fault injection, e.g. '429=0.1,503=0.05,latency=20ms,seed=7'.")
-def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> None:
+@click.option("--latency", default=None, metavar="SPEC", help="Server time per request and per written row (a sleep, for benchmarks), e.g. '30ms,per-row=0.2ms'.")
+def emulator(host: str, port: int, db: str, seed: str, faults: str | None, latency: str | None) -> None:
     """Run the embedded Dataverse emulator (HTTPS Web API and token endpoint) until Ctrl-C."""
     require("emulator", "d365 emulator")
     # optional dependency (the `emulator` extra), checked just above
     from d365_components.emulator.limits.faults import Faults
+    from d365_components.emulator.limits.latency import Latency
     from d365_components.emulator.server import run_standalone
 
     try:
@@ -273,7 +275,11 @@ def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> No
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from None
     try:
-        run_standalone(host=host, port=port, db=db, seed=None if seed == "none" else seed, faults=spec)
+        delay = Latency.parse(latency) if latency else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--latency") from None
+    try:
+        run_standalone(host=host, port=port, db=db, seed=None if seed == "none" else seed, faults=spec, latency=delay)
     except OSError as exc:  # the port is taken, the address is not local, the db cannot be opened
         raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 

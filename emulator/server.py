@@ -58,6 +58,7 @@ class Emulator:
         adds server time per request and per written row, a sleep (``"30ms,per-row=0.2ms"``)."""
         self.tls = tls
         self.faults = Faults.parse(faults) if isinstance(faults, str) else faults
+        self.latency = Latency.parse(latency) if isinstance(latency, str) else latency
         self._socket = _bind(host, port)
         self.port: int = self._socket.getsockname()[1]
         url_host = f"[{host}]" if ":" in host else host
@@ -82,9 +83,8 @@ class Emulator:
             features = features or EmulatorFeatures()
             if self.faults is not None:
                 features = dataclasses.replace(features, faults=self.faults)
-            if latency is not None:
-                features = dataclasses.replace(
-                    features, latency=Latency.parse(latency) if isinstance(latency, str) else latency)
+            if self.latency is not None:
+                features = dataclasses.replace(features, latency=self.latency)
             self.app = install(
                 create_app(identity=self.identity, org_url=self.org_url, db=db, seed=seed), settings=features
             )
@@ -191,9 +191,11 @@ def run_standalone(
     db: str = ":memory:",
     seed: str | None = "demo",
     faults: str | Faults | None = None,
+    latency: str | Latency | None = None,
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM), printing everything a client needs to connect."""
-    emulator = Emulator(host=host, port=port, db=db, seed=seed, cert_dir=user_cache_dir(), faults=faults)
+    emulator = Emulator(host=host, port=port, db=db, seed=seed, cert_dir=user_cache_dir(), faults=faults,
+                        latency=latency)
     # Installed explicitly: a shell that starts us in the background has SIGINT ignored.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -242,6 +244,7 @@ def describe(emulator: Emulator) -> str:
         f"  Token URL:      {emulator.token_url}",
         f"  CA bundle:      {emulator.ca_bundle or '(plain http)'}",
         *([f"  Faults:         {emulator.faults}"] if emulator.faults else []),
+        *([f"  Latency:        {emulator.latency}"] if emulator.latency else []),
         "",
         "Try it:",
         f'  curl {cacert}-H "Authorization: Bearer $({token_command})" {emulator.api_url}/WhoAmI',
