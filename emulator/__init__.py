@@ -47,7 +47,8 @@ module level (tests/emulator/test_layering.py checks all three):
 - `identity/`: `provider` (the OpenID provider: discovery, authorize and token endpoints, signing
   keys, token verification), `oauth` (errors in Entra's shape, grants, PKCE, redirects).
 - `limits/`: `faults` (fault injection), `protection` (service protection limits), `request_size`
-  (431/413 for oversized headers and bodies).
+  (431/413 for oversized headers and bodies), `latency` (server
+  time per request and per written row, a sleep, for benchmarks).
 - `events/`: what happens after a write: `webhooks` (service endpoints and steps, deliveries),
   `webhook_auth` (endpoint authentication, secrets kept out of errors), `webhook_tables` (step
   images, system jobs), `remote_context` (the RemoteExecutionContext a webhook receives),

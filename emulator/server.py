@@ -27,6 +27,7 @@ from d365_components.emulator import defaults
 from d365_components.emulator.extensions import EmulatorFeatures, install
 from d365_components.emulator.identity.provider import IdentityProvider
 from d365_components.emulator.limits.faults import Faults
+from d365_components.emulator.limits.latency import Latency
 from d365_components.emulator.tls import Certificates, make_certificates, user_cache_dir
 from d365_components.emulator.web_api.app import create_app
 
@@ -50,11 +51,14 @@ class Emulator:
         cert_dir: str | Path | None = None,
         faults: str | Faults | None = None,
         features: EmulatorFeatures | None = None,
+        latency: str | Latency | None = None,
     ):
         """``features`` sets part 2 of the emulator (webhooks out, change tracking, service
-        protection limits, faults); ``faults`` is a shortcut for its fault-injection spec."""
+        protection limits, faults); ``faults`` is a shortcut for its fault-injection spec; ``latency``
+        adds server time per request and per written row, a sleep (``"30ms,per-row=0.2ms"``)."""
         self.tls = tls
         self.faults = Faults.parse(faults) if isinstance(faults, str) else faults
+        self.latency = Latency.parse(latency) if isinstance(latency, str) else latency
         self._socket = _bind(host, port)
         self.port: int = self._socket.getsockname()[1]
         url_host = f"[{host}]" if ":" in host else host
@@ -79,6 +83,8 @@ class Emulator:
             features = features or EmulatorFeatures()
             if self.faults is not None:
                 features = dataclasses.replace(features, faults=self.faults)
+            if self.latency is not None:
+                features = dataclasses.replace(features, latency=self.latency)
             self.app = install(
                 create_app(identity=self.identity, org_url=self.org_url, db=db, seed=seed), settings=features
             )
@@ -197,9 +203,11 @@ def run_standalone(
     db: str = ":memory:",
     seed: str | None = "fresh",
     faults: str | Faults | None = None,
+    latency: str | Latency | None = None,
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM), printing everything a client needs to connect."""
-    emulator = Emulator(host=host, port=port, db=db, seed=seed, cert_dir=user_cache_dir(), faults=faults)
+    emulator = Emulator(host=host, port=port, db=db, seed=seed, cert_dir=user_cache_dir(), faults=faults,
+                        latency=latency)
     # Installed explicitly: a shell that starts us in the background has SIGINT ignored.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -248,6 +256,7 @@ def describe(emulator: Emulator) -> str:
         f"  Token URL:      {emulator.token_url}",
         f"  CA bundle:      {emulator.ca_bundle or '(plain http)'}",
         *([f"  Faults:         {emulator.faults}"] if emulator.faults else []),
+        *([f"  Latency:        {emulator.latency}"] if emulator.latency else []),
         "",
         "Try it:",
         f'  curl {cacert}-H "Authorization: Bearer $({token_command})" {emulator.api_url}/WhoAmI',
