@@ -26,7 +26,7 @@ from d365_components.connections.odata import entity_path, is_guid
 from d365_components.conventions import NAME
 from d365_components.errors import DataverseError, FieldError, InputValidationError
 
-__all__ = ["MAX_AGE", "Metadata", "Relationship", "TableInfo", "bind_values", "metadata_for"]
+__all__ = ["MAX_AGE", "Metadata", "Relationship", "TableInfo", "bind_rows", "bind_values", "metadata_for"]
 
 T = TypeVar("T")
 
@@ -260,6 +260,37 @@ async def bind_values(
     if problems:
         raise InputValidationError(problems)
     return result
+
+
+async def bind_rows(
+    metadata: Metadata, table: TableInfo, rows: list[dict[str, Any]], pointer: str, *, keep: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Every row with its lookups written as ``navprop@odata.bind`` (see :func:`bind_values`);
+    ``keep`` names columns left as given (alternate-key columns). Rows without a lookup column are
+    returned as they are, so a large load costs one pass. Errors name ``<pointer>/<row>/<column>``."""
+    lookups = await metadata.lookups(table.logical_name) if table.logical_name else None
+    names = set(lookups or {})
+    names |= {f"_{column}_value" for column in names}
+    names |= {nav for targets in (lookups or {}).values() for nav in targets.values()}
+    bound: list[dict[str, Any]] = []
+    problems: list[FieldError] = []
+    for index, row in enumerate(rows):
+        if not any(column in names or _is_lookup_reference(value) for column, value in row.items()
+                   if column not in keep):
+            bound.append(row)
+            continue
+        values = {column: value for column, value in row.items() if column not in keep}
+        try:
+            written = await bind_values(metadata, table, values, {c: f"{pointer}/{index}/{c}" for c in values})
+        except InputValidationError as exc:
+            problems.extend(exc.errors)
+            if len(problems) >= 20:
+                break
+            continue
+        bound.append({**{c: row[c] for c in keep if c in row}, **written})
+    if problems:
+        raise InputValidationError(problems)
+    return bound
 
 
 def _targets_of(lookups: dict[str, dict[str, str]], column: str) -> dict[str, str] | None:
