@@ -37,6 +37,7 @@ from d365_components.actions._common import (
     COLUMNS,
     ERROR_SCHEMA,
     GUID_PATTERN,
+    LOOKUP_FORMS,
     NAMESPACE,
     entity_type_field,
     error_json,
@@ -70,9 +71,7 @@ def rows_field() -> Any:
     return InputField(
         title="Rows",
         description=(
-            "The rows to write: a JSON array of objects of column values (any number of rows). A lookup takes "
-            "{\"table\": \"accounts\", \"id\": \"<guid>\"}, {\"table\", \"key\"}, a GUID (one-table lookups) or "
-            "\"parentcustomerid_account@odata.bind\": \"accounts(<id>)\", as the record actions do."
+            "The rows to write: a JSON array of objects of column values (any number of rows). " + LOOKUP_FORMS
         ),
         examples=[[{"name": "Contoso", "accountnumber": "A-100"}, {"name": "Fabrikam", "accountnumber": "A-101"}]],
         widget="code",

@@ -18,6 +18,7 @@ from pydantic import ConfigDict, field_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import ADVANCED, NAMESPACE, literal
+from d365_components.actions._lookups import metadata_for
 from d365_components.connections.odata import is_guid, quote
 from d365_components.conventions import COLUMNS, NAME, NAME_OR_GUID_PATTERN, NAME_PATTERN, TABLE_DEFINITIONS
 from d365_components.errors import FieldError, InputValidationError, RecordNotFoundError
@@ -389,7 +390,8 @@ class GetEntitiesMetadata(Action):
 
     class Inputs(InputModel):
         tables: list[str] = InputField(
-            [], title="Tables", description="Logical names of the tables; empty means every table.",
+            [], title="Tables",
+            description="The tables, by logical name (account) or entity set name (accounts); empty means every table.",
             examples=[["account", "contact"]], widget="list", data_source=TABLE_DEFINITIONS,
             schema={"items": {"type": "string", "pattern": NAME_PATTERN}},
         )
@@ -419,7 +421,7 @@ class GetEntitiesMetadata(Action):
         def _names(cls, names: list[str]) -> list[str]:
             for index, name in enumerate(names):
                 if not NAME.match(name):
-                    raise InputValidationError([FieldError(f"/tables/{index}", f"'{name}' is not a table's logical name")])
+                    raise InputValidationError([FieldError(f"/tables/{index}", f"'{name}' is not a table name")])
             return names
 
     output_schema = {**LIST_OUTPUT, "properties": {
@@ -435,7 +437,10 @@ class GetEntitiesMetadata(Action):
         expand = None
         if inputs.include_attributes:
             expand = [f"Attributes($select={','.join(COLUMN_SUMMARY)})"]
-        where = _table_filter(inputs.include_custom, inputs.include_only_top_level, inputs.tables)
+        metadata = metadata_for(ctx.web_api)
+        names = [(await metadata.table(name, pointer=f"/tables/{index}")).logical_name or name
+                 for index, name in enumerate(inputs.tables)]
+        where = _table_filter(inputs.include_custom, inputs.include_only_top_level, names)
         found = _listed(await ctx.web_api.get_json("EntityDefinitions", params=_query(TABLE_SUMMARY, expand, where)))
         wanted = {name.strip().lower() for name in inputs.label_filter}
         selected = {name.strip().lower() for name in inputs.default_selected}

@@ -15,12 +15,13 @@ import hashlib
 import hmac
 import json
 import traceback
+import weakref
 from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from d365_components.actions._lookups import metadata_for
 from d365_components.connections.client import WebApiClient
+from d365_components.connections.odata import quote
 from d365_components.conventions import COLUMNS, NAME_PATTERN, TABLE_DEFINITIONS
 from d365_components.definitions import (
     DEFAULT_MAX_BODY,
@@ -29,7 +30,7 @@ from d365_components.definitions import (
     WebhookResponse,
     WebhookTrigger,
 )
-from d365_components.errors import D365Error, InputValidationError
+from d365_components.errors import D365Error
 from d365_components.inputs import InputField, InputModel
 from d365_components.redaction import redact, register_secret
 from d365_components.triggers import registration
@@ -234,15 +235,27 @@ def _named(inputs: Any) -> list[str]:
     return list(dict.fromkeys(name.strip().lower() for name in [inputs.entity_type, *inputs.more_tables]))
 
 
+#: logical names of the tables named so far, per client (freed with it)
+_logical_names: weakref.WeakKeyDictionary[WebApiClient, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
 async def _logical_name(client: WebApiClient, name: str) -> str:
-    """The logical name of a table named by entity set or logical name (metadata, cached)."""
+    """The logical name of a table named by entity set or logical name (read once per client)."""
     if name == registration.ANY_TABLE:
         return name
-    try:
-        table = await metadata_for(client).table(name)
-    except InputValidationError as exc:
-        raise registration.RegistrationError(f"entityType: {exc.errors[0].message}") from None
-    return table.logical_name or name
+    known = _logical_names.setdefault(client, {})
+    if name.lower() not in known:
+        found = await client.get_json("EntityDefinitions", params={
+            "$select": "LogicalName,EntitySetName",
+            "$filter": f"LogicalName eq {quote(name.lower())} or EntitySetName eq {quote(name)}",
+        })
+        rows = found.get("value") or []
+        if not rows:
+            raise registration.RegistrationError(
+                f"entityType: no table is named '{name}' (give its logical name such as 'account' or its "
+                "entity set name such as 'accounts').")
+        known[name.lower()] = str(rows[0]["LogicalName"])
+    return known[name.lower()]
 
 
 async def _by_logical_names(client: WebApiClient, wanted: registration.Registration) -> registration.Registration:

@@ -205,3 +205,11 @@ async def test_list_attributes_by_column_type(connection):
         await invoke("dynamics365.list_attributes", {"table": "account", "attributeType": "Nope"},
                      {"key": "dynamics365.oauth2_client_credentials", "inputs": {}})
     assert caught.value.errors[0].pointer == "/attributeType"
+
+
+async def test_get_entities_metadata_takes_entity_set_or_logical_names(connection):
+    out = await run(connection, "get_entities_metadata", tables=["accounts", "contact"], includeAttributes=False)
+    assert sorted(t["LogicalName"] for t in out["value"]) == ["account", "contact"]
+    with pytest.raises(InputValidationError) as caught:
+        await run(connection, "get_entities_metadata", tables=["account", "nosuchtables"])
+    assert caught.value.errors[0].pointer == "/tables/1"
