@@ -114,8 +114,9 @@ LOOKUP_FORMS = (
     'a GUID (when the lookup has one target table) or "parentcustomerid_account@odata.bind": "/accounts(<guid>)"; '
     "the table by entity set or logical name."
 )
-#: a table name that may be left empty (an optional table input filled from a form)
-_OPTIONAL_NAME_PATTERN = f"^(?:{NAME_PATTERN[1:-1]})?$"
+#: a table name; empty text passes the pattern so an optional table input may be left empty in a
+#: form (a required one has minLength 1), and every entityType publishes the same pattern
+_TABLE_NAME_PATTERN = f"^(?:{NAME_PATTERN[1:-1]})?$"
 
 
 def entity_type_field(**overrides: Any) -> Any:
@@ -126,7 +127,7 @@ def entity_type_field(**overrides: Any) -> Any:
     default = overrides.pop("default", ...)
     if default is ...:
         overrides.setdefault("min_length", 1)
-    overrides.setdefault("pattern", NAME_PATTERN if default is ... else _OPTIONAL_NAME_PATTERN)
+    overrides.setdefault("pattern", _TABLE_NAME_PATTERN)
     return InputField(
         default,
         title=overrides.pop("title", "Table"),

@@ -429,7 +429,8 @@ class GetEntitiesMetadata(Action):
         "value": {"type": "array", "description": (
             "The definitions, as Dataverse describes them, each with selected: whether Default Selected Entity "
             "Types names it."), "items": {"type": "object", "required": ["selected"],
-                                          "properties": {"selected": {"type": "boolean"}}}},
+                                          "properties": {"selected": {"type": "boolean", "description": (
+                                              "Whether Default Selected Entity Types names this table.")}}}},
     }}
     example = {"value": [{**TABLE_EXAMPLE, "Attributes": [COLUMN_EXAMPLE], "selected": True}], "count": 1}
 
