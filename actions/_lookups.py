@@ -266,8 +266,12 @@ async def bind_rows(
     metadata: Metadata, table: TableInfo, rows: list[dict[str, Any]], pointer: str, *, keep: tuple[str, ...] = ()
 ) -> list[dict[str, Any]]:
     """Every row with its lookups written as ``navprop@odata.bind`` (see :func:`bind_values`);
-    ``keep`` names columns left as given (alternate-key columns). Rows without a lookup column are
-    returned as they are, so a large load costs one pass. Errors name ``<pointer>/<row>/<column>``."""
+    ``keep`` names columns left as given (alternate-key columns). Rows without a value that can be
+    a lookup (a reference object, a GUID, ``/accounts(...)`` text) are returned as they are, without
+    reading the table's lookups, so a plain load costs no request and one pass. Errors name
+    ``<pointer>/<row>/<column>``."""
+    if not any(_may_be_lookup(column, value) for row in rows for column, value in row.items() if column not in keep):
+        return rows
     lookups = await metadata.lookups(table.logical_name) if table.logical_name else None
     names = set(lookups or {})
     names |= {f"_{column}_value" for column in names}
@@ -291,6 +295,12 @@ async def bind_rows(
     if problems:
         raise InputValidationError(problems)
     return bound
+
+
+def _may_be_lookup(column: str, value: Any) -> bool:
+    if _is_lookup_reference(value) or (column.startswith("_") and column.endswith("_value")):
+        return True
+    return isinstance(value, str) and (is_guid(value) or bool(_BIND_TEXT.match(value.strip())))
 
 
 def _targets_of(lookups: dict[str, dict[str, str]], column: str) -> dict[str, str] | None:
