@@ -6,7 +6,7 @@ import pytest
 
 from d365_components.connections.oauth import CertificateConnection, ClientCredentialsConnection
 from d365_components.emulator import defaults
-from d365_components.errors import InputValidationError
+from d365_components.errors import ConnectionConfigError, InputValidationError
 
 
 def _prismatic_inputs(emulator, **overrides):
@@ -56,3 +56,10 @@ def test_the_schema_says_tenant_or_token_url(connection):
     refused = schema["not"]["anyOf"]
     assert any(set(rule["x-fields"]) == {"tenantId", "tokenUrl"} for rule in refused)
     assert "Token URL" in schema["properties"]["tenantId"]["description"]
+
+
+def test_a_token_url_that_names_no_tenant_is_refused(emulator):
+    inputs = _prismatic_inputs(emulator)
+    inputs["tokenUrl"] = inputs["tokenUrl"].replace(f"/{emulator.tenant_id}/", "/")
+    with pytest.raises(ConnectionConfigError, match="tokenUrl: .* is not a tenant"):
+        ClientCredentialsConnection(inputs)
