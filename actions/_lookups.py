@@ -237,8 +237,11 @@ async def bind_values(
     "key": {"accountnumber": "A-1"}}``, a bare GUID (when the lookup has one target), text such as
     ``/accounts(<guid>)``, or null (clears it). The column may also be named by its read name
     (``_parentcustomerid_value``) or one target's navigation property (``parentcustomerid_account``).
-    ``pointers`` maps each column to the input it came from, so an error names the field.
+    ``pointers`` maps each column to the input it came from, so an error names the field. Values
+    none of which can be a lookup are returned as they are, without reading metadata.
     """
+    if not any(_may_be_lookup(column, value) for column, value in values.items()):
+        return dict(values)
     lookups = await metadata.lookups(table.logical_name) if table.logical_name else None
     result: dict[str, Any] = {}
     problems: list[FieldError] = []
@@ -268,7 +271,8 @@ async def bind_rows(
     """Every row with its lookups written as ``navprop@odata.bind`` (see :func:`bind_values`);
     ``keep`` names columns left as given (alternate-key columns). Rows without a value that can be
     a lookup (a reference object, a GUID, ``/accounts(...)`` text) are returned as they are, without
-    reading the table's lookups, so a plain load costs no request and one pass. Errors name
+    reading the table's lookups, so a plain load costs no request and one pass (null counts: it
+    clears a lookup). Errors name
     ``<pointer>/<row>/<column>``."""
     if not any(_may_be_lookup(column, value) for row in rows for column, value in row.items() if column not in keep):
         return rows
@@ -298,7 +302,8 @@ async def bind_rows(
 
 
 def _may_be_lookup(column: str, value: Any) -> bool:
-    if _is_lookup_reference(value) or (column.startswith("_") and column.endswith("_value")):
+    """Whether ``value`` could be meant for a lookup column (null clears one)."""
+    if value is None or _is_lookup_reference(value) or (column.startswith("_") and column.endswith("_value")):
         return True
     return isinstance(value, str) and (is_guid(value) or bool(_BIND_TEXT.match(value.strip())))
 
