@@ -14,6 +14,7 @@ from d365_components.emulator.messages import (
     crm_rollups,
     crm_tables,
     file_blocks,
+    process_flows,
     record_counts,
     sdk_messages,
 )
@@ -25,6 +26,9 @@ MESSAGE_MODULES: tuple[ModuleType, ...] = (bulk, bulk_delete, crm, crm_queues, c
                                          record_counts)
 TABLE_INSTALLERS: tuple[Callable[[Store], None], ...] = (crm_tables.add_tables, files.install, system_jobs.add_tables,
                                                          sdk_messages.install)   # last: it lists every table
+
+MESSAGE_MODULES += (process_flows,)
+TABLE_INSTALLERS += (process_flows.install,)
 
 
 def prepare_store(store: Store) -> None:
