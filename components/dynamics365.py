@@ -29,6 +29,7 @@ from d365_components.actions import (
     queues,
     raw_request,
     records,
+    sla,
     table_forms,
     users,
 )
@@ -112,6 +113,7 @@ ACTIONS: tuple[type[Action], ...] = (
     cases.CancelCase,
     queues.AddToQueue,
     queues.PickFromQueue,
+    sla.SlaStatus,
     activities.CreateActivity,
     activities.CompleteActivity,
 )

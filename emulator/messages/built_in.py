@@ -17,6 +17,7 @@ from d365_components.emulator.messages import (
     process_flows,
     record_counts,
     sdk_messages,
+    sla,
 )
 from d365_components.emulator.records import files
 from d365_components.emulator.storage import system_jobs
@@ -29,6 +30,8 @@ TABLE_INSTALLERS: tuple[Callable[[Store], None], ...] = (crm_tables.add_tables, 
 
 MESSAGE_MODULES += (process_flows,)
 TABLE_INSTALLERS += (process_flows.install,)
+MESSAGE_MODULES += (sla,)
+TABLE_INSTALLERS += (sla.install,)
 
 
 def prepare_store(store: Store) -> None:
