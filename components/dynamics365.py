@@ -29,6 +29,7 @@ from d365_components.actions import (
     queues,
     raw_request,
     records,
+    routing,
     sla,
     table_forms,
     users,
@@ -114,6 +115,10 @@ ACTIONS: tuple[type[Action], ...] = (
     queues.AddToQueue,
     queues.PickFromQueue,
     sla.SlaStatus,
+    routing.ApplyRoutingRule,
+    routing.ReleaseQueueItem,
+    routing.RemoveQueueItem,
+    routing.RecalculateRollup,
     activities.CreateActivity,
     activities.CompleteActivity,
 )
@@ -130,6 +135,7 @@ DATA_SOURCES: tuple[type[DataSource], ...] = (
     data_sources.ChoiceOptions,
     data_sources.Relationships,
     data_sources.Records,
+    routing.RollupColumns,
     table_forms.TableForm,
 )
 

@@ -16,6 +16,7 @@ from d365_components.emulator.messages import (
     file_blocks,
     process_flows,
     record_counts,
+    routing,
     sdk_messages,
     sla,
 )
@@ -32,6 +33,8 @@ MESSAGE_MODULES += (process_flows,)
 TABLE_INSTALLERS += (process_flows.install,)
 MESSAGE_MODULES += (sla,)
 TABLE_INSTALLERS += (sla.install,)
+MESSAGE_MODULES += (routing,)
+TABLE_INSTALLERS = (routing.add_tables, *TABLE_INSTALLERS)   # before sdk_messages, which lists every table
 
 
 def prepare_store(store: Store) -> None:
