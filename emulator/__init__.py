@@ -40,7 +40,8 @@ module level (tests/emulator/test_layering.py checks all three):
   Win/LoseOpportunity, CloseIncident), `crm_queues`, `crm_rollups` (CalculateRollupField),
   `crm_tables` (the tables they need), `process_flows` (business process flow instances,
   RetrieveActivePath, RetrieveProcessInstances), `sla` (SLA KPI instances of cases, their status over time), `routing` (routing rule tables,
-  ApplyRoutingRule, RemoveFromQueue), `crm_parameters` (their shared parameter readers), `bulk`
+  ApplyRoutingRule, RemoveFromQueue), `quote_to_cash` (line and header totals, WinQuote, CloseQuote,
+  ConvertQuoteToSalesOrder, ConvertSalesOrderToInvoice), `crm_parameters` (their shared parameter readers), `bulk`
   (CreateMultiple, UpdateMultiple, UpsertMultiple; DeleteMultiple refused), `file_blocks` (the file-block
   messages), `bulk_delete` (BulkDelete as a system job), `record_counts` (RetrieveTotalRecordCount),
   `sdk_messages` (sdkmessage/sdkmessagefilter rows from the table model), `built_in` (the explicit list

@@ -15,6 +15,7 @@ from d365_components.emulator.messages import (
     crm_tables,
     file_blocks,
     process_flows,
+    quote_to_cash,
     record_counts,
     routing,
     sdk_messages,
@@ -35,6 +36,8 @@ MESSAGE_MODULES += (sla,)
 TABLE_INSTALLERS += (sla.install,)
 MESSAGE_MODULES += (routing,)
 TABLE_INSTALLERS = (routing.add_tables, *TABLE_INSTALLERS)   # before sdk_messages, which lists every table
+MESSAGE_MODULES += (quote_to_cash,)
+TABLE_INSTALLERS = (quote_to_cash.install, *TABLE_INSTALLERS)
 
 
 def prepare_store(store: Store) -> None:
