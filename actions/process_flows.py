@@ -39,6 +39,7 @@ from d365_components.inputs import absent, equals, forbidden, rules
 __all__ = ["GetProcessFlow", "ListProcessFlows", "MoveProcessStage", "SetProcessFlowStatus"]
 
 STATUS = {1: "Active", 2: "Finished", 3: "Aborted"}
+_FLOW_COLUMNS = "workflowid,name,uniquename,primaryentity,statecode"
 _STAGE_EXAMPLE = {"stageId": "6b9ce798-221a-4260-90b2-2a95ed51a5bc", "name": "Develop", "category": 1, "table": "opportunity",
                   "fields": [{"attribute": "customerneed", "label": "Customer Need", "required": True}]}
 
@@ -97,7 +98,7 @@ class Flow:
 
 
 async def _flows_of(ctx: Context, logical_name: str) -> list[dict[str, Any]]:
-    params = {"$select": "workflowid,name,uniquename,primaryentity,statecode",
+    params = {"$select": _FLOW_COLUMNS,
               "$filter": f"category eq 4 and primaryentity eq '{logical_name}'", "$orderby": "name"}
     return list((await ctx.web_api.get_json("workflows", params=params)).get("value") or [])
 
@@ -128,10 +129,12 @@ async def load_flow(ctx: Context, entity_type: str, entity_id: str, process_id: 
     if process_id:
         instances = [i for i in instances if i.get("processid") == plain_id(process_id)]
     instance = next((i for i in instances if i.get("statecode") == 0), instances[0] if instances else None)
-    flows = await _flows_of(ctx, logical_name)
     wanted = plain_id(process_id) if process_id else (instance or {}).get("processid")
-    process = next((f for f in flows if f["workflowid"] == wanted), None) if wanted else next(
-        (f for f in flows if f.get("statecode") == 1), None)
+    if wanted:          # by id: a flow of another table may run on this record (Lead to Opportunity on an opportunity)
+        found = await ctx.web_api.get_json("workflows", params={"$select": _FLOW_COLUMNS, "$filter": f"workflowid eq {wanted} and category eq 4"})
+        process = next(iter(found.get("value") or []), None)
+    else:
+        process = next((f for f in await _flows_of(ctx, logical_name) if f.get("statecode") == 1), None)
     if process is None:
         raise D365Error(f"No business process flow {'with id ' + wanted if wanted else 'is active'} for table {logical_name}.")
     instance_set = (await metadata_for(ctx.web_api).table(process["uniquename"])).entity_set
@@ -251,7 +254,8 @@ class GetProcessFlow(Action):
 async def _start(ctx: Context, flow: Flow) -> Flow:
     """POST the instance at the first stage (what the app does when the form opens)."""
     first = flow.stages[0]["processstageid"] if flow.stages else None
-    column = f"{flow.logical_name}id"
+    lookups = await metadata_for(ctx.web_api).lookups(str(flow.process["uniquename"])) or {}
+    column = next((c for c in (f"{flow.logical_name}id", f"bpf_{flow.logical_name}id") if c in lookups), f"{flow.logical_name}id")
     body: dict[str, Any] = {f"{column}@odata.bind": f"/{(await metadata_for(ctx.web_api).table(flow.entity_type)).entity_set}({flow.entity_id})",
                             "processid@odata.bind": f"/workflows({flow.process['workflowid']})"}
     if first:

@@ -100,3 +100,11 @@ async def test_emulator_creates_an_instance_at_the_first_stage(api):
     assert [s["stagename"] for s in path["value"]] == ["Identify", "Research", "Resolve"]
     assert instance["processstageid"] == path["value"][0]["processstageid"] == instance["traversedpath"]
     assert instance["name"] == "Phone to Case Process" and instance["statecode"] == 0
+
+
+async def test_lead_to_opportunity_flow_checks_the_opportunity_stage_fields(run):
+    lead = (await run("dynamics365.create_entity", {"entityType": "leads", "dynamicValues": {"lastname": uuid.uuid4().hex[:8]}}))["id"]
+    moved = await run("dynamics365.move_process_stage", {"entityType": "leads", "entityId": lead})
+    assert moved["processName"] == "Lead to Opportunity Sales Process" and moved["activeStage"]["table"] == "opportunity"
+    with pytest.raises(D365Error, match="customerneed"):         # Develop's fields live on the (not yet created) opportunity
+        await run("dynamics365.move_process_stage", {"entityType": "leads", "entityId": lead})
