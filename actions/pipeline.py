@@ -81,7 +81,7 @@ class PipelineReport(Action):
             examples=[AGGREGATE_LIMIT], ge=1, le=AGGREGATE_LIMIT, group=ADVANCED, advanced=True,
         )
         page_size: int = InputField(
-            5000, title="Page size", description="Rows per page when streaming.", examples=[5000], ge=1, le=5000,
+            5000, title="Rows per page", description="Rows per page when streaming.", examples=[5000], ge=1, le=5000,
             group=ADVANCED, advanced=True,
         )
 
@@ -102,7 +102,9 @@ class PipelineReport(Action):
                                    "weightedValue": {"type": "number", "description": "Sum of estimated value x probability / 100."},
                                }}},
             "totals": {"type": "object", "required": ["count", "totalValue", "weightedValue"], "description": "Over every row.",
-                       "properties": {"count": {"type": "integer"}, "totalValue": {"type": "number"}, "weightedValue": {"type": "number"}}},
+                       "properties": {"count": {"type": "integer", "description": "Open opportunities."},
+                                      "totalValue": {"type": "number", "description": "Sum of estimated value."},
+                                      "weightedValue": {"type": "number", "description": "Sum of weighted value."}}},
             "closePeriod": {"type": "string", "description": "month or quarter."},
             "method": {"type": "string", "enum": ["aggregate", "stream"], "description": "aggregate (FetchXML) or stream (page by page)."},
         },

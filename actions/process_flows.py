@@ -150,7 +150,7 @@ async def load_flow(ctx: Context, entity_type: str, entity_id: str, process_id: 
 # ---- forms ---------------------------------------------------------------------------------------
 
 def _process_id() -> Any:
-    return InputField(None, title="Process", description="The flow (workflow GUID) when the table has several; the record's active flow when empty.",
+    return InputField(None, title="Process", description="The GUID of the flow (workflow) when the table has several; the record's active flow when empty.",
                       examples=[EXAMPLE_ID], pattern=GUID_PATTERN)
 
 
@@ -162,12 +162,14 @@ def _record_inputs_table() -> Any:
 _STAGE_SCHEMA = {
     "type": "object", "required": ["stageId", "name", "category", "table", "fields"],
     "properties": {
-        "stageId": {"type": "string"}, "name": {"type": ["string", "null"]}, "category": {"type": ["integer", "null"]},
+        "stageId": {"type": "string", "description": "The stage (processstage)."}, "name": {"type": ["string", "null"], "description": "The stage name."},
+        "category": {"type": ["integer", "null"], "description": "The stage category (0 Qualify, 1 Develop...)."},
         "table": {"type": ["string", "null"], "description": "The table the stage's steps belong to."},
         "passed": {"type": "boolean", "description": "The stage lies before the active stage."},
         "fields": {"type": "array", "description": "The stage's steps: columns to fill, required or not.",
                    "items": {"type": "object", "required": ["attribute", "label", "required"],
-                             "properties": {"attribute": {"type": "string"}, "label": {"type": "string"}, "required": {"type": "boolean"}}}},
+                             "properties": {"attribute": {"type": "string", "description": "The column."}, "label": {"type": "string", "description": "The step label."},
+                                            "required": {"type": "boolean", "description": "The stage cannot be left while it is empty."}}}},
     },
 }
 _FLOW_OUTPUT = {
@@ -175,16 +177,16 @@ _FLOW_OUTPUT = {
     "required": ["entityType", "entityId", "processId", "processName", "instanceId", "instanceEntitySet", "status", "activeStage",
                  "stages", "history"],
     "properties": {
-        "entityType": {"type": "string"}, "entityId": {"type": "string"},
-        "processId": {"type": "string", "description": "The flow (workflow)."}, "processName": {"type": ["string", "null"]},
+        "entityType": {"type": "string", "description": "The record's table."}, "entityId": {"type": "string", "description": "The record."},
+        "processId": {"type": "string", "description": "The flow (workflow)."}, "processName": {"type": ["string", "null"], "description": "The flow's name."},
         "instanceId": {"type": ["string", "null"], "description": "The flow instance; null when the flow has not started."},
         "instanceEntitySet": {"type": "string", "description": "Where the flow's instances live (opportunitysalesprocesses)."},
-        "status": {"type": "string", "enum": ["Active", "Finished", "Aborted", "Not started"]},
-        "activeStage": {"oneOf": [{"type": "null"}, _STAGE_SCHEMA]},
+        "status": {"type": "string", "enum": ["Active", "Finished", "Aborted", "Not started"], "description": "The instance's status."},
+        "activeStage": {"oneOf": [{"type": "null"}, _STAGE_SCHEMA], "description": "The active stage (null when not started)."},
         "stages": {"type": "array", "items": _STAGE_SCHEMA, "description": "Every stage in path order."},
         "history": {"type": "array", "description": "The stages passed, in order (traversedpath), the active one last.",
                     "items": {"type": "object", "required": ["stageId", "name"],
-                              "properties": {"stageId": {"type": "string"}, "name": {"type": ["string", "null"]}}}},
+                              "properties": {"stageId": {"type": "string", "description": "The stage."}, "name": {"type": ["string", "null"], "description": "Its name."}}}},
     },
 }
 _FLOW_EXAMPLE = {
@@ -208,12 +210,13 @@ class ListProcessFlows(Action):
 
     output_schema = {
         "type": "object", "required": ["flows"],
-        "properties": {"flows": {"type": "array", "items": {
+        "properties": {"flows": {"type": "array", "description": "The table's flows.", "items": {
             "type": "object", "required": ["processId", "name", "uniqueName", "active", "instanceEntitySet", "stages"],
-            "properties": {"processId": {"type": "string"}, "name": {"type": ["string", "null"]},
+            "properties": {"processId": {"type": "string", "description": "The flow (workflow)."}, "name": {"type": ["string", "null"], "description": "Its name."},
                            "uniqueName": {"type": "string", "description": "The flow's instance table."},
                            "active": {"type": "boolean", "description": "The flow is activated."},
-                           "instanceEntitySet": {"type": "string"}, "stages": {"type": "array", "items": _STAGE_SCHEMA}}}}},
+                           "instanceEntitySet": {"type": "string", "description": "Where its instances live."},
+                           "stages": {"type": "array", "items": _STAGE_SCHEMA, "description": "Its stages in order."}}}}},
     }
     example = {"flows": [{"processId": "919e14d1-6489-4852-abd0-a63a6ecaac5d", "name": "Opportunity Sales Process",
                           "uniqueName": "opportunitysalesprocess", "active": True, "instanceEntitySet": "opportunitysalesprocesses",
@@ -369,8 +372,8 @@ class SetProcessFlowStatus(Action):
     class Inputs(InputModel):
         entity_type: str = _record_inputs_table()
         entity_id: str = entity_id_field(description="The GUID of the record.")
-        status: Literal["finished", "abandoned", "active"] = InputField(
-            "finished", title="Status", description="Finished (the flow is done), abandoned (Aborted) or active again.",
+        flow_status: Literal["finished", "abandoned", "active"] = InputField(
+            "finished", title="Flow status", description="Finished (the flow is done), abandoned (Aborted) or active again.",
             examples=["finished"], enum_labels={"finished": "Finish", "abandoned": "Abandon", "active": "Reactivate"},
         )
         process_id: str | None = _process_id()
@@ -383,7 +386,7 @@ class SetProcessFlowStatus(Action):
         if flow.instance is None:
             raise D365Error(f"The record has no {flow.process.get('name')} flow instance to change.")
         values: dict[str, Any] = {"statecode": 0, "statuscode": 1, "completedon": None}
-        if inputs.status == "finished":
+        if inputs.flow_status == "finished":
             current = flow.index_of(flow.active_id)
             if current != len(flow.stages) - 1:
                 raise D365Error(f"Only a flow at its last stage can finish; this one is at {flow.stages[current].get('stagename')!r}.")
@@ -391,7 +394,7 @@ class SetProcessFlowStatus(Action):
             if missing:
                 raise D365Error(f"Cannot finish the flow: fill the required field{'s' if len(missing) > 1 else ''} {', '.join(missing)} first.")
             values = {"statecode": 1, "statuscode": 2, "completedon": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        elif inputs.status == "abandoned":
+        elif inputs.flow_status == "abandoned":
             values = {"statecode": 1, "statuscode": 3}
         await ctx.web_api.update(flow.instance_set, str(flow.instance["businessprocessflowinstanceid"]), values)
         return (await load_flow(ctx, inputs.entity_type, inputs.entity_id, flow.process["workflowid"])).output()

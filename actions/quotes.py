@@ -22,7 +22,7 @@ TOTALS = ("totallineitemamount", "totallineitemdiscountamount", "totaldiscountam
           "totalamountlessfreight", "totalamount")
 _TOTALS_SCHEMA = {
     "type": "object", "required": list(TOTALS), "description": "The totals Dataverse computed.",
-    "properties": {name: {"type": ["number", "null"]} for name in TOTALS},
+    "properties": {name: {"type": ["number", "null"], "description": f"{name} of the header."} for name in TOTALS},
 }
 _TOTALS_EXAMPLE = {"totallineitemamount": 1000.0, "totallineitemdiscountamount": 0.0, "totaldiscountamount": 50.0, "totaltax": 80.0,
                    "freightamount": 20.0, "totalamountlessfreight": 950.0, "totalamount": 1050.0}
@@ -31,13 +31,13 @@ _TOTALS_EXAMPLE = {"totallineitemamount": 1000.0, "totallineitemdiscountamount":
 class QuoteLine(InputModel):
     """One product line of a quote."""
 
-    product_id: str = record_id_field("Product", "products", "The product (its GUID).")
+    product_id: str = record_id_field("Product", "products", "The GUID of the product.")
     quantity: float = InputField(1, title="Quantity", description="How many.", examples=[2], gt=0)
     price_per_unit: float | None = InputField(None, title="Price per unit", description="Overrides the price list's price; from the price list when empty.",
                                               examples=[450.0], ge=0)
     manual_discount_amount: float | None = InputField(None, title="Discount", description="A discount amount on this line.", examples=[25.0], ge=0)
     tax: float | None = InputField(None, title="Tax", description="The tax amount of this line.", examples=[40.0], ge=0)
-    unit_id: str | None = InputField(None, title="Unit", description="The unit of measure (uom GUID), as Dataverse asks for catalogue products; not sent when empty.",
+    unit_id: str | None = InputField(None, title="Unit", description="The GUID of the unit of measure (uom), as Dataverse asks for catalogue products; not sent when empty.",
                                      examples=[EXAMPLE_ID], pattern=GUID_PATTERN)
 
 
@@ -58,11 +58,11 @@ class CreateQuote(Action):
         customer_type: Literal["accounts", "contacts"] = InputField(
             "accounts", title="Customer type", description="Whether the customer is an account or a contact.", examples=["accounts"],
             enum_labels={"accounts": "Account", "contacts": "Contact"})
-        customer_id: str = InputField(title="Customer", description="The customer's GUID.", examples=[EXAMPLE_ID], pattern=GUID_PATTERN,
+        customer_id: str = InputField(title="Customer", description="The GUID of the customer (account or contact).", examples=[EXAMPLE_ID], pattern=GUID_PATTERN,
                                       schema={"x-data-source": "dynamics365.records", "x-data-source-inputs": {"table": "customerType"}})
-        price_list_id: str = record_id_field("Price list", "pricelevels", "The price list the lines are priced from.")
-        currency_id: str | None = record_id_field("Currency", "transactioncurrencies", "The currency; the price list's when empty.", None)
-        opportunity_id: str | None = record_id_field("Opportunity", "opportunities", "The opportunity the quote answers (optional).", None)
+        price_list_id: str = record_id_field("Price list", "pricelevels", "The GUID of the price list the lines are priced from.")
+        currency_id: str | None = record_id_field("Currency", "transactioncurrencies", "The GUID of the currency; the price list's when empty.", None)
+        opportunity_id: str | None = record_id_field("Opportunity ID", "opportunities", "The GUID of the opportunity the quote answers (optional).", None)
         lines: list[QuoteLine] = InputField(title="Lines", description="The product lines.", min_length=1, max_length=200,
                                             examples=[[{"productId": EXAMPLE_ID, "quantity": 2}]])
         discount_amount: float | None = InputField(None, title="Quote discount", description="A discount amount on the whole quote.", examples=[50.0], ge=0)
@@ -72,7 +72,8 @@ class CreateQuote(Action):
         activate: bool = InputField(False, title="Activate", description="Activate the quote (statecode Active) so it can be won or converted.")
 
     output_schema = {"type": "object", "required": ["quoteId", "lineIds", "totals"],
-                     "properties": {"quoteId": {"type": "string"}, "lineIds": {"type": "array", "items": {"type": "string"}},
+                     "properties": {"quoteId": {"type": "string", "description": "The new quote."},
+                                    "lineIds": {"type": "array", "items": {"type": "string"}, "description": "Its quotedetail rows, in order."},
                                     "totals": _TOTALS_SCHEMA}}
     example = {"quoteId": EXAMPLE_ID, "lineIds": ["5aae8258-4878-eb11-a812-000d3a8b3ec6"], "totals": _TOTALS_EXAMPLE}
 
@@ -114,7 +115,9 @@ def _quote_id() -> Any:
 
 
 _STATE_OUTPUT = {"type": "object", "required": ["quoteId", "statecode", "statuscode"],
-                 "properties": {"quoteId": {"type": "string"}, "statecode": {"type": "integer"}, "statuscode": {"type": "integer"}}}
+                 "properties": {"quoteId": {"type": "string", "description": "The quote."},
+                                "statecode": {"type": "integer", "description": "2 Won, 3 Closed."},
+                                "statuscode": {"type": "integer", "description": "The status reason set."}}}
 
 
 async def _close(ctx: Context, message: str, quote_id: str, status: int, subject: str) -> dict[str, Any]:
@@ -151,7 +154,7 @@ class CloseQuote(Action):
 
     class Inputs(InputModel):
         quote_id: str = _quote_id()
-        status: Literal[5, 6, 7] = InputField(5, title="Reason", description="5 = Lost, 6 = Canceled, 7 = Revised.", examples=[5],
+        status: Literal[5, 6, 7] = InputField(5, title="Status reason", description="5 = Lost, 6 = Canceled, 7 = Revised.", examples=[5],
                                               enum_labels={5: "Lost", 6: "Canceled", 7: "Revised"})
         subject: str = InputField("Quote closed", title="Subject", description="Subject of the quote close record.", examples=["Quote closed"],
                                   max_length=200)
@@ -174,7 +177,8 @@ class ConvertQuoteToOrder(Action):
         quote_id: str = _quote_id()
 
     output_schema = {"type": "object", "required": ["orderId", "quoteId", "totals"],
-                     "properties": {"orderId": {"type": "string"}, "quoteId": {"type": "string"}, "totals": _TOTALS_SCHEMA}}
+                     "properties": {"orderId": {"type": "string", "description": "The new order."},
+                                    "quoteId": {"type": "string", "description": "The quote it came from."}, "totals": _TOTALS_SCHEMA}}
     example = {"orderId": "5aae8258-4878-eb11-a812-000d3a8b3ec6", "quoteId": EXAMPLE_ID, "totals": _TOTALS_EXAMPLE}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
@@ -195,7 +199,8 @@ class ConvertOrderToInvoice(Action):
         order_id: str = record_id_field("Order ID", "salesorders", "The GUID of the order.")
 
     output_schema = {"type": "object", "required": ["invoiceId", "orderId", "totals"],
-                     "properties": {"invoiceId": {"type": "string"}, "orderId": {"type": "string"}, "totals": _TOTALS_SCHEMA}}
+                     "properties": {"invoiceId": {"type": "string", "description": "The new invoice."},
+                                    "orderId": {"type": "string", "description": "The order it came from."}, "totals": _TOTALS_SCHEMA}}
     example = {"invoiceId": "5aae8258-4878-eb11-a812-000d3a8b3ec6", "orderId": EXAMPLE_ID, "totals": _TOTALS_EXAMPLE}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:

@@ -42,16 +42,17 @@ class ApplyRoutingRule(Action):
     group = "Service"
 
     class Inputs(InputModel):
-        case_id: str = record_id_field("Case ID", "incidents", "The case (incident) to route.")
+        case_id: str = record_id_field("Case ID", "incidents", "The GUID of the case (incident) to route.")
 
     output_schema = {
         "type": "object",
         "required": ["caseId", "queueItemId", "queueId", "queueName", "ownerId", "ownerName"],
         "properties": {
-            "caseId": {"type": "string"},
+            "caseId": {"type": "string", "description": "The routed case."},
             "queueItemId": {"type": ["string", "null"], "description": "The case's active queue item after routing (null: in no queue)."},
-            "queueId": {"type": ["string", "null"]}, "queueName": {"type": ["string", "null"]},
-            "ownerId": {"type": ["string", "null"], "description": "The case's owner after routing."}, "ownerName": {"type": ["string", "null"]},
+            "queueId": {"type": ["string", "null"], "description": "The queue the case waits in."},
+            "queueName": {"type": ["string", "null"], "description": "That queue's name."},
+            "ownerId": {"type": ["string", "null"], "description": "The case's owner after routing."}, "ownerName": {"type": ["string", "null"], "description": "The owner's name."},
         },
     }
     example = {"caseId": "59ae8258-4878-eb11-a812-000d3a8b3ec6", "queueItemId": "5aae8258-4878-eb11-a812-000d3a8b3ec6",
@@ -75,7 +76,8 @@ def _queue_item_id() -> Any:
     return record_id_field("Queue item ID", "queueitems", "The GUID of the queue item (from Add To Queue or a queueitems query).")
 
 
-_QUEUE_ITEM_OUTPUT = {"type": "object", "required": ["queueItemId"], "properties": {"queueItemId": {"type": "string"}}}
+_QUEUE_ITEM_OUTPUT = {"type": "object", "required": ["queueItemId"],
+                      "properties": {"queueItemId": {"type": "string", "description": "The queue item."}}}
 
 
 class ReleaseQueueItem(Action):
@@ -162,7 +164,8 @@ class RecalculateRollup(Action):
 
     output_schema = {
         "type": "object", "required": ["entityId", "column", "value", "calculatedOn", "state"],
-        "properties": {"entityId": {"type": "string"}, "column": {"type": "string"},
+        "properties": {"entityId": {"type": "string", "description": "The row."},
+                       "column": {"type": "string", "description": "The rollup column recomputed."},
                        "value": {"description": "The recomputed value."},
                        "calculatedOn": {"type": ["string", "null"], "description": "<column>_date."},
                        "state": {"type": ["integer", "null"], "description": "<column>_state (1 = calculated)."}},

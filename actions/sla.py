@@ -43,7 +43,7 @@ class SlaStatus(Action):
     group = "Service"
 
     class Inputs(InputModel):
-        case_id: str | None = record_id_field("Case ID", "incidents", "The case (incident) to check; every open case when empty.", None)
+        case_id: str | None = record_id_field("Case ID", "incidents", "The GUID of the case (incident) to check; every open case when empty.", None)
         statuses: list[str] | None = InputField(
             None, title="Only statuses", description="Only KPIs in these statuses (e.g. Warning and Noncompliant for an escalation list).",
             examples=[["Warning", "Noncompliant"]], widget="list", min_length=1,
@@ -59,12 +59,15 @@ class SlaStatus(Action):
                 "required": ["kpiInstanceId", "name", "caseId", "caseTitle", "ticketNumber", "status", "statusCode", "warningTime",
                              "failureTime", "succeededOn", "pausedOn"],
                 "properties": {
-                    "kpiInstanceId": {"type": "string"}, "name": {"type": ["string", "null"], "description": "The SLA item (KPI) name."},
-                    "caseId": {"type": "string"}, "caseTitle": {"type": ["string", "null"]}, "ticketNumber": {"type": ["string", "null"]},
-                    "status": {"type": "string", "enum": list(STATUSES.values()) + ["Unknown"]},
+                    "kpiInstanceId": {"type": "string", "description": "The KPI instance (slakpiinstance)."}, "name": {"type": ["string", "null"], "description": "The SLA item (KPI) name."},
+                    "caseId": {"type": "string", "description": "The case."}, "caseTitle": {"type": ["string", "null"], "description": "The case title."},
+                    "ticketNumber": {"type": ["string", "null"], "description": "The case number."},
+                    "status": {"type": "string", "enum": list(STATUSES.values()) + ["Unknown"], "description": "The KPI status."},
                     "statusCode": {"type": ["integer", "null"], "description": "slakpiinstance.status."},
-                    "warningTime": {"type": ["string", "null"]}, "failureTime": {"type": ["string", "null"]},
-                    "succeededOn": {"type": ["string", "null"]}, "pausedOn": {"type": ["string", "null"]},
+                    "warningTime": {"type": ["string", "null"], "description": "When it turns Warning."},
+                    "failureTime": {"type": ["string", "null"], "description": "When it turns Noncompliant."},
+                    "succeededOn": {"type": ["string", "null"], "description": "When it succeeded."},
+                    "pausedOn": {"type": ["string", "null"], "description": "When it was paused (case on hold)."},
                 }}},
             "counts": {"type": "object", "description": "KPIs per status.", "additionalProperties": {"type": "integer"}},
         },

@@ -66,9 +66,9 @@ async def test_abandon_and_reactivate(run):
     await run("dynamics365.move_process_stage", {"entityType": "opportunities", "entityId": opportunity, "direction": "stage",
                                                  "stageName": "Qualify"})
     abandoned = await run("dynamics365.set_process_flow_status", {"entityType": "opportunities", "entityId": opportunity,
-                                                                  "status": "abandoned"})
+                                                                  "flowStatus": "abandoned"})
     assert abandoned["status"] == "Aborted"
-    active = await run("dynamics365.set_process_flow_status", {"entityType": "opportunities", "entityId": opportunity, "status": "active"})
+    active = await run("dynamics365.set_process_flow_status", {"entityType": "opportunities", "entityId": opportunity, "flowStatus": "active"})
     assert active["status"] == "Active" and active["activeStage"]["name"] == "Qualify"
 
 
