@@ -54,7 +54,7 @@ class PipelineReport(Action):
         )
         owners: list[str] | None = InputField(
             None, title="Owners", description="Only these owners (systemuser or team GUIDs); every owner when empty.",
-            examples=[["2138bd90-ec19-ea11-a811-000d3a334e11"]], widget="list", min_length=1, max_length=100,
+            examples=[["2138bd90-ec19-ea11-a811-000d3a334e11"]], widget="list", max_length=100,
             schema={"items": {"type": "string", "pattern": GUID_PATTERN, "x-data-source": RECORDS,
                               "x-data-source-inputs": {"table": literal("systemusers")}}},
         )
