@@ -8,7 +8,8 @@ query joined to the case (so "every open case" is one query, page by page).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 from xml.sax.saxutils import quoteattr
 
 from d365_components import Action, Context, InputField, InputModel
@@ -21,7 +22,7 @@ STATUSES = {0: "In progress", 1: "Noncompliant", 2: "Warning", 3: "Paused", 4: "
 _KPI_COLUMNS = ("slakpiinstanceid", "name", "status", "warningtime", "failuretime", "succeededon", "pausedon", "regarding")
 
 
-def sla_fetchxml(case_id: str | None, statuses: list[str] | None) -> str:
+def sla_fetchxml(case_id: str | None, statuses: Sequence[str]) -> str:
     conditions = ""
     if statuses:
         codes = "".join(f"<value>{code}</value>" for code, label in STATUSES.items() if label in statuses)
@@ -44,10 +45,10 @@ class SlaStatus(Action):
 
     class Inputs(InputModel):
         case_id: str | None = record_id_field("Case ID", "incidents", "The GUID of the case (incident) to check; every open case when empty.", None)
-        statuses: list[str] | None = InputField(
-            None, title="Only statuses", description="Only KPIs in these statuses (e.g. Warning and Noncompliant for an escalation list).",
-            examples=[["Warning", "Noncompliant"]], widget="list", min_length=1,
-            schema={"items": {"type": "string", "enum": list(STATUSES.values())}, "uniqueItems": True},
+        statuses: list[Literal["In progress", "Noncompliant", "Warning", "Paused", "Succeeded", "Canceled"]] = InputField(
+            [], title="Only statuses", description="Only KPIs in these statuses (e.g. Warning and Noncompliant for an escalation list); all when empty.",
+            examples=[["Warning", "Noncompliant"]], widget="list", schema={"uniqueItems": True},
+            enum_labels={label: label for label in STATUSES.values()},
         )
 
     output_schema = {

@@ -199,6 +199,14 @@ def _guid_param(params: dict[str, Any], name: str, message: str) -> str:
     return value.lower()
 
 
+def _known(params: dict[str, Any], message: str, names: set[str]) -> None:
+    unknown = sorted(set(params) - names)
+    if "ProcessInstanceId" in unknown:
+        raise bad_request(f"The emulator does not model {message}'s ProcessInstanceId (the new row's flow instance).")
+    if unknown:
+        raise bad_request(f"The parameter '{unknown[0]}' is not a parameter of {message}.")
+
+
 def _columns(params: dict[str, Any], message: str) -> list[str] | None:
     """The ColumnSet's columns (None: all)."""
     column_set = required_param(params, "ColumnSet", message)
@@ -245,6 +253,8 @@ def _answer(ctx: Ctx, table_name: str, row_id: str, columns: list[str] | None) -
 
 def convert_quote_to_sales_order(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     """A new order from a quote (winning an active quote first)."""
+    _known(params, "ConvertQuoteToSalesOrder", {"QuoteId", "ColumnSet", "QuoteCloseDate", "QuoteCloseStatus", "QuoteCloseSubject",
+                                                 "QuoteCloseDescription"})
     quote_id = _guid_param(params, "QuoteId", "ConvertQuoteToSalesOrder")
     columns = _columns(params, "ConvertQuoteToSalesOrder")
     quote = ctx.store.get("quote", quote_id)
@@ -252,15 +262,23 @@ def convert_quote_to_sales_order(ctx: Ctx, params: dict[str, Any], bound: Bound 
         raise record_not_found("quote", quote_id)
     if quote.get("statecode") not in (QUOTE_ACTIVE, QUOTE_WON):
         raise DataverseError(400, INVALID_OPERATION, f"The quote with Id {quote_id} must be active or won to become an order.")
+    status = params.get("QuoteCloseStatus", 4)
+    if quote.get("statecode") == QUOTE_ACTIVE:
+        status = set_status(ctx, ctx.schema.tables["quote"], quote_id, QUOTE_WON, status if isinstance(status, int) else -1)
     with ctx.store.transaction():
         if quote.get("statecode") == QUOTE_ACTIVE:
-            quote = update_row(ctx, "quote", quote, {"statecode": QUOTE_WON, "statuscode": 4, "closedon": utc_now()[:10] + "T00:00:00Z"})
+            closed = str(params.get("QuoteCloseDate") or utc_now())
+            insert_row(ctx, "quoteclose", {"subject": params.get("QuoteCloseSubject") or "Quote Close - Won",
+                                           "description": params.get("QuoteCloseDescription"), "quoteid": quote_id,
+                                           "actualend": closed, "statecode": 1, "statuscode": 2})
+            quote = update_row(ctx, "quote", quote, {"statecode": QUOTE_WON, "statuscode": status, "closedon": closed[:10] + "T00:00:00Z"})
         order = _copy(ctx, "quote", quote, "salesorder", "quoteid")
     return _answer(ctx, "salesorder", order["salesorderid"], columns)
 
 
 def convert_sales_order_to_invoice(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
     """A new invoice from an order; the order becomes Invoiced."""
+    _known(params, "ConvertSalesOrderToInvoice", {"SalesOrderId", "ColumnSet"})
     order_id = _guid_param(params, "SalesOrderId", "ConvertSalesOrderToInvoice")
     columns = _columns(params, "ConvertSalesOrderToInvoice")
     order = ctx.store.get("salesorder", order_id)
