@@ -195,12 +195,36 @@ async def _sales_day(out: Console, emulator: Any) -> None:
         )
         opportunity = qualified.get("opportunityId")
         if opportunity:
+            moved = await day.step(
+                "Move the opportunity's sales process to Develop",
+                "dynamics365.move_process_stage",
+                {"entityType": "opportunities", "entityId": opportunity},
+                lambda r: " -> ".join(h["name"] for h in r["history"]),
+            )
+            out.print(f"{moved['processName']}: active stage {moved['activeStage']['name']}")
+            await day.step(
+                "Open 12 more opportunities across the pipeline",
+                "dynamics365.bulk_create",
+                {"entityType": "opportunities", "rows": [
+                    {"name": f"{COMPANIES[i % len(COMPANIES)]} renewal {i + 1}", "estimatedvalue": 10_000 * (i % 4 + 1),
+                     "closeprobability": (20, 40, 60, 80)[i % 4], "stepname": ("1-Qualify", "2-Develop", "3-Propose")[i % 3],
+                     "estimatedclosedate": f"2025-{3 * (i % 4) + 1:02d}-15"} for i in range(12)]},
+                lambda r: f"{r['written']} written",
+            )
+            pipeline = await day.step(
+                "Weighted pipeline by owner, stage and quarter",
+                "dynamics365.pipeline_report",
+                {"closePeriod": "quarter"},
+                lambda r: f"{r['totals']['count']} open, weighted {r['totals']['weightedValue']:,.0f} ({r['method']})",
+            )
+            day.table("Pipeline", pipeline["rows"], ["ownerName", "stage", "closePeriod", "count", "totalValue", "weightedValue"])
             await day.step(
                 "Win the opportunity",
                 "dynamics365.win_opportunity",
                 {"opportunityId": opportunity, "subject": "Signed!", "actualRevenue": 48_000},
                 lambda r: f"{r['state']}, actual revenue {r['actualRevenue']:,.0f}",
             )
+        await _service_check(day)
     finally:
         await connection.aclose()
 
@@ -209,6 +233,31 @@ async def _sales_day(out: Console, emulator: Any) -> None:
         summary.add_row(title, result, elapsed)
     out.print(summary)
     out.print(f"[green]Done:[/green] {len(day.summary)} steps against the embedded emulator at {emulator.org_url}.")
+
+
+async def _service_check(day: _Day) -> None:
+    """A case under a four-hour SLA, and its KPIs."""
+    sla = await day.step(
+        "Create a four-hour SLA", "dynamics365.create_entity",
+        {"entityType": "slas", "dynamicValues": {"name": "Standard support", "objecttypecode": 112, "allowpauseresume": True}},
+        lambda r: "created",
+    )
+    await day.step(
+        "Add its Resolve by KPI", "dynamics365.create_entity",
+        {"entityType": "slaitems", "dynamicValues": {"name": "Resolve by", "warnafter": 180, "failureafter": 240,
+                                                      "relatedfield": "resolvebykpiid", "slaid@odata.bind": f"/slas({sla['id']})"}},
+        lambda r: "warn after 3 h, fail after 4 h",
+    )
+    case = await day.step(
+        "Open a case under the SLA", "dynamics365.create_entity",
+        {"entityType": "incidents", "dynamicValues": {"title": "Printer jam at reception", "slaid@odata.bind": f"/slas({sla['id']})"}},
+        lambda r: "created",
+    )
+    status = await day.step(
+        "Check the case's SLA", "dynamics365.sla_status", {"caseId": case["id"]},
+        lambda r: ", ".join(f"{k['name']}: {k['status']}" for k in r["kpis"]) or "no KPIs",
+    )
+    day.table("SLA KPIs", status["kpis"], ["name", "status", "warningTime", "failureTime"])
 
 
 def run_demo(out: Console | None = None) -> None:

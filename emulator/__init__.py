@@ -29,7 +29,7 @@ module level (tests/emulator/test_layering.py checks all three):
   references), `representation` (rows as JSON, annotations, $expand), `read`, `values` (JSON
   values to storage), `write` (create, update, upsert, delete, @odata.bind, deep insert),
   `navigation` (navigation properties and $ref), `files` (file and image columns), `images`
-  (image thumbnails),
+  (image thumbnails), `read_hooks` (work before a read: values that move with time),
   `fetchxml` (running `?fetchXml=`), `sql_query` (running `?sql=`), `query_audit` (the system query options
   each request shape accepts).
 - `metadata/`: `csdl` (service document, $metadata), `shapes` (metadata objects as JSON),
@@ -39,7 +39,10 @@ module level (tests/emulator/test_layering.py checks all three):
   (alternate keys and their index job), `metadata_changes` (RetrieveMetadataChanges, version stamps).
 - `messages/`: functions and actions: `registry` (name -> handler), `crm` (QualifyLead,
   Win/LoseOpportunity, CloseIncident), `crm_queues`, `crm_rollups` (CalculateRollupField),
-  `crm_tables` (the tables they need), `crm_parameters` (their shared parameter readers), `bulk`
+  `crm_tables` (the tables they need), `process_flows` (business process flow instances,
+  RetrieveActivePath, RetrieveProcessInstances), `sla` (SLA KPI instances of cases, their status over time), `routing` (routing rule tables,
+  ApplyRoutingRule, RemoveFromQueue), `quote_to_cash` (line and header totals, WinQuote, CloseQuote,
+  ConvertQuoteToSalesOrder, ConvertSalesOrderToInvoice), `crm_parameters` (their shared parameter readers), `bulk`
   (CreateMultiple, UpdateMultiple, UpsertMultiple; DeleteMultiple refused), `file_blocks` (the file-block
   messages), `bulk_delete` (BulkDelete as a system job), `record_counts` (RetrieveTotalRecordCount),
   `sdk_messages` (sdkmessage/sdkmessagefilter rows from the table model), `built_in` (the explicit list

@@ -73,7 +73,7 @@ def test_demo_command_installs_what_it_needs(tmp_path: Path) -> None:
     result = subprocess.run(["sh", "-c", _block("d365 demo")], cwd=copy, capture_output=True, text=True,
                             env=clean_env(), timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Done: 14 steps" in result.stdout
+    assert "Done: 21 steps" in result.stdout
 
 
 @pytest.fixture

@@ -14,8 +14,12 @@ from d365_components.emulator.messages import (
     crm_rollups,
     crm_tables,
     file_blocks,
+    process_flows,
+    quote_to_cash,
     record_counts,
+    routing,
     sdk_messages,
+    sla,
 )
 from d365_components.emulator.records import files
 from d365_components.emulator.storage import system_jobs
@@ -25,6 +29,15 @@ MESSAGE_MODULES: tuple[ModuleType, ...] = (bulk, bulk_delete, crm, crm_queues, c
                                          record_counts)
 TABLE_INSTALLERS: tuple[Callable[[Store], None], ...] = (crm_tables.add_tables, files.install, system_jobs.add_tables,
                                                          sdk_messages.install)   # last: it lists every table
+
+MESSAGE_MODULES += (process_flows,)
+TABLE_INSTALLERS += (process_flows.install,)
+MESSAGE_MODULES += (sla,)
+TABLE_INSTALLERS += (sla.install,)
+MESSAGE_MODULES += (routing,)
+TABLE_INSTALLERS = (routing.add_tables, *TABLE_INSTALLERS)   # before sdk_messages, which lists every table
+MESSAGE_MODULES += (quote_to_cash,)
+TABLE_INSTALLERS = (quote_to_cash.install, *TABLE_INSTALLERS)
 
 
 def prepare_store(store: Store) -> None:

@@ -108,7 +108,7 @@ def attribute_json(t: Table, c: Column, index: int, typed: bool) -> dict[str, An
         "IsCustomAttribute": c.is_custom, "IsPrimaryId": c.is_primary_id, "IsPrimaryName": c.is_primary_name,
         "IsValidForCreate": c.writable, "IsValidForRead": True, "IsValidForUpdate": c.writable and not c.is_primary_id,
         "IsValidODataAttribute": True, "IsLogical": False, "IsManaged": not c.is_custom, "IsSecured": False,
-        "IsFilterable": True, "IsSearchable": True, "IsRetrievable": True, "SourceType": 0,
+        "IsFilterable": True, "IsSearchable": True, "IsRetrievable": True, "SourceType": c.source_type,
         "RequiredLevel": managed("SystemRequired" if c.is_primary_id else c.required, "canmodifyrequirementlevelsettings"),
         "IsAuditEnabled": managed(True, "canmodifyauditsettings"),
         "IsValidForAdvancedFind": managed(True, "canmodifysearchsettings"),

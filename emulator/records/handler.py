@@ -16,7 +16,7 @@ from d365_components.emulator.protocol.errors import (
 from d365_components.emulator.protocol.literals import (
     split_segment,
 )
-from d365_components.emulator.records import files
+from d365_components.emulator.records import files, read_hooks
 from d365_components.emulator.records.navigation import collection_nav, single_nav
 from d365_components.emulator.records.query_audit import (
     NONE,
@@ -41,6 +41,8 @@ from d365_components.emulator.storage.schema import Table
 
 def handle(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> Reply:
     _audit_options(ctx, table, key, rest)
+    if ctx.method == "GET":
+        read_hooks.run_hooks(ctx.store, table.logical_name)
     return _route(ctx, table, key, rest)
 
 

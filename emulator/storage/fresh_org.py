@@ -136,7 +136,8 @@ def _column(table: str, name: str, c: dict[str, Any], modelled: frozenset[str]) 
                           kind=kind)
     col = Column(name, kind, display=display, required=c.get("required_level") or "None",
                  writable=not c.get("read_only"), max_length=c.get("max_length"), precision=c.get("precision"),
-                 min_value=c.get("min_value"), max_value=c.get("max_value"))
+                 min_value=c.get("min_value"), max_value=c.get("max_value"),
+                 source_type={"Calculated": 1, "Rollup": 2}.get(c.get("source_type") or "", 0))
     if kind == "String":
         col.max_length = col.max_length or 100
     elif kind == "Memo":

@@ -97,6 +97,7 @@ class Column:
     is_primary_name: bool = False
     writable: bool = True             # False for system-managed columns (createdon, versionnumber, ...)
     can_store_full_image: bool = False  # Image columns: keep the full-size image besides the thumbnail
+    source_type: int = 0              # AttributeMetadata.SourceType: 0 simple, 1 calculated, 2 rollup
     metadata_id: str = ""
     table: str = ""
 

@@ -16,6 +16,7 @@ The profile changes the schema too (``profile_schema``), so ask for it before cr
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from d365_components.emulator import defaults
@@ -28,14 +29,34 @@ from d365_components.emulator.storage.store import Store
 SEED_PROFILES = ("none", "fresh", "demo")
 DEFAULT_PROFILE = "fresh"
 DEMO_KEYS = {"account": ("accountnumber_key", ("accountnumber",)), "contact": ("emailaddress1_key", ("emailaddress1",))}
-# business process flow: (name, unique name, table, [(stage name, stage category, table)])
+# business process flow: (name, unique name, table, [(stage name, stage category, table, [(column, label, required)])]);
+# each stage's steps go to processstage.clientdata as {"order": n, "steps": [{"attribute", "label", "required"}]}
+# (the emulator's simple form of the stage JSON, see messages/process_flows.py)
+_QUALIFY_STEPS = [("parentcontactid", "Existing Contact?", False), ("parentaccountid", "Existing Account?", False),
+                  ("purchasetimeframe", "Purchase Timeframe", False), ("budgetamount", "Budget Amount", False),
+                  ("purchaseprocess", "Purchase Process", False), ("decisionmaker", "Identify Decision Maker", False),
+                  ("description", "Capture Summary", False)]
+_OPPORTUNITY_STAGES = [
+    ("Develop", 1, "opportunity", [("customerneed", "Customer Need", True), ("proposedsolution", "Proposed Solution", True),
+                                   ("identifycustomercontacts", "Identify Stakeholders", False),
+                                   ("identifycompetitors", "Identify Competitors", False)]),
+    ("Propose", 2, "opportunity", [("identifypursuitteam", "Identify Sales Team", False), ("developproposal", "Develop Proposal", False),
+                                   ("completeinternalreview", "Complete Internal Review", False),
+                                   ("presentproposal", "Present Proposal", False)]),
+    ("Close", 3, "opportunity", [("completefinalproposal", "Complete Final Proposal", False),
+                                 ("presentfinalproposal", "Present Final Proposal", False),
+                                 ("finaldecisiondate", "Confirm Decision Date", True), ("sendthankyounote", "Send Thank You", False),
+                                 ("filedebrief", "File Debrief", False)]),
+]
 PROCESS_FLOWS = (
     ("Opportunity Sales Process", "opportunitysalesprocess", "opportunity",
-     [("Qualify", 0, "opportunity"), ("Develop", 1, "opportunity"), ("Propose", 2, "opportunity"), ("Close", 3, "opportunity")]),
+     [("Qualify", 0, "opportunity", _QUALIFY_STEPS), *_OPPORTUNITY_STAGES]),
     ("Lead to Opportunity Sales Process", "leadtoopportunitysalesprocess", "lead",
-     [("Qualify", 0, "lead"), ("Develop", 1, "opportunity"), ("Propose", 2, "opportunity"), ("Close", 3, "opportunity")]),
+     [("Qualify", 0, "lead", _QUALIFY_STEPS), *_OPPORTUNITY_STAGES]),
     ("Phone to Case Process", "phonetocaseprocess", "incident",
-     [("Identify", 4, "incident"), ("Research", 5, "incident"), ("Resolve", 6, "incident")]),
+     [("Identify", 4, "incident", [("customerid", "Find Customer", True), ("title", "Case Title", False)]),
+      ("Research", 5, "incident", [("description", "Describe the Issue", False)]),
+      ("Resolve", 6, "incident", [])]),
 )
 
 
@@ -76,9 +97,11 @@ def seed_rows(store: Store, profile: str | None) -> None:
         process = store.insert("workflow", {
             "name": flow, "uniquename": unique, "primaryentity": table, "category": 4, "type": 1, "mode": 0,
             "scope": 4, "businessprocesstype": 0, "ondemand": False, "statecode": 1, "statuscode": 2}, **as_system)
-        for stage, category, stage_table in stages:
+        for order, (stage, category, stage_table, steps) in enumerate(stages, start=1):
+            clientdata = json.dumps({"order": order, "steps": [{"attribute": column, "label": label, "required": required}
+                                                               for column, label, required in steps]})
             store.insert("processstage", {"stagename": stage, "stagecategory": category, "primaryentitytypecode": stage_table,
-                                          "processid": process["workflowid"]}, **as_system)
+                                          "processid": process["workflowid"], "clientdata": clientdata}, **as_system)
     if name == "demo":
         _demo(store, as_system)
 
