@@ -4,6 +4,8 @@ integration platforms, with an embedded Dataverse emulator.
 The public API for hosts and plugin authors is re-exported here; see README.md.
 """
 
+# first: httpx is imported without its command-line tool (see the module)
+import d365_components.httpx_without_cli  # noqa: F401  # isort: skip
 from d365_components.definitions import (
     Action,
     Component,
