@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,6 +33,7 @@ from d365_components.errors import FieldError, InputValidationError
 
 if TYPE_CHECKING:
     import jsonschema
+    import jsonschema_rs
 
 __all__ = [
     "InputField",
@@ -303,21 +305,61 @@ def _checker(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
     return draft(schema, format_checker=draft.FORMAT_CHECKER)
 
 
+def _compiled(schema: dict[str, Any]) -> jsonschema_rs.Validator:
+    """A compiled (Rust) validator of ``schema``: the fast acceptance of valid input. Its formats are
+    jsonschema's own checks, so the only ways it differs from jsonschema are stricter ones (a
+    pattern's ``$`` never matches before a final line break, NaN is no number), and a refusal is
+    always decided again by jsonschema (see :func:`validate_inputs`)."""
+    import jsonschema_rs  # lazy on purpose, as jsonschema (see _draft)
+
+    formats = _draft().FORMAT_CHECKER
+    checks = {name: _format_check(formats, name) for name in formats.checkers}
+    return jsonschema_rs.validator_for(schema, validate_formats=True, formats=checks)
+
+
+def _format_check(formats: jsonschema.FormatChecker, name: str) -> Any:
+    return lambda value: formats.conforms(value, name)
+
+
 #: validators by the identity of their schema, each built once: published schemas are built once
-#: per definition and kept, so an invoke does not build one again (the schema is held, so its id
+#: per definition and kept, so an invoke does not build them again (the schema is held, so its id
 #: is never reused while cached; the bound only matters to callers that pass a new dict each time)
-_VALIDATORS: dict[int, tuple[dict[str, Any], jsonschema.Draft202012Validator]] = {}
+_VALIDATORS: dict[int, tuple[dict[str, Any], jsonschema.Draft202012Validator, jsonschema_rs.Validator]] = {}
 _MAX_VALIDATORS = 1024
 
 
-def _cached_validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+def _cached_validators(schema: dict[str, Any]) -> tuple[jsonschema.Draft202012Validator, jsonschema_rs.Validator]:
     entry = _VALIDATORS.get(id(schema))
     if entry is None or entry[0] is not schema:
         if len(_VALIDATORS) >= _MAX_VALIDATORS:
             _VALIDATORS.clear()
-        entry = (schema, _checker(schema))
+        entry = (schema, _checker(schema), _compiled(schema))
         _VALIDATORS[id(schema)] = entry
-    return entry[1]
+    return entry[1], entry[2]
+
+
+_JSON_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether ``value`` is made of JSON's own types only (exact dict, list, str, int, finite float,
+    bool, None; str keys): the compiled validator reads a tuple as an array or a big number as JSON
+    would, where jsonschema refuses them, so anything else is left to jsonschema."""
+    kind = type(value)
+    if kind is dict:
+        return all(type(key) is str and _plain_json(item) for key, item in value.items())
+    if kind is list:
+        return all(_plain_json(item) for item in value)
+    if kind is float:
+        return math.isfinite(value)
+    return kind in _JSON_LEAVES
+
+
+def _accepted_fast(compiled: jsonschema_rs.Validator, data: dict[str, Any]) -> bool:
+    try:
+        return _plain_json(data) and compiled.is_valid(data)
+    except (ValueError, RecursionError):  # a value it cannot read: jsonschema decides
+        return False
 
 
 def schema_problems(schema: dict[str, Any], *, where: str) -> list[str]:
@@ -520,11 +562,11 @@ def validate_inputs(
     if not isinstance(raw, dict):
         raise InputValidationError([FieldError("", "inputs must be a JSON object")], subject=subject)
     data = raw
-    validator = _cached_validator(schema)
+    validator, compiled = _cached_validators(schema)
     errors: dict[str, str] = dict(_malformed_json(schema, data))
-    # valid input (the usual case) is checked once, without collecting; only invalid input is
-    # walked again for every error
-    if errors or not validator.is_valid(data):
+    # valid input (the usual case) is accepted by the compiled validator, about a hundred times
+    # faster than jsonschema (issue 16); whatever it refuses, jsonschema decides and explains
+    if errors or not _accepted_fast(compiled, data):
         for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
             for pointer, message in _messages(error):
                 errors.setdefault(pointer, message)

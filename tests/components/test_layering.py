@@ -57,6 +57,7 @@ LOCAL_IMPORTS = {
     (f"{PACKAGE}.webhook_host", "socket"): "known debt: move to the top of the module",
     # cold start (issue 16): heavy dependencies imported where they are first needed
     (f"{PACKAGE}.inputs", "jsonschema"): "validation imports jsonschema on first use: a tenth of the cold start",
+    (f"{PACKAGE}.inputs", "jsonschema_rs"): "the compiled validator is built on first validation, as jsonschema's",
     (f"{PACKAGE}.registry", "jsonschema"): "schema checks run in tests and `d365 manifest`, never at a start",
 }
 
