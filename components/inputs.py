@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, cast
+import math
+from typing import TYPE_CHECKING, Any, cast
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticUndefined
 
 from d365_components.errors import FieldError, InputValidationError
+
+if TYPE_CHECKING:
+    import jsonschema
+    import jsonschema_rs
 
 __all__ = [
     "InputField",
@@ -48,8 +52,6 @@ __all__ = [
 ]
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-_VALIDATOR = jsonschema.Draft202012Validator
-_FORMATS = _VALIDATOR.FORMAT_CHECKER
 
 #: the type list of a free value (``widget="any"``): every JSON type, text first so forms show a text box
 ANY_VALUE_TYPES = ["string", "number", "integer", "boolean", "null", "object", "array"]
@@ -288,9 +290,82 @@ def _json_type(value: Any) -> str:
     return {float: "number", str: "string", list: "array", dict: "object"}.get(type(value), "string")
 
 
+def _draft() -> type[jsonschema.Draft202012Validator]:
+    """jsonschema's 2020-12 validator class, imported on first use rather than at import: jsonschema
+    is about a tenth of the cold start (issue 16), and a process that lists or describes definitions
+    never validates."""
+    import jsonschema  # lazy on purpose (see the docstring; tests/components/test_layering.py)
+
+    return jsonschema.Draft202012Validator
+
+
+def _checker(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """A validator of ``schema`` with formats checked (not cached: rules' branches, error paths)."""
+    draft = _draft()
+    return draft(schema, format_checker=draft.FORMAT_CHECKER)
+
+
+def _compiled(schema: dict[str, Any]) -> jsonschema_rs.Validator:
+    """A compiled (Rust) validator of ``schema``: the fast acceptance of valid input. Its formats are
+    jsonschema's own checks, so the only ways it differs from jsonschema are stricter ones (a
+    pattern's ``$`` never matches before a final line break, NaN is no number), and a refusal is
+    always decided again by jsonschema (see :func:`validate_inputs`)."""
+    import jsonschema_rs  # lazy on purpose, as jsonschema (see _draft)
+
+    formats = _draft().FORMAT_CHECKER
+    checks = {name: _format_check(formats, name) for name in formats.checkers}
+    return jsonschema_rs.validator_for(schema, validate_formats=True, formats=checks)
+
+
+def _format_check(formats: jsonschema.FormatChecker, name: str) -> Any:
+    return lambda value: formats.conforms(value, name)
+
+
+#: validators by the identity of their schema, each built once: published schemas are built once
+#: per definition and kept, so an invoke does not build them again (the schema is held, so its id
+#: is never reused while cached; the bound only matters to callers that pass a new dict each time)
+_VALIDATORS: dict[int, tuple[dict[str, Any], jsonschema.Draft202012Validator, jsonschema_rs.Validator]] = {}
+_MAX_VALIDATORS = 1024
+
+
+def _cached_validators(schema: dict[str, Any]) -> tuple[jsonschema.Draft202012Validator, jsonschema_rs.Validator]:
+    entry = _VALIDATORS.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        if len(_VALIDATORS) >= _MAX_VALIDATORS:
+            _VALIDATORS.clear()
+        entry = (schema, _checker(schema), _compiled(schema))
+        _VALIDATORS[id(schema)] = entry
+    return entry[1], entry[2]
+
+
+_JSON_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether ``value`` is made of JSON's own types only (exact dict, list, str, int, finite float,
+    bool, None; str keys): the compiled validator reads a tuple as an array or a big number as JSON
+    would, where jsonschema refuses them, so anything else is left to jsonschema."""
+    kind = type(value)
+    if kind is dict:
+        return all(type(key) is str and _plain_json(item) for key, item in value.items())
+    if kind is list:
+        return all(_plain_json(item) for item in value)
+    if kind is float:
+        return math.isfinite(value)
+    return kind in _JSON_LEAVES
+
+
+def _accepted_fast(compiled: jsonschema_rs.Validator, data: dict[str, Any]) -> bool:
+    try:
+        return _plain_json(data) and compiled.is_valid(data)
+    except (ValueError, RecursionError):  # a value it cannot read: jsonschema decides
+        return False
+
+
 def schema_problems(schema: dict[str, Any], *, where: str) -> list[str]:
     """Why ``schema`` cannot be published: not valid 2020-12, or a field lacks title/description."""
-    problems = [f"{where}: {e.message}" for e in _VALIDATOR(_VALIDATOR.META_SCHEMA).iter_errors(schema)]
+    draft = _draft()
+    problems = [f"{where}: {e.message}" for e in draft(draft.META_SCHEMA).iter_errors(schema)]
     for name, prop in schema.get("properties", {}).items():
         for keyword in ("title", "description"):
             if not prop.get(keyword):
@@ -383,7 +458,7 @@ def _refused(pointer: str, rule: dict[str, Any], instance: Any) -> list[tuple[st
     """The fields and messages of the combinations in a ``not`` rule that ``instance`` matches."""
     found: list[tuple[str, str]] = []
     for branch in rule.get("anyOf", [rule]):
-        if _VALIDATOR(branch, format_checker=_FORMATS).is_valid(instance):
+        if _checker(branch).is_valid(instance):
             message = str(branch.get("description") or "is not allowed together with the other inputs")
             for name in branch.get("x-fields") or [""]:  # none: the object itself
                 found.extend((f"{pointer}/{where}".rstrip("/"), message) for where in _expand(name, branch, instance))
@@ -398,7 +473,7 @@ def _expand(name: str, branch: dict[str, Any], instance: Any) -> list[str]:
     items = instance.get(array, []) if isinstance(instance, dict) else []
     conditions = [c.get("properties", {}).get(array, {}).get("contains") for c in branch.get("allOf", [])]
     contains: dict[str, Any] = next((c for c in conditions if c is not None), {})
-    checker = _VALIDATOR(contains, format_checker=_FORMATS)
+    checker = _checker(contains)
     return [f"{array}/{index}/{rest}" for index, item in enumerate(items) if checker.is_valid(item)] or [array]
 
 
@@ -415,7 +490,7 @@ def _messages(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
         return [(pointer, "must be one of: " + ", ".join(json.dumps(v["const"]) for v in value))]
     if kw in ("anyOf", "oneOf") and error.context:
         # the variant of the value's own type says best what is wrong (a text that is not a GUID)
-        fitting = [e for e in error.context if _VALIDATOR(
+        fitting = [e for e in error.context if _draft()(
             {"type": value[e.schema_path[0]].get("type", [])}).is_valid(error.instance)] if all(
             isinstance(v, dict) and "type" in v for v in value) else []
         if fitting:
@@ -487,11 +562,14 @@ def validate_inputs(
     if not isinstance(raw, dict):
         raise InputValidationError([FieldError("", "inputs must be a JSON object")], subject=subject)
     data = raw
-    validator = _VALIDATOR(schema, format_checker=_FORMATS)
+    validator, compiled = _cached_validators(schema)
     errors: dict[str, str] = dict(_malformed_json(schema, data))
-    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
-        for pointer, message in _messages(error):
-            errors.setdefault(pointer, message)
+    # valid input (the usual case) is accepted by the compiled validator, about a hundred times
+    # faster than jsonschema (issue 16); whatever it refuses, jsonschema decides and explains
+    if errors or not _accepted_fast(compiled, data):
+        for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+            for pointer, message in _messages(error):
+                errors.setdefault(pointer, message)
     if errors:
         raise InputValidationError([FieldError(p, m) for p, m in errors.items()], subject=subject)
     try:

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
 import pluggy
 
 from d365_components import hookspecs
@@ -121,6 +120,8 @@ def schema_check(definition: type[Definition]) -> list[str]:
     problems = schema_problems(schema, where=key)
     output = definition.output_json_schema()
     if output is not None:
+        import jsonschema  # lazy: only checks use it, never a start (tests/components/test_layering.py)
+
         meta = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
         problems += [f"{key} output schema: {e.message}" for e in meta.iter_errors(output)]
     return problems

@@ -23,11 +23,10 @@ from __future__ import annotations
 import asyncio
 import re
 import warnings
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
-import msal
 from pydantic import ConfigDict, SecretStr
 
 from d365_components.connections.client import WebApiClient
@@ -44,7 +43,6 @@ from d365_components.connections.odata import RawLiteral
 from d365_components.connections.retry import RetryPolicy
 from d365_components.connections.tokens import (
     BearerAuth,
-    FileTokenCache,
     IdentityHttpClient,
     MsalTokenSource,
     make_ssl_context,
@@ -60,6 +58,11 @@ from d365_components.errors import (
 )
 from d365_components.inputs import InputField, InputModel, absent, forbidden, rules, validate_inputs
 from d365_components.redaction import Redaction, get_logger, register_secret
+
+if TYPE_CHECKING:
+    import msal
+
+    from d365_components.connections.token_cache import FileTokenCache
 
 __all__ = [
     "AuthCodeConnection",
@@ -244,6 +247,8 @@ class DynamicsConnection(Connection):
         self.authority = self._authority()
         self.scopes = self._scopes()
         self.ssl_context = make_ssl_context(inputs.ca_bundle)
+        import msal  # lazy: msal (and requests) load when a connection is made, not at import (issue 16)
+
         self.token_cache = token_cache if token_cache is not None else msal.SerializableTokenCache()
         self._identity_http: httpx.Client | None = None
         self._client: WebApiClient | None = None
@@ -337,6 +342,8 @@ class DynamicsConnection(Connection):
         raise NotImplementedError
 
     def _make_app(self) -> msal.ClientApplication:
+        import msal  # lazy, as in __init__
+
         return msal.ConfidentialClientApplication(
             self.inputs.client_id,
             client_credential=self._credential(),
@@ -557,6 +564,8 @@ class AuthCodeConnection(DynamicsConnection):
         return super()._authority()
 
     def _make_app(self) -> msal.ClientApplication:
+        import msal  # lazy, as in __init__
+
         common = dict(
             authority=self.authority,
             instance_discovery=False,
@@ -611,6 +620,8 @@ class AuthCodeConnection(DynamicsConnection):
 
     @property
     def signed_in(self) -> bool:
+        import msal  # lazy, as in __init__
+
         return any(self.token_cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN)) or bool(
             getattr(self.tokens, "_refresh_token", None)
         )
@@ -662,3 +673,12 @@ class _UserTokenSource(MsalTokenSource):
             self._save_cache()
             return result
         return super().acquire(force)
+
+
+def __getattr__(name: str) -> Any:
+    """``FileTokenCache`` is re-exported on first use: it subclasses msal's cache (see tokens)."""
+    if name == "FileTokenCache":
+        from d365_components.connections.token_cache import FileTokenCache  # lazy: it loads msal
+
+        return FileTokenCache
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -55,6 +55,14 @@ EXTRAS = frozenset({"starlette", "uvicorn", "trustme", "jwt", "lark", "pytest"})
 LOCAL_IMPORTS = {
     (f"{PACKAGE}.cli", f"{PACKAGE}.webhook_host"): "the webhook host is an extra",
     (f"{PACKAGE}.webhook_host", "socket"): "known debt: move to the top of the module",
+    # cold start (issue 16): heavy dependencies imported where they are first needed
+    (f"{PACKAGE}.inputs", "jsonschema"): "validation imports jsonschema on first use: a tenth of the cold start",
+    (f"{PACKAGE}.inputs", "jsonschema_rs"): "the compiled validator is built on first validation, as jsonschema's",
+    (f"{PACKAGE}.connections.tokens", "msal"): "msal (and requests) load when a connection is made, not at import",
+    (f"{PACKAGE}.connections.oauth", "msal"): "msal (and requests) load when a connection is made, not at import",
+    (f"{PACKAGE}.connections.tokens", f"{PACKAGE}.connections.token_cache"): "the file cache subclasses msal's: loaded on first use",
+    (f"{PACKAGE}.connections.oauth", f"{PACKAGE}.connections.token_cache"): "re-exports FileTokenCache on first use (it loads msal)",
+    (f"{PACKAGE}.registry", "jsonschema"): "schema checks run in tests and `d365 manifest`, never at a start",
 }
 
 
