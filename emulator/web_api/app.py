@@ -53,7 +53,7 @@ from d365_components.emulator.protocol.literals import split_path, split_segment
 from d365_components.emulator.records import fetchxml, handler, rows, sql_query
 from d365_components.emulator.request.context import JSON_TYPE, Ctx, Reply
 from d365_components.emulator.storage.seed import profile_schema, seed_rows
-from d365_components.emulator.storage.store import Store
+from d365_components.emulator.storage.store import NeedsWriter, Store
 from d365_components.emulator.storage.time_limit import QUERY_SECONDS, time_limit
 from d365_components.emulator.web_api.batch import handle_batch
 
@@ -188,23 +188,42 @@ def _header_value(value: str) -> bytes:
 
 def _dispatch(state: State, method: str, version: str, path: str, raw_query: str, headers: dict[str, str],
               body: bytes, caller: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    store: Store = state.store
     try:
         if version not in VERSIONS:
             raise segment_not_found(version)
-        user_id, on_behalf_of, business_unit = _effective_user(state, caller, headers)
-        query = dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {}
-        ctx = Ctx(state, method, f"{state.org_url}/api/data/{version}", path, raw_query, query, headers, body,
-                  caller, user_id, on_behalf_of, business_unit)
-        # one request at a time on the store, as when everything ran on the event loop: handlers
-        # read then write without transactions of their own; the event loop stays free meanwhile
-        with state.store.lock, time_limit(state.query_seconds):
-            reply = route(ctx)
+        if method == "GET":
+            # a pure read: its own read connection, no write lock, so a slow query holds up nobody
+            try:
+                with store.reading(), time_limit(state.query_seconds):
+                    reply = _route_request(state, method, version, path, raw_query, headers, body, caller)
+                if not store.take_write_attempt():
+                    return _reply_tuple(reply)
+            except NeedsWriter:
+                store.take_write_attempt()
+            except Exception:             # e.g. SQLite refusing a write on the read connection
+                if not store.take_write_attempt():
+                    raise
+            # it wanted to write after all: run it again as a write
+        # writes stay one at a time on the store: handlers read then write without transactions of
+        # their own; the event loop stays free meanwhile
+        with store.lock, time_limit(state.query_seconds):
+            reply = _route_request(state, method, version, path, raw_query, headers, body, caller)
     except DataverseError as exc:
         reply = _error_reply(exc)
     except Exception:
         log.exception("unexpected error serving %s %s", method, path)
         reply = _error_reply(unexpected())
     return _reply_tuple(reply)
+
+
+def _route_request(state: State, method: str, version: str, path: str, raw_query: str, headers: dict[str, str],
+                   body: bytes, caller: dict[str, Any]) -> Reply:
+    user_id, on_behalf_of, business_unit = _effective_user(state, caller, headers)
+    query = dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {}
+    ctx = Ctx(state, method, f"{state.org_url}/api/data/{version}", path, raw_query, query, headers, body,
+              caller, user_id, on_behalf_of, business_unit)
+    return route(ctx)
 
 
 def _error_reply(exc: DataverseError) -> Reply:

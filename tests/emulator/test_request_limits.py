@@ -76,7 +76,7 @@ def test_sql_stops_at_the_time_limit_and_the_store_keeps_working(store):
 
 
 def test_a_request_over_its_time_limit_answers_the_timeout_error(fresh_emulator):
-    emulator = fresh_emulator(seed="minimal")
+    emulator = fresh_emulator(seed="none")
     store = emulator.app.state.store
     with store.transaction():
         for i in range(3000):
