@@ -97,7 +97,7 @@ def _remove_files(path: str) -> None:
             pass
 
 
-class NeedsWriter(Exception):  # noqa: N818 - a signal, not an error
+class NeedsWriter(Exception):
     """A request run as a read tried to write: run it again as a write."""
 
 
@@ -128,8 +128,9 @@ class Store:
         self.lock = threading.RLock()
         self._local = threading.local()          # .reader: this thread's read connection, if reading
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._all_readers: list[sqlite3.Connection] = []
-        self._functions: dict[str, tuple[int, Callable[..., Any]]] = {}
+        self._all_readers: dict[sqlite3.Connection, int] = {}    # each with the count of functions it has
+        self._readers_lock = threading.Lock()
+        self._functions: list[tuple[str, int, Callable[..., Any]]] = []
         self.listeners: list[Listener] = []
         self.installed: set[str] = set()          # add-ons set up on this store ("files", ...)
         self._depth = 0
@@ -171,6 +172,10 @@ class Store:
             reader = self._readers.get_nowait()
         except queue.Empty:
             reader = self._open_reader()
+        if self._all_readers[reader] < len(self._functions):      # functions added since it last ran
+            for name, n_args, fn in self._functions[self._all_readers[reader]:]:
+                reader.create_function(name, n_args, fn, deterministic=True)
+            self._all_readers[reader] = len(self._functions)
         self._local.reader = reader
         try:
             yield
@@ -185,11 +190,9 @@ class Store:
         conn.execute("PRAGMA query_only=ON")
         conn.execute("PRAGMA cache_size=-16384")
         conn.execute("PRAGMA temp_store=MEMORY")
-        for name, (n, fn) in list(self._functions.items()):
-            conn.create_function(name, n, fn, deterministic=True)
         conn.set_authorizer(self._read_only)
-        with self.lock:
-            self._all_readers.append(conn)
+        with self._readers_lock:           # not the write lock: a long write must not hold up readers
+            self._all_readers[conn] = 0
         return conn
 
     def _read_only(self, action: int, *_: Any) -> int:
@@ -212,11 +215,10 @@ class Store:
         return _NO_LOCK if self.is_reading else self.lock
 
     def create_function(self, name: str, n_args: int, fn: Callable[..., Any]) -> None:
-        """A deterministic SQL function on every connection, present and future."""
+        """A deterministic SQL function on every connection (read connections get it when next used)."""
         with self.lock:
-            self._functions[name] = (n_args, fn)
-            for conn in [self.writer, *self._all_readers]:
-                conn.create_function(name, n_args, fn, deterministic=True)
+            self.writer.create_function(name, n_args, fn, deterministic=True)
+            self._functions.append((name, n_args, fn))
 
     # ---- schema ----------------------------------------------------------------------------
 
@@ -522,7 +524,7 @@ class Store:
         return duplicate_key()
 
     def close(self) -> None:
-        with self.lock:
+        with self.lock, self._readers_lock:
             for conn in self._all_readers:
                 conn.close()
             self._all_readers.clear()
