@@ -46,6 +46,7 @@ import re
 import sqlite3
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -66,8 +67,16 @@ FULLNAME_TABLES = frozenset({"contact", "lead", "systemuser"})
 ACTIVITY_TABLES = frozenset({"task", "phonecall", "email", "appointment"})
 
 
+_now_cache: tuple[int, str] = (0, "")
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current UTC second as ISO-8601 text, formatted once per second (every write stamps it)."""
+    global _now_cache
+    second = int(time.time())
+    if _now_cache[0] != second:
+        _now_cache = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _now_cache[1]
 
 
 def q(name: str) -> str:
