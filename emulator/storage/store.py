@@ -147,7 +147,9 @@ class Store:
         self._sql: dict[Any, Any] = {}
         self.plans: dict[tuple[Any, ...], Any] = {}            # serialization plans cached by the records layer
         self.writer.execute("PRAGMA journal_mode=WAL")
-        self.writer.execute("PRAGMA cache_size=-65536")          # 64 MB of pages: big tables keep their index tops
+        # the default page cache (2 MB), not a big one: a write's cost grows with the size of the cache
+        # it commits from (64 MB: 55 -> 90 µs per insert into account between 0 and 60,000 rows;
+        # 2 MB: flat at about 50); the OS keeps the file's pages in memory anyway
         # OFF: an emulator's file survives a crash of its process (WAL), only an OS crash can lose
         # the last writes; in exchange a single-row write costs a third less
         self.writer.execute("PRAGMA synchronous=OFF")
@@ -197,7 +199,6 @@ class Store:
         conn.row_factory = _dict_row
         time_limit.install(conn)
         conn.execute("PRAGMA query_only=ON")
-        conn.execute("PRAGMA cache_size=-16384")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.set_authorizer(self._read_only)
         with self._readers_lock:           # not the write lock: a long write must not hold up readers
