@@ -38,7 +38,6 @@ A write attempted while reading raises `NeedsWriter` (the caller reruns the requ
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import queue
@@ -48,6 +47,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -98,12 +98,16 @@ def _connect(path: str) -> sqlite3.Connection:
     return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
 
 
-def _remove_files(path: str) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            os.remove(path + suffix)
-        except FileNotFoundError:
-            pass
+def _release(writer: sqlite3.Connection, readers: dict[sqlite3.Connection, int], temporary: str | None) -> None:
+    for conn in [*readers, writer]:
+        conn.close()
+    readers.clear()
+    if temporary is not None:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.remove(temporary + suffix)
+            except FileNotFoundError:
+                pass
 
 
 class NeedsWriter(Exception):
@@ -119,6 +123,17 @@ _WRITE_ACTIONS = frozenset({
 _NO_LOCK = nullcontext()
 
 
+def _read_only(local: threading.local) -> Callable[..., int]:
+    """An authorizer that refuses writes and notes the attempt in the thread's `local` (it holds
+    no reference to the store, which the store's finalizer needs to run)."""
+    def authorize(action: int, *_: Any) -> int:
+        if action in _WRITE_ACTIONS:
+            local.wanted_write = True
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+    return authorize
+
+
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip([d[0] for d in cursor.description], row, strict=False))
 
@@ -129,8 +144,6 @@ class Store:
         self.path = path
         self.file = _memory_path() if path == ":memory:" else path
         self.temporary = path == ":memory:"
-        if self.temporary:
-            atexit.register(_remove_files, self.file)
         self.writer = _connect(self.file)
         self.writer.row_factory = _dict_row
         time_limit.install(self.writer)        # SQL stops at the calling thread's deadline, if any
@@ -140,6 +153,9 @@ class Store:
         self._all_readers: dict[sqlite3.Connection, int] = {}    # each with the count of functions it has
         self._readers_lock = threading.Lock()
         self._functions: list[tuple[str, int, Callable[..., Any]]] = []
+        # closes the connections and deletes a `:memory:` file when the store is closed, collected, or at exit
+        self._release = weakref.finalize(self, _release, self.writer, self._all_readers,
+                                         self.file if self.temporary else None)
         self.listeners: list[Listener] = []
         self.installed: set[str] = set()          # add-ons set up on this store ("files", ...)
         self._depth = 0
@@ -200,16 +216,10 @@ class Store:
         time_limit.install(conn)
         conn.execute("PRAGMA query_only=ON")
         conn.execute("PRAGMA temp_store=MEMORY")
-        conn.set_authorizer(self._read_only)
+        conn.set_authorizer(_read_only(self._local))
         with self._readers_lock:           # not the write lock: a long write must not hold up readers
             self._all_readers[conn] = 0
         return conn
-
-    def _read_only(self, action: int, *_: Any) -> int:
-        if action in _WRITE_ACTIONS:
-            self._local.wanted_write = True
-            return sqlite3.SQLITE_DENY
-        return sqlite3.SQLITE_OK
 
     def take_write_attempt(self) -> bool:
         """Whether SQL run while reading in this thread tried to write (and forget it)."""
@@ -535,12 +545,7 @@ class Store:
 
     def close(self) -> None:
         with self.lock, self._readers_lock:
-            for conn in self._all_readers:
-                conn.close()
-            self._all_readers.clear()
-            self.writer.close()
-            if self.temporary:
-                _remove_files(self.file)
+            self._release()
 
 
 def default_status(table: Table, state: int) -> int | None:
