@@ -30,6 +30,11 @@ while other test runs shared it (best of 3; server CPU per request is the steadi
     +196 -> +39 µs on POST (119 -> 158); most of what is left on a POST is the change-tracking
     log row, which is behaviour. Runs overlapping other work move these by +-30%.
     (httpx x16 in one process manages only ~350-400 GET/s here, all of it client CPU.)
+    round 2 (GETs on read connections beside the writer, WAL; single-row requests on the event
+    loop instead of a worker thread), 3 interleaved runs, medians, load average ~4.8 on 2 cores:
+      GET by id    default 235 µs CPU/request (4,255/s for one core), 1,940/s measured
+      POST create  default 330 µs CPU/request (3,030/s for one core), 1,338/s measured
+    against main in the same minutes: GET 422 -> 250 µs, POST 432 -> 332 µs server CPU.
 
 Keyset paging of 1,000,000 accounts ordered by name: 8 ms a page from the middle with
 `(name, id) > (?, ?)`, 52 ms with the OR-expansion it replaced (200 pages: ~2 s against ~10 s).
