@@ -109,6 +109,7 @@ class Emulator:
             loop="uvloop" if _installed("uvloop") else "asyncio",
             log_level="warning",
             access_log=False,
+            proxy_headers=False,        # loopback only: no proxy to trust, one middleware less per request
             timeout_graceful_shutdown=2,
             ssl_certfile=str(self._certificates.certfile) if self._certificates else None,
             ssl_keyfile=str(self._certificates.keyfile) if self._certificates else None,

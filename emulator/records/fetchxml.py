@@ -102,8 +102,7 @@ def handle(ctx: Ctx, table: Table) -> Reply:
 def _prepare(store: Store) -> None:
     """Register the SQL function that sorts choices by label, once per store connection."""
     if store not in _prepared:
-        with store.lock:
-            store.conn.create_function(OPTION_LABEL, 3, option_labels(store.schema), deterministic=True)
+        store.create_function(OPTION_LABEL, 3, option_labels(store.schema))
         _prepared.add(store)
 
 

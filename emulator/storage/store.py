@@ -28,19 +28,28 @@ as ("Associate"|"Disassociate", <intersect table>, ids or None, ids or None), wh
 {<id column 1>: ..., <id column 2>: ...}. Inside a transaction they wait for the outermost commit
 and are dropped on rollback; outside one they run at once, under the store's lock.
 
-All access goes through one connection guarded by an RLock, so uvicorn's event-loop thread and
-any worker threads can share a Store.
+Writes go through one writer connection guarded by an RLock (`lock`), so requests that write
+stay serial. Pure reads can run without that lock on a read connection of their own: inside
+`reading()` the calling thread's `conn` is a pooled read-only connection (WAL: it sees committed
+data and never waits for the writer, nor the writer for it), so one slow query holds up nobody.
+A write attempted while reading raises `NeedsWriter` (the caller reruns the request as a write).
+`:memory:` is a WAL database file in shared memory (/dev/shm), deleted on `close()`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import re
 import sqlite3
+import tempfile
 import threading
+import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,8 +67,16 @@ FULLNAME_TABLES = frozenset({"contact", "lead", "systemuser"})
 ACTIVITY_TABLES = frozenset({"task", "phonecall", "email", "appointment"})
 
 
+_now_cache: tuple[int, str] = (0, "")
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current UTC second as ISO-8601 text, formatted once per second (every write stamps it)."""
+    global _now_cache
+    second = int(time.time())
+    if _now_cache[0] != second:
+        _now_cache = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _now_cache[1]
 
 
 def q(name: str) -> str:
@@ -67,20 +84,54 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _memory_path() -> str:
+    """A fresh database file for `:memory:`, in RAM where the system has a tmpfs. A file and not
+    SQLite's in-memory databases: only WAL lets readers and a writer run at once (memdb's shared
+    databases lock readers against the writer), and WAL needs a file. Its normal pager keeps a
+    write's cost flat as rows accumulate (the classic in-memory pager walks every dirty page at
+    each commit: 100,000 upserts cost 11 -> 18 -> 27 s of server CPU as rows grew)."""
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    return os.path.join(folder, f"d365-emulator-{os.getpid()}-{uuid.uuid4().hex}.db")
+
+
 def _connect(path: str) -> sqlite3.Connection:
-    """A connection to `path`. `:memory:` becomes a private database of the `memdb` VFS: SQLite's
-    classic in-memory pager keeps every page it ever wrote on its dirty list and walks that list
-    at each commit, so a single-row write costs more with every row the table holds (100,000
-    upserts: 11 -> 18 -> 27 s of server CPU as rows accumulated); `memdb` stores the database as
-    an in-memory file behind a normal pager, and a write costs the same at 1,000 rows as at
-    1,000,000. SQLite builds without `memdb` (before 3.36) fall back to the classic pager."""
-    if path == ":memory:":
-        try:
-            return sqlite3.connect(f"file:/d365-emulator-{uuid.uuid4().hex}?vfs=memdb", uri=True,
-                                   check_same_thread=False, isolation_level=None)
-        except sqlite3.OperationalError:  # no such vfs: memdb
-            pass
     return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+
+
+def _release(writer: sqlite3.Connection, readers: dict[sqlite3.Connection, int], temporary: str | None) -> None:
+    for conn in [*readers, writer]:
+        conn.close()
+    readers.clear()
+    if temporary is not None:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.remove(temporary + suffix)
+            except FileNotFoundError:
+                pass
+
+
+class NeedsWriter(Exception):
+    """A request run as a read tried to write: run it again as a write."""
+
+
+_WRITE_ACTIONS = frozenset({
+    1, 2, 3, 4, 5, 6, 7, 8,          # CREATE INDEX / TABLE / TEMP ... / TRIGGER / VIEW
+    9, 18, 23,                        # DELETE, INSERT, UPDATE
+    10, 11, 12, 13, 14, 15, 16, 17,  # DROP ...
+    26, 29, 30,                       # ALTER TABLE, CREATE / DROP VTABLE
+})
+_NO_LOCK = nullcontext()
+
+
+def _read_only(local: threading.local) -> Callable[..., int]:
+    """An authorizer that refuses writes and notes the attempt in the thread's `local` (it holds
+    no reference to the store, which the store's finalizer needs to run)."""
+    def authorize(action: int, *_: Any) -> int:
+        if action in _WRITE_ACTIONS:
+            local.wanted_write = True
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+    return authorize
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -91,29 +142,103 @@ class Store:
     def __init__(self, schema: Schema, path: str = ":memory:"):
         self.schema = schema
         self.path = path
-        self.conn = _connect(path)
-        self.conn.row_factory = _dict_row
-        time_limit.install(self.conn)          # SQL stops at the calling thread's deadline, if any
+        self.file = _memory_path() if path == ":memory:" else path
+        self.temporary = path == ":memory:"
+        self.writer = _connect(self.file)
+        self.writer.row_factory = _dict_row
+        time_limit.install(self.writer)        # SQL stops at the calling thread's deadline, if any
         self.lock = threading.RLock()
+        self._local = threading.local()          # .reader: this thread's read connection, if reading
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all_readers: dict[sqlite3.Connection, int] = {}    # each with the count of functions it has
+        self._readers_lock = threading.Lock()
+        self._functions: list[tuple[str, int, Callable[..., Any]]] = []
+        # closes the connections and deletes a `:memory:` file when the store is closed, collected, or at exit
+        self._release = weakref.finalize(self, _release, self.writer, self._all_readers,
+                                         self.file if self.temporary else None)
         self.listeners: list[Listener] = []
         self.installed: set[str] = set()          # add-ons set up on this store ("files", ...)
         self._depth = 0
         self._pending: list[tuple[Any, ...]] = []
         self._sql: dict[Any, Any] = {}
         self.plans: dict[tuple[Any, ...], Any] = {}            # serialization plans cached by the records layer
-        if path != ":memory:":
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA cache_size=-65536")          # 64 MB of pages: big tables keep their index tops
+        self.writer.execute("PRAGMA journal_mode=WAL")
+        # the default page cache (2 MB), not a big one: a write's cost grows with the size of the cache
+        # it commits from (64 MB: 55 -> 90 µs per insert into account between 0 and 60,000 rows;
+        # 2 MB: flat at about 50); the OS keeps the file's pages in memory anyway
         # OFF: an emulator's file survives a crash of its process (WAL), only an OS crash can lose
         # the last writes; in exchange a single-row write costs a third less
-        self.conn.execute("PRAGMA synchronous=OFF")
-        self.conn.execute("PRAGMA temp_store=MEMORY")
+        self.writer.execute("PRAGMA synchronous=OFF")
+        self.writer.execute("PRAGMA temp_store=MEMORY")
         for table in schema.tables.values():
             self.create_table(table)
         for rel in schema.relationships.values():
             if isinstance(rel, ManyToMany):
                 self.create_intersect(rel)
         self._version = max([self._max_version(t) for t in schema.tables] + [0])
+
+    # ---- connections -------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The calling thread's connection: its read connection inside `reading()`, else the writer."""
+        reader: sqlite3.Connection | None = self._local.__dict__.get("reader")
+        return self.writer if reader is None else reader
+
+    @property
+    def is_reading(self) -> bool:
+        return self._local.__dict__.get("reader") is not None
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Run the block's SQL on a read-only connection, without the write lock."""
+        if self.is_reading or self.lock._is_owned():  # type: ignore[attr-defined]
+            yield                                   # already reading, or inside a write: keep its view
+            return
+        try:
+            reader = self._readers.get_nowait()
+        except queue.Empty:
+            reader = self._open_reader()
+        if self._all_readers[reader] < len(self._functions):      # functions added since it last ran
+            for name, n_args, fn in self._functions[self._all_readers[reader]:]:
+                reader.create_function(name, n_args, fn, deterministic=True)
+            self._all_readers[reader] = len(self._functions)
+        self._local.reader = reader
+        try:
+            yield
+        finally:
+            self._local.reader = None
+            self._readers.put(reader)
+
+    def _open_reader(self) -> sqlite3.Connection:
+        conn = _connect(self.file)
+        conn.row_factory = _dict_row
+        time_limit.install(conn)
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.set_authorizer(_read_only(self._local))
+        with self._readers_lock:           # not the write lock: a long write must not hold up readers
+            self._all_readers[conn] = 0
+        return conn
+
+    def take_write_attempt(self) -> bool:
+        """Whether SQL run while reading in this thread tried to write (and forget it)."""
+        wanted: bool = self._local.__dict__.pop("wanted_write", False)
+        return wanted
+
+    def _writing(self) -> None:
+        if self.is_reading:
+            self._local.wanted_write = True
+            raise NeedsWriter()
+
+    def _guard(self) -> AbstractContextManager[Any]:
+        return _NO_LOCK if self.is_reading else self.lock
+
+    def create_function(self, name: str, n_args: int, fn: Callable[..., Any]) -> None:
+        """A deterministic SQL function on every connection (read connections get it when next used)."""
+        with self.lock:
+            self.writer.create_function(name, n_args, fn, deterministic=True)
+            self._functions.append((name, n_args, fn))
 
     # ---- schema ----------------------------------------------------------------------------
 
@@ -140,6 +265,7 @@ class Store:
             if col.type_column:
                 defs.append(f"{q(col.type_column)} TEXT")
         name = table.logical_name
+        self._writing()
         with self.lock:
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS {q(name)} ({', '.join(defs)})")
             for col in table.columns.values():
@@ -173,6 +299,7 @@ class Store:
 
     def add_column(self, table: str, column: Column) -> None:
         """Add an attribute to a live table: the column is usable by the next request."""
+        self._writing()
         with self.lock:
             t = self.schema.tables[table]
             t.add(column)
@@ -195,6 +322,7 @@ class Store:
     def transaction(self) -> Iterator[Store]:
         """One atomic unit (a SQLite SAVEPOINT; nests). Rolled back if an exception escapes;
         listeners fire once the outermost transaction commits."""
+        self._writing()
         with self.lock:
             name = f"sp{self._depth}"
             mark = len(self._pending)
@@ -242,7 +370,7 @@ class Store:
         if sql is None:
             t = self.schema.tables[table]
             sql = self._sql[("get", table)] = f"SELECT * FROM {q(table)} WHERE {q(t.primary_id)} = ?"
-        with self.lock:
+        with self._guard():
             row: dict[str, Any] | None = self.conn.execute(sql, (row_id,)).fetchone()
             return row
 
@@ -256,7 +384,7 @@ class Store:
             sql += " ORDER BY " + order
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self.lock:
+        with self._guard():
             return self.conn.execute(sql, tuple(params)).fetchall()
 
     def count(self, table: str, where: str = "", params: tuple[Any, ...] | list[Any] = (), cap: int | None = None,
@@ -264,16 +392,17 @@ class Store:
         inner = f"SELECT 1 FROM {q(table)} AS {alias}" + (f" WHERE {where}" if where else "")
         if cap is not None:
             inner += f" LIMIT {int(cap)}"
-        with self.lock:
+        with self._guard():
             n: int = self.conn.execute(f"SELECT count(*) AS n FROM ({inner})", tuple(params)).fetchone()["n"]
             return n
 
     def execute(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
-        with self.lock:
+        with self._guard():
             return self.conn.execute(sql, tuple(params)).fetchall()
 
     def insert(self, table: str, values: dict[str, Any], *, user: str, on_behalf_of: str | None = None) -> dict[str, Any]:
         """Create a row: fills id, stamps, owner, state and version; returns the full row."""
+        self._writing()
         t = self.schema.tables[table]
         row: dict[str, Any] = dict.fromkeys(self.columns_of(table))
         row.update(values)
@@ -318,6 +447,7 @@ class Store:
     def update(self, table: str, row_id: str, values: dict[str, Any], *, user: str, on_behalf_of: str | None = None,
                before: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """Change some columns of a row; returns (before, after), or None if it does not exist."""
+        self._writing()
         t = self.schema.tables[table]
         with self.lock:
             before = before or self.get(table, row_id)
@@ -389,6 +519,7 @@ class Store:
 
     def associate(self, intersect: str, id_columns: tuple[str, str], ids: tuple[str, str]) -> bool:
         """Link two rows of an N:N relationship; False if they were already linked."""
+        self._writing()
         with self.lock:
             try:
                 self.conn.execute(f"INSERT INTO {q(intersect)} ({q(id_columns[0])}, {q(id_columns[1])}) VALUES (?, ?)", ids)
@@ -398,6 +529,7 @@ class Store:
         return True
 
     def disassociate(self, intersect: str, id_columns: tuple[str, str], ids: tuple[str, str]) -> bool:
+        self._writing()
         with self.lock:
             cur = self.conn.execute(f"DELETE FROM {q(intersect)} WHERE {q(id_columns[0])} = ? AND {q(id_columns[1])} = ?", ids)
             if cur.rowcount:
@@ -412,8 +544,8 @@ class Store:
         return duplicate_key()
 
     def close(self) -> None:
-        with self.lock:
-            self.conn.close()
+        with self.lock, self._readers_lock:
+            self._release()
 
 
 def default_status(table: Table, state: int) -> int | None:

@@ -12,10 +12,13 @@ path as HTTP requests (routing, errors, headers) without re-checking the token: 
 per part, with the claims verified on the outer request. `app.state.store.transaction()` makes a
 change set atomic. `app.state.store` and `app.state.org_url` are public.
 
-A Web API request runs in a worker thread holding the store's lock for its whole run (requests
-stay serial on the store, as they were on the event loop), under a SQL time limit of
-`app.state.query_seconds` (storage.time_limit): the event loop stays free to accept, refuse and
-answer other requests meanwhile.
+Every Web API request runs under a SQL time limit of `app.state.query_seconds` (storage.time_limit).
+A GET is a pure read: it runs on a read connection of its own without the store's write lock, so a
+slow query holds up no other request (should it try to write after all, it runs again as a write).
+Any other request holds the write lock for its whole run: writes stay serial, as handlers read then
+write without transactions of their own. Requests whose work is bounded to a row or so (`_bounded`)
+run right on the event loop when the write lock is free; all others in a worker thread, so the
+event loop stays free to accept, refuse and answer other requests meanwhile.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from d365_components.emulator.protocol.literals import split_path, split_segment
 from d365_components.emulator.records import fetchxml, handler, rows, sql_query
 from d365_components.emulator.request.context import JSON_TYPE, Ctx, Reply
 from d365_components.emulator.storage.seed import profile_schema, seed_rows
-from d365_components.emulator.storage.store import Store
+from d365_components.emulator.storage.store import NeedsWriter, Store
 from d365_components.emulator.storage.time_limit import QUERY_SECONDS, time_limit
 from d365_components.emulator.web_api.batch import handle_batch
 
@@ -100,8 +103,8 @@ def create_app(*, identity: IdentityProvider, org_url: str, db: str = ":memory:"
         if m is None:
             return _reply_tuple(_error_reply(bad_request(f"The URL '{url}' is not a Web API URL.")))
         lower = {k.lower(): v for k, v in headers.items()}
-        return _dispatch(app.state, method.upper(), m.group(1), unquote(m.group(2)), m.group(3) or "", lower,
-                         body or b"", caller)
+        return _serve(app.state, method.upper(), m.group(1), unquote(m.group(2)), m.group(3) or "", lower,
+                      body or b"", caller)
 
     app.state.dispatch = dispatch
     return app
@@ -159,11 +162,19 @@ class _WebApi:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        params = scope["path_params"]
-        # in a worker thread: one slow request never holds up the event loop (and so the others)
-        status, out, payload = await anyio.to_thread.run_sync(
-            _dispatch, self.state(), scope["method"], params["version"], params["path"],
-            scope.get("query_string", b"").decode("latin-1"), headers, body, caller)
+        state, method, params = self.state(), scope["method"], scope["path_params"]
+        query_string: bytes = scope.get("query_string", b"")
+        answer: tuple[int, dict[str, str], bytes] | None = None
+        if _bounded(state, method, params["path"], query_string, body):
+            # a single-row request: right here, as long as it need not wait for the write lock
+            answer = _dispatch(state, method, params["version"], params["path"], query_string.decode("latin-1"),
+                               headers, body, caller, wait=False)
+        if answer is None:
+            # in a worker thread: one slow request never holds up the event loop (and so the others)
+            answer = await anyio.to_thread.run_sync(
+                _serve, state, method, params["version"], params["path"], query_string.decode("latin-1"),
+                headers, body, caller)
+        status, out, payload = answer
         raw = [(k.lower().encode("latin-1"), _header_value(v)) for k, v in out.items()]
         raw.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -186,25 +197,76 @@ def _header_value(value: str) -> bytes:
         return quote(value, safe=":/?#[]@!$&'()*+,;=%").encode()
 
 
+INLINE_BODY = 32_768            # bytes: a create or update this small writes one row, or a few (deep insert)
+_KEYED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\([^/]*\)")
+
+
+def _bounded(state: State, method: str, path: str, query_string: bytes, body: bytes) -> bool:
+    """Whether a request's work is bounded to a row or so, whatever the store holds: a GET, PATCH
+    or PUT of one record by key (no $expand), a create, or WhoAmI. Such requests run on the event
+    loop, which saves the hop to a worker thread (about a third of a GET by id's server time);
+    everything else (collections, queries, messages, deletes that cascade) runs in a thread."""
+    if method == "GET":
+        return (path == "WhoAmI" or _KEYED.fullmatch(path) is not None) and b"xpand" not in query_string
+    if len(body) > INLINE_BODY or query_string:
+        return False
+    if method == "POST":
+        return path in state.store.schema.by_set
+    return method in ("PATCH", "PUT") and _KEYED.fullmatch(path) is not None
+
+
+def _serve(state: State, method: str, version: str, path: str, raw_query: str, headers: dict[str, str],
+           body: bytes, caller: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    """Serve one request, waiting for the write lock if it needs it."""
+    answer = _dispatch(state, method, version, path, raw_query, headers, body, caller)
+    assert answer is not None
+    return answer
+
+
 def _dispatch(state: State, method: str, version: str, path: str, raw_query: str, headers: dict[str, str],
-              body: bytes, caller: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+              body: bytes, caller: dict[str, Any], *, wait: bool = True) -> tuple[int, dict[str, str], bytes] | None:
+    """Serve one request: a reply, or None if `wait` is False and the write lock is taken."""
+    store: Store = state.store
     try:
         if version not in VERSIONS:
             raise segment_not_found(version)
-        user_id, on_behalf_of, business_unit = _effective_user(state, caller, headers)
-        query = dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {}
-        ctx = Ctx(state, method, f"{state.org_url}/api/data/{version}", path, raw_query, query, headers, body,
-                  caller, user_id, on_behalf_of, business_unit)
-        # one request at a time on the store, as when everything ran on the event loop: handlers
-        # read then write without transactions of their own; the event loop stays free meanwhile
-        with state.store.lock, time_limit(state.query_seconds):
-            reply = route(ctx)
+        if method == "GET":
+            # a pure read: its own read connection, no write lock, so a slow query holds up nobody
+            try:
+                with store.reading(), time_limit(state.query_seconds):
+                    reply = _route_request(state, method, version, path, raw_query, headers, body, caller)
+                if not store.take_write_attempt():
+                    return _reply_tuple(reply)
+            except NeedsWriter:
+                store.take_write_attempt()
+            except Exception:             # e.g. SQLite refusing a write on the read connection
+                if not store.take_write_attempt():
+                    raise
+            # it wanted to write after all: run it again as a write
+        # writes stay one at a time on the store: handlers read then write without transactions of
+        # their own; the event loop stays free meanwhile
+        if not store.lock.acquire(blocking=wait):
+            return None
+        try:
+            with time_limit(state.query_seconds):
+                reply = _route_request(state, method, version, path, raw_query, headers, body, caller)
+        finally:
+            store.lock.release()
     except DataverseError as exc:
         reply = _error_reply(exc)
     except Exception:
         log.exception("unexpected error serving %s %s", method, path)
         reply = _error_reply(unexpected())
     return _reply_tuple(reply)
+
+
+def _route_request(state: State, method: str, version: str, path: str, raw_query: str, headers: dict[str, str],
+                   body: bytes, caller: dict[str, Any]) -> Reply:
+    user_id, on_behalf_of, business_unit = _effective_user(state, caller, headers)
+    query = dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {}
+    ctx = Ctx(state, method, f"{state.org_url}/api/data/{version}", path, raw_query, query, headers, body,
+              caller, user_id, on_behalf_of, business_unit)
+    return route(ctx)
 
 
 def _error_reply(exc: DataverseError) -> Reply:

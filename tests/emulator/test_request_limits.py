@@ -187,3 +187,37 @@ def test_long_chains_of_or_and_and_run_and_deep_nesting_is_refused(emulator, sto
     status, _, payload = dispatch("GET", f"/api/data/v9.2/accounts?$filter={quote('not ' * 3000 + 'name eq null')}",
                                   {}, b"", caller=CALLER)
     assert status == 400 and json.loads(payload)["error"]["code"] == "0x80044150", payload[:300]
+
+
+async def test_a_slow_legal_query_times_out_while_reads_and_writes_are_answered_within_a_second(fresh_emulator):
+    emulator = fresh_emulator(seed="none")
+    store = emulator.app.state.store
+    with store.transaction():
+        for i in range(2000):
+            store.insert("account", {"name": f"cross {i}"}, user=defaults.APP_USER_ID)
+    account = store.insert("account", {"name": "quick"}, user=defaults.APP_USER_ID)
+    emulator.app.state.query_seconds = 3.0
+    slow_sql = "SELECT COUNT(*) AS n FROM account a, account b, account c"      # 8 billion rows: legal, slow
+    async with httpx.AsyncClient(base_url=emulator.api_url + "/", verify=emulator.ssl_context, timeout=30,
+                                 headers={**ODATA_HEADERS, "Authorization": f"Bearer {emulator.get_token()}"}) as api:
+        assert (await api.get("WhoAmI")).status_code == 200                   # connections warm
+        slow = asyncio.ensure_future(api.get(f"accounts?sql={quote(slow_sql)}"))
+        await asyncio.sleep(0.5)
+        assert not slow.done()
+        latencies: list[float] = []
+        calls: list[Callable[[], Awaitable[httpx.Response]]] = [
+            lambda: api.get("WhoAmI"),
+            lambda: api.get(f"accounts({account['accountid']})?$select=name"),
+            lambda: api.post("accounts", json={"name": "written meanwhile"}),
+        ]
+        for call in calls * 2:
+            started = time.monotonic()
+            response = await call()
+            latencies.append(time.monotonic() - started)
+            assert response.status_code in (200, 204), response.text
+        assert not slow.done()                                   # all of that while the slow query ran
+        response = await slow
+    assert max(latencies) < 1.0, latencies
+    assert response.status_code == 500
+    assert response.json()["error"] == {"code": "0x80040E31", "message": "SQL timeout expired."}
+    assert store.count("account", "t0.name = ?", ["written meanwhile"]) == 2
