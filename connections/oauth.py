@@ -42,6 +42,7 @@ from d365_components.connections.clouds import (
 from d365_components.connections.errors_map import aad_error
 from d365_components.connections.odata import RawLiteral
 from d365_components.connections.retry import RetryPolicy
+from d365_components.connections.shared_state import SharedState, app_user_key, open_shared_state
 from d365_components.connections.tokens import (
     BearerAuth,
     FileTokenCache,
@@ -179,6 +180,17 @@ class _Advanced(InputModel):
         pattern=GUID_PATTERN,
         advanced=True,
     )
+    shared_state_url: SecretStr | None = InputField(
+        None,
+        title="Shared state (Redis URL)",
+        description=(
+            "Share the service-protection budget, the token cache and locks with every process that uses "
+            "this app user, on Redis (redis://host:6379/0; may hold a password). Empty: this process only."
+        ),
+        examples=["redis://127.0.0.1:6379/0"],
+        min_length=1,
+        advanced=True,
+    )
     redaction: Redaction = InputField(
         Redaction.secrets,
         title="Redaction",
@@ -229,7 +241,13 @@ class DynamicsConnection(Connection):
         self.authority = self._authority()
         self.scopes = self._scopes()
         self.ssl_context = make_ssl_context(inputs.ca_bundle)
-        self.token_cache = token_cache if token_cache is not None else msal.SerializableTokenCache()
+        url = getattr(inputs, "shared_state_url", None)
+        #: where the budget, tokens and locks of this app user live (this process, or Redis)
+        self.shared: SharedState = open_shared_state(url.get_secret_value() if url else None)
+        self.app_user = app_user_key(self.org.org_url, str(getattr(inputs, "client_id", "")))
+        if token_cache is None:
+            token_cache = self.shared.token_cache(self.app_user)
+        self.token_cache = token_cache
         self._identity_http: httpx.Client | None = None
         self._client: WebApiClient | None = None
         self.tokens = self._token_source()
@@ -346,6 +364,7 @@ class DynamicsConnection(Connection):
                 redaction=self.inputs.redaction,
                 transport=transport,
             )
+            self._client.limiter = self.shared.limiter(self.app_user, self.inputs.max_concurrency)
         return self._client
 
     async def aclose(self) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "BearerAuth",
     "FileTokenCache",
     "IdentityHttpClient",
+    "LockedTokenCache",
     "MsalTokenSource",
     "Token",
     "make_ssl_context",
@@ -135,6 +136,15 @@ class FileTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]  # msal
             self.has_state_changed = False
 
 
+class LockedTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]  # msal ships no types
+    """A cache other processes share: ``exclusive()`` holds their common lock around a token
+    request, reading the cache fresh first and saving it after, so the fleet asks once per token
+    lifetime (the first holder fetches; the others find its token in the cache)."""
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
 class MsalTokenSource:
     """Tokens for one connection: a msal app made on first use, a cache, and a refresh lock.
 
@@ -198,6 +208,12 @@ class MsalTokenSource:
         """One blocking msal call; returns msal's result (a token or an error dict)."""
         app = self.app()
         self.acquisitions += 1
+        if isinstance(self.cache, LockedTokenCache):
+            with self.cache.exclusive():
+                return self._acquire(app, force)
+        return self._acquire(app, force)
+
+    def _acquire(self, app: msal.ClientApplication, force: bool) -> dict[str, Any]:
         if self.confidential and self.account_id is None:
             assert isinstance(app, msal.ConfidentialClientApplication)
             if force:
