@@ -44,7 +44,7 @@ from d365_components.actions._common import (
     plain_id,
 )
 from d365_components.actions._lookups import TableInfo, metadata_for
-from d365_components.actions.journal import Journal, rows_digest
+from d365_components.actions.journal import Journal, open_journal, rows_digest
 from d365_components.connections.batch import BatchOperation
 from d365_components.connections.odata import entity_path, is_guid
 from d365_components.connections.retry import Attempts
@@ -196,7 +196,7 @@ class _BulkAction(Action):
     async def perform(self, ctx: Context, inputs: Any) -> dict[str, Any]:
         keys = tuple(getattr(inputs, "alternate_key_columns", ()))
         digest = rows_digest(self.key, inputs.entity_type, inputs.rows, inputs.chunk_size, keys)
-        journal = Journal.open(inputs.journal_file, digest, inputs.run_id)
+        journal = open_journal(ctx.connection, inputs.journal_file, digest, inputs.run_id)
         table = await _table(ctx, inputs.entity_type)
         run = _Run(ctx, inputs, table, self.message, keys, journal)
         return await run.go()

@@ -196,7 +196,9 @@ class RedisState:
 
     def read(self, key: str) -> str | None:
         value = self.sync.get(f"{_PREFIX}text:{key}")
-        return None if value is None else bytes(value).decode()
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     def write(self, key: str, text: str) -> None:
         self.sync.set(f"{_PREFIX}text:{key}", text)

@@ -30,7 +30,8 @@ PACKAGE = "d365_components"
 
 #: modules of components/ that collect or run definitions; every other module there is core
 TOP = frozenset({
-    "cli", "cli_extract", "cli_input", "demo", "dynamics365", "extract_output", "manifest", "pytest_plugin", "registry", "runtime", "testing", "webhook_host",
+    "cli", "cli_bulk", "cli_extract", "cli_input", "demo", "dynamics365", "extract_output", "manifest", "pytest_plugin", "registry", "runtime", "scale", "testing", "webhook_host",
+    # scale: runs actions in Celery workers (it collects and runs definitions, like the runtime)
 })
 #: the only modules that may import the emulator
 EMULATOR_USERS = frozenset({f"{PACKAGE}.{name}" for name in ("cli", "demo", "testing", "pytest_plugin")})
@@ -54,6 +55,7 @@ EXTRAS = frozenset({"starlette", "uvicorn", "trustme", "jwt", "lark", "pytest"})
 #: other imports inside functions the library keeps, by (module, imported module), and why
 LOCAL_IMPORTS = {
     (f"{PACKAGE}.cli", f"{PACKAGE}.webhook_host"): "the webhook host is an extra",
+    (f"{PACKAGE}.cli_bulk", f"{PACKAGE}.scale"): "Celery and Redis are an extra ([celery])",
     (f"{PACKAGE}.webhook_host", "socket"): "known debt: move to the top of the module",
 }
 
