@@ -49,6 +49,7 @@ def redis_url() -> str:
 
 def make_app(url: str) -> Celery:
     """The Celery app: late acks and re-queue on a lost worker (a chunk is never dropped)."""
+    visibility = float(os.environ.get("D365_SCALE_VISIBILITY_TIMEOUT", "300"))
     celery = Celery("d365_components.scale", broker=url, backend=url)
     celery.conf.update(
         task_acks_late=True,
@@ -59,8 +60,10 @@ def make_app(url: str) -> Celery:
         accept_content=["json"],
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
-        # a message taken by a worker that died is delivered again after this many seconds
-        broker_transport_options={"visibility_timeout": float(os.environ.get("D365_SCALE_VISIBILITY_TIMEOUT", "300"))},
+        # a message taken by a worker that died is delivered again after this many seconds (the
+        # workers look for such messages every few seconds)
+        broker_transport_options={"visibility_timeout": visibility, "unacked_restore_throttle": 1,
+                                  "unacked_restore_interval": max(1, min(10, int(visibility / 3)))},
         worker_hijack_root_logger=False,
     )
     return celery
@@ -129,15 +132,23 @@ def write_chunk(run_id: str, chunk: int) -> dict[str, Any]:
     except D365Error as exc:  # the chunk is left undone: running the run again retries it
         summary = {"chunk": chunk, "written": 0, "failed": 0, "notWritten": len(rows), "reconciled": 0,
                    "retries": 0, "errors": [{"message": str(exc)}]}
-        store.hset(key + ":results", str(chunk), json.dumps(summary))
+        _record(store, key, chunk, summary, done=False)
         return summary
     summary = {name: output[name] for name in ("written", "failed", "notWritten", "reconciled", "retries")}
     summary["chunk"] = chunk
     summary["errors"] = [r["error"] for r in output["results"] if r.get("error")][:5]
-    store.hset(key + ":results", str(chunk), json.dumps(summary))
-    if output["nextChunk"] is None:
-        store.sadd(key + ":done", str(chunk))
+    _record(store, key, chunk, summary, done=output["nextChunk"] is None)
     return summary
+
+
+def _record(store: redis.Redis, key: str, chunk: int, summary: dict[str, Any], *, done: bool) -> None:
+    """Keep a chunk's outcome, unless a second delivery of it (its first worker was presumed
+    dead) has already finished it: a done chunk's outcome is final."""
+    if store.sismember(key + ":done", str(chunk)):
+        return
+    store.hset(key + ":results", str(chunk), json.dumps(summary))
+    if done:
+        store.sadd(key + ":done", str(chunk))
 
 
 # -- the driver side ----------------------------------------------------------------------------
