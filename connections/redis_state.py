@@ -40,6 +40,9 @@ except ImportError:  # pragma: no cover - a core install
 __all__ = ["RedisLimiter", "RedisState", "RedisTokenCache"]
 
 _PREFIX = "d365:"
+#: a request is counted in our window this much longer than the server's window: the server
+#: stamps it a little later (on arrival), so without it the fleet's next request could be early
+_MARGIN_MS = 250
 
 #: KEYS: in-flight leases, window, narrowed limit. ARGV: now ms, max concurrency, lease ms,
 #: window ms, requests per window, lease id. Returns 0 (taken), -1 (full: wait a moment) or
@@ -73,7 +76,9 @@ class RedisLimiter(Limiter):
 
     def __init__(self, client: Callable[[], Any], app_user: str, max_concurrency: int, *, requests: int,
                  window: float, lease: float = 180.0) -> None:
-        super().__init__(max_concurrency)
+        # the window is kept exactly here, so narrowing starts only near its end (a tenth of it,
+        # at most the in-process limiter's 100)
+        super().__init__(max_concurrency, low_water=max(1, min(100, requests // 10)))
         self._client = client  # the running loop's asyncio client
         base = f"{_PREFIX}budget:{app_user}"
         self._keys = [f"{base}:flight", f"{base}:window", f"{base}:limit"]
@@ -103,7 +108,8 @@ class RedisLimiter(Limiter):
                 continue
             now = int(time.time() * 1000)
             answer = int(await client.eval(_TAKE, len(self._keys), *self._keys, now, self.max_concurrency,
-                                           int(self.lease * 1000), int(self.window * 1000), self.requests, lease))
+                                           int(self.lease * 1000), int(self.window * 1000) + _MARGIN_MS,
+                                           self.requests, lease))
             if answer == 0:
                 return
             self.waits += 1
