@@ -42,7 +42,12 @@ from d365_components.connections.clouds import (
 from d365_components.connections.errors_map import aad_error
 from d365_components.connections.odata import RawLiteral
 from d365_components.connections.retry import RetryPolicy
-from d365_components.connections.shared_state import SharedState, app_user_key, open_shared_state
+from d365_components.connections.shared_state import (
+    InProcessState,
+    SharedState,
+    app_user_key,
+    open_shared_state,
+)
 from d365_components.connections.tokens import (
     BearerAuth,
     FileTokenCache,
@@ -365,6 +370,8 @@ class DynamicsConnection(Connection):
                 transport=transport,
             )
             self._client.limiter = self.shared.limiter(self.app_user, self.inputs.max_concurrency)
+            if not isinstance(self.shared, InProcessState):
+                self._client.shared = self.shared
         return self._client
 
     async def aclose(self) -> None:
