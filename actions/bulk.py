@@ -57,6 +57,8 @@ _ITEM = re.compile(r"Targets\[(\d+)\]")
 UNSUPPORTED_CODES = {"0x8006088a", "0x80060888"}
 #: "a row with this primary key exists": after a resend, possibly our own first attempt
 DUPLICATE_KEY = "0x80040237"
+#: "a record with these alternate key values exists": also possibly our own first attempt
+DUPLICATE_ALTERNATE_KEY = "0x80060892"
 #: ids per existence query when reconciling (keeps the URL short)
 _IDS_PER_QUERY = 50
 #: (api url, entity set, message) found without the bulk message, so later runs go straight to $batch
@@ -592,4 +594,6 @@ class _Run:
 
 
 def _duplicate(error: Any) -> bool:
-    return isinstance(error, DataverseError) and (error.code or "").lower() == DUPLICATE_KEY
+    """A duplicate primary key, or a duplicate alternate key (Dataverse may check the alternate
+    key first): either may be our own earlier attempt, which reconciling verifies by id."""
+    return isinstance(error, DataverseError) and (error.code or "").lower() in (DUPLICATE_KEY, DUPLICATE_ALTERNATE_KEY)

@@ -62,7 +62,7 @@ def test_a_killed_worker_loses_and_doubles_nothing(org, connection_spec, clean_r
     numbers = _accounts(org, "K-")
     assert len(numbers) == 3000, "a row was lost or doubled"
     assert collections.Counter(numbers).most_common(1)[0][1] == 1
-    assert summary["written"] == 3000 and summary["failed"] == 0 and summary["notWritten"] == 0
+    assert summary["written"] == 3000 and summary["failed"] == 0 and summary["notWritten"] == 0, summary["errors"]
     assert summary["chunksDone"] == 30
     # three worker processes, two app users: one token request per app user for the whole fleet
     assert tokens == [1, 1]
