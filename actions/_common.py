@@ -44,6 +44,7 @@ __all__ = [
     "FORMATTED",
     "GROUPS",
     "GUID_PATTERN",
+    "LOOKUP_FORMS",
     "NAMESPACE",
     "NAME_PATTERN",
     "alternate_key_field",
@@ -107,13 +108,26 @@ def plain_id(value: str) -> str:
 # -- inputs -----------------------------------------------------------------------------------
 
 
+#: how every lookup value may be given, in record actions, batch items and bulk rows alike
+LOOKUP_FORMS = (
+    'A lookup takes {"table": "accounts", "id": "<guid>"}, {"table": "account", "key": {"accountnumber": "A-1"}}, '
+    'a GUID (when the lookup has one target table) or "parentcustomerid_account@odata.bind": "/accounts(<guid>)"; '
+    "the table by entity set or logical name."
+)
+#: a table name; empty text passes the pattern so an optional table input may be left empty in a
+#: form (a required one has minLength 1), and every entityType publishes the same pattern
+_TABLE_NAME_PATTERN = f"^(?:{NAME_PATTERN[1:-1]})?$"
+
+
 def entity_type_field(**overrides: Any) -> Any:
-    """``entityType``: the table of the rows, picked from the tables dropdown (entity set names).
+    """``entityType``: the table of the rows, picked from the tables dropdown (entity set names),
+    given by entity set or logical name (resolved through metadata, cached).
 
     Optional when given a ``default`` (then an empty value from a form means "not given")."""
     default = overrides.pop("default", ...)
     if default is ...:
         overrides.setdefault("min_length", 1)
+    overrides.setdefault("pattern", _TABLE_NAME_PATTERN)
     return InputField(
         default,
         title=overrides.pop("title", "Table"),

@@ -26,7 +26,7 @@ from d365_components.connections.odata import entity_path, is_guid
 from d365_components.conventions import NAME
 from d365_components.errors import DataverseError, FieldError, InputValidationError
 
-__all__ = ["MAX_AGE", "Metadata", "Relationship", "TableInfo", "bind_values", "metadata_for"]
+__all__ = ["MAX_AGE", "Metadata", "Relationship", "TableInfo", "bind_rows", "bind_values", "metadata_for"]
 
 T = TypeVar("T")
 
@@ -237,8 +237,11 @@ async def bind_values(
     "key": {"accountnumber": "A-1"}}``, a bare GUID (when the lookup has one target), text such as
     ``/accounts(<guid>)``, or null (clears it). The column may also be named by its read name
     (``_parentcustomerid_value``) or one target's navigation property (``parentcustomerid_account``).
-    ``pointers`` maps each column to the input it came from, so an error names the field.
+    ``pointers`` maps each column to the input it came from, so an error names the field. Values
+    none of which can be a lookup are returned as they are, without reading metadata.
     """
+    if not any(_may_be_lookup(column, value) for column, value in values.items()):
+        return dict(values)
     lookups = await metadata.lookups(table.logical_name) if table.logical_name else None
     result: dict[str, Any] = {}
     problems: list[FieldError] = []
@@ -260,6 +263,49 @@ async def bind_values(
     if problems:
         raise InputValidationError(problems)
     return result
+
+
+async def bind_rows(
+    metadata: Metadata, table: TableInfo, rows: list[dict[str, Any]], pointer: str, *, keep: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Every row with its lookups written as ``navprop@odata.bind`` (see :func:`bind_values`);
+    ``keep`` names columns left as given (alternate-key columns). Rows without a value that can be
+    a lookup (a reference object, a GUID, ``/accounts(...)`` text) are returned as they are, without
+    reading the table's lookups, so a plain load costs no request and one pass (null counts: it
+    clears a lookup). Errors name
+    ``<pointer>/<row>/<column>``."""
+    if not any(_may_be_lookup(column, value) for row in rows for column, value in row.items() if column not in keep):
+        return rows
+    lookups = await metadata.lookups(table.logical_name) if table.logical_name else None
+    names = set(lookups or {})
+    names |= {f"_{column}_value" for column in names}
+    names |= {nav for targets in (lookups or {}).values() for nav in targets.values()}
+    bound: list[dict[str, Any]] = []
+    problems: list[FieldError] = []
+    for index, row in enumerate(rows):
+        if not any(column in names or _is_lookup_reference(value) for column, value in row.items()
+                   if column not in keep):
+            bound.append(row)
+            continue
+        values = {column: value for column, value in row.items() if column not in keep}
+        try:
+            written = await bind_values(metadata, table, values, {c: f"{pointer}/{index}/{c}" for c in values})
+        except InputValidationError as exc:
+            problems.extend(exc.errors)
+            if len(problems) >= 20:
+                break
+            continue
+        bound.append({**{c: row[c] for c in keep if c in row}, **written})
+    if problems:
+        raise InputValidationError(problems)
+    return bound
+
+
+def _may_be_lookup(column: str, value: Any) -> bool:
+    """Whether ``value`` could be meant for a lookup column (null clears one)."""
+    if value is None or _is_lookup_reference(value) or (column.startswith("_") and column.endswith("_value")):
+        return True
+    return isinstance(value, str) and (is_guid(value) or bool(_BIND_TEXT.match(value.strip())))
 
 
 def _targets_of(lookups: dict[str, dict[str, str]], column: str) -> dict[str, str] | None:

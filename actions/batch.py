@@ -16,6 +16,7 @@ from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import (
     ERROR_SCHEMA,
     EXAMPLE_ID,
+    LOOKUP_FORMS,
     conflict,
     error_json,
     impersonate_field,
@@ -89,9 +90,8 @@ class BatchItem(InputModel):
         None,
         title="Column values",
         description=(
-            "The columns to write. A lookup takes {\"table\": \"accounts\", \"id\": \"<guid>\"}, {\"table\", \"key\"}, "
-            "a GUID (one-table lookups) or \"parentcustomerid_account@odata.bind\": \"accounts(<id>)\"; "
-            "in an atomic batch \"$1\" stands for the row created by operation 1 (1-based)."
+            "The columns to write. " + LOOKUP_FORMS + " "
+            "In an atomic batch \"$1\" stands for the row created by operation 1 (1-based)."
         ),
         examples=[{"name": "Contoso", "telephone1": "555-0100"}],
         validate_default=True,

@@ -37,13 +37,14 @@ from d365_components.actions._common import (
     COLUMNS,
     ERROR_SCHEMA,
     GUID_PATTERN,
+    LOOKUP_FORMS,
     NAMESPACE,
     entity_type_field,
     error_json,
     literal,
     plain_id,
 )
-from d365_components.actions._lookups import TableInfo, metadata_for
+from d365_components.actions._lookups import TableInfo, bind_rows, metadata_for
 from d365_components.actions.journal import Journal, open_journal, rows_digest
 from d365_components.connections.batch import BatchOperation
 from d365_components.connections.odata import entity_path, is_guid
@@ -71,7 +72,9 @@ _WITHOUT_MESSAGE: set[tuple[str, str, str]] = set()
 def rows_field() -> Any:
     return InputField(
         title="Rows",
-        description="The rows to write: a JSON array of objects of column values (any number of rows).",
+        description=(
+            "The rows to write: a JSON array of objects of column values (any number of rows). " + LOOKUP_FORMS
+        ),
         examples=[[{"name": "Contoso", "accountnumber": "A-100"}, {"name": "Fabrikam", "accountnumber": "A-101"}]],
         widget="code",
         language="json",
@@ -197,10 +200,12 @@ class _BulkAction(Action):
 
     async def perform(self, ctx: Context, inputs: Any) -> dict[str, Any]:
         keys = tuple(getattr(inputs, "alternate_key_columns", ()))
+        table = await _table(ctx, inputs.entity_type)
+        # lookups as the record actions take them; every bad one named before anything is written
+        rows = await bind_rows(metadata_for(ctx.web_api), table, inputs.rows, "/rows", keep=keys)
         digest = rows_digest(self.key, inputs.entity_type, inputs.rows, inputs.chunk_size, keys)
         journal = open_journal(ctx.connection, inputs.journal_file, digest, inputs.run_id)
-        table = await _table(ctx, inputs.entity_type)
-        run = _Run(ctx, inputs, table, self.message, keys, journal)
+        run = _Run(ctx, inputs.model_copy(update={"rows": rows}), table, self.message, keys, journal)
         return await run.go()
 
 

@@ -96,7 +96,7 @@ class RunFetchXmlQuery(Action):
             examples=[500], ge=1, le=MAX_PAGE_SIZE, group="Paging",
         )
         max_rows: int = InputField(
-            50_000, title="Max rows", description="With Fetch all: stop after this many rows and set truncated.",
+            50_000, title="Max rows", description="With Fetch all: stop after this many rows and set truncated. Memory is bounded by it: the output holds every row (about 0.5 KB per row of a few short columns); for bigger reads use the client's page iterator or the extract.",
             ge=1, le=10_000_000, group="Paging",
         )
         impersonate_user_id: str | None = impersonate_field()

@@ -351,7 +351,7 @@ class Regarding(InputModel):
 
     table: str = InputField(
         title="Table", description="The row's table: entity set name (accounts) or logical name (account).",
-        examples=["accounts"], data_source=TABLES, min_length=1,
+        examples=["accounts"], data_source=TABLES, min_length=1, pattern=NAME_PATTERN,
     )
     id: str = InputField(title="Row ID", description="The row's GUID.", examples=[_EXAMPLE_ID], pattern=GUID_PATTERN)
 

@@ -18,6 +18,7 @@ from pydantic import ConfigDict, field_validator
 
 from d365_components import Action, Context, InputField, InputModel
 from d365_components.actions._common import ADVANCED, NAMESPACE, literal
+from d365_components.actions._lookups import metadata_for
 from d365_components.connections.odata import is_guid, quote
 from d365_components.conventions import COLUMNS, NAME, NAME_OR_GUID_PATTERN, NAME_PATTERN, TABLE_DEFINITIONS
 from d365_components.errors import FieldError, InputValidationError, RecordNotFoundError
@@ -252,7 +253,7 @@ DEFINITION_OUTPUT = {
     "required": ["LogicalName"],
     "properties": {"LogicalName": {"type": "string", "description": "The logical name; the other properties follow Dataverse's metadata."}},
 }
-LIST_OUTPUT = {
+LIST_OUTPUT: dict[str, Any] = {
     "type": "object",
     "required": ["value", "count"],
     "properties": {
@@ -389,7 +390,8 @@ class GetEntitiesMetadata(Action):
 
     class Inputs(InputModel):
         tables: list[str] = InputField(
-            [], title="Tables", description="Logical names of the tables; empty means every table.",
+            [], title="Tables",
+            description="The tables, by logical name (account) or entity set name (accounts); empty means every table.",
             examples=[["account", "contact"]], widget="list", data_source=TABLE_DEFINITIONS,
             schema={"items": {"type": "string", "pattern": NAME_PATTERN}},
         )
@@ -398,24 +400,64 @@ class GetEntitiesMetadata(Action):
             False, title="Top-level tables only", description="Leave out child tables and N:N intersect tables.",
         )
         include_attributes: bool = InputField(True, title="Include columns", description="Return each table's columns.")
+        label_filter: list[str] = InputField(
+            [], title="Tables by name or label",
+            description=("Only tables whose logical name, entity set name, schema name or display label (Account, "
+                         "Sales Order) is one of these, matched case-insensitively. Empty: no such filter. "
+                         "Prismatic's Entity Type Filter."),
+            examples=[["Account", "sales order"]], widget="list",
+            schema={"items": {"type": "string", "minLength": 1}},
+        )
+        default_selected: list[str] = InputField(
+            [], title="Default Selected Entity Types",
+            description=("Tables (names or labels, case-insensitive) marked selected: true in the output, for a "
+                         "picker that starts with them ticked; every other table is selected: false."),
+            examples=[["account", "Contact"]], widget="list", data_source=TABLE_DEFINITIONS,
+            schema={"items": {"type": "string", "minLength": 1}},
+        )
 
         @field_validator("tables")
         @classmethod
         def _names(cls, names: list[str]) -> list[str]:
             for index, name in enumerate(names):
                 if not NAME.match(name):
-                    raise InputValidationError([FieldError(f"/tables/{index}", f"'{name}' is not a table's logical name")])
+                    raise InputValidationError([FieldError(f"/tables/{index}", f"'{name}' is not a table name")])
             return names
 
-    output_schema = LIST_OUTPUT
-    example = {"value": [{**TABLE_EXAMPLE, "Attributes": [COLUMN_EXAMPLE]}], "count": 1}
+    output_schema = {**LIST_OUTPUT, "properties": {
+        **LIST_OUTPUT["properties"],
+        "value": {"type": "array", "description": (
+            "The definitions, as Dataverse describes them, each with selected: whether Default Selected Entity "
+            "Types names it."), "items": {"type": "object", "required": ["selected"],
+                                          "properties": {"selected": {"type": "boolean", "description": (
+                                              "Whether Default Selected Entity Types names this table.")}}}},
+    }}
+    example = {"value": [{**TABLE_EXAMPLE, "Attributes": [COLUMN_EXAMPLE], "selected": True}], "count": 1}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
         expand = None
         if inputs.include_attributes:
             expand = [f"Attributes($select={','.join(COLUMN_SUMMARY)})"]
-        where = _table_filter(inputs.include_custom, inputs.include_only_top_level, inputs.tables)
-        return _listed(await ctx.web_api.get_json("EntityDefinitions", params=_query(TABLE_SUMMARY, expand, where)))
+        metadata = metadata_for(ctx.web_api)
+        names = [(await metadata.table(name, pointer=f"/tables/{index}")).logical_name or name
+                 for index, name in enumerate(inputs.tables)]
+        where = _table_filter(inputs.include_custom, inputs.include_only_top_level, names)
+        found = _listed(await ctx.web_api.get_json("EntityDefinitions", params=_query(TABLE_SUMMARY, expand, where)))
+        wanted = {name.strip().lower() for name in inputs.label_filter}
+        selected = {name.strip().lower() for name in inputs.default_selected}
+        tables = [{**table, "selected": bool(_names_of(table) & selected)} for table in found["value"]
+                  if not wanted or _names_of(table) & wanted]
+        return {"value": tables, "count": len(tables)}
+
+
+def _names_of(table: dict[str, Any]) -> set[str]:
+    """Every name a designer may know a table by, lower-cased: logical, entity set, schema, labels."""
+    names = {str(table.get(key) or "").lower() for key in ("LogicalName", "EntitySetName", "SchemaName")}
+    for key in ("DisplayName", "DisplayCollectionName"):
+        label = table.get(key) or {}
+        names |= {str(item.get("Label") or "").lower() for item in label.get("LocalizedLabels") or []}
+        names.add(label_text(label).lower())
+    return names - {""}
 
 
 class GetEntityMetadata(Action):
@@ -461,6 +503,9 @@ class ListAttributes(Action):
 
     class Inputs(InputModel):
         table: str = table_field()
+        attribute_type: OptionalAttributeType = attribute_type_field(
+            "Only columns of this type (Money, String, Picklist...). Empty: every column."
+        )
         include_details: bool = InputField(
             False, title="Include details", description="Return every column property, not just names, types and use.",
         )
@@ -469,7 +514,8 @@ class ListAttributes(Action):
     example = {"value": [COLUMN_EXAMPLE], "count": 1}
 
     async def perform(self, ctx: Context, inputs: Inputs) -> dict[str, Any]:
-        return await _table_columns(ctx, inputs.table, _query([] if inputs.include_details else COLUMN_SUMMARY))
+        params = _query([] if inputs.include_details else COLUMN_SUMMARY)
+        return await _table_columns(ctx, inputs.table, params, inputs.attribute_type)
 
 
 class QueryAttributes(Action):

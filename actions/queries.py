@@ -92,7 +92,7 @@ class QueryEntities(Action):
             examples=["https://contoso.crm.dynamics.com/api/data/v9.2/accounts?$skiptoken=..."], group="Paging", min_length=1,
         )
         max_rows: int = InputField(
-            50_000, title="Max rows", description="With Fetch all: stop after this many rows and set truncated (protects the flow from pulling a whole table). Make it a multiple of Records per page to get a Next page ID that continues exactly where it stopped.",
+            50_000, title="Max rows", description="With Fetch all: stop after this many rows and set truncated (protects the flow from pulling a whole table). Make it a multiple of Records per page to get a Next page ID that continues exactly where it stopped. Memory is bounded by it: the output holds every row (about 0.5 KB per row of a few short columns); for bigger reads use the client's page iterator or the extract.",
             ge=1, le=10_000_000, group="Paging",
         )
         include_count: bool = InputField(False, title="Include count", description="Also return the number of matching rows ($count; Dataverse caps it at 5,000).")

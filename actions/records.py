@@ -21,6 +21,7 @@ from d365_components.actions._common import (
     EXAMPLE_ID,
     EXAMPLE_ORG,
     FORMATTED,
+    LOOKUP_FORMS,
     alternate_key_field,
     conflict,
     entity_id_field,
@@ -61,8 +62,7 @@ class FieldValue(InputModel):
     value: Any = InputField(
         None, title="Value",
         description=(
-            "The value: text, a number, true/false, null (clears it), or a lookup reference object "
-            '{"table": "accounts", "id": "<guid>"}.'
+            "The value: text, a number, true/false, null (clears it), or a lookup reference. " + LOOKUP_FORMS
         ),
         examples=["Contoso", 1000, True], widget="any",
     )
@@ -73,8 +73,7 @@ def _field_values() -> Any:
         [],
         title="Field values",
         description=(
-            "Column values as a key/value list. Lookup columns take a GUID, "
-            '{"table": "accounts", "id": "<guid>"} or {"table": "accounts", "key": {"accountnumber": "A-1"}}.'
+            "Column values as a key/value list. " + LOOKUP_FORMS
         ),
         examples=[[{"key": "name", "value": "Contoso"}]],
         widget="keyvalue",
@@ -87,7 +86,7 @@ def _dynamic_values() -> Any:
         title="Dynamic values",
         description=(
             "Column values as a JSON object, merged with Field values; where both set a column, "
-            "Dynamic values wins. Lookups take the same forms as in Field values."
+            "Dynamic values wins. " + LOOKUP_FORMS
         ),
         examples=[{"name": "Contoso", "revenue": 1000000, "parentaccountid": {"table": "accounts", "id": "7eb682f1-ca75-e511-80d4-00155d2a68d1"}}],
         widget="code",

@@ -1,11 +1,14 @@
 """Benchmark of the Web API client against the emulator on loopback (HTTPS).
 
-Prints three numbers:
+Prints four numbers:
 
 1. token requests per 10,000 calls (target: one per token lifetime, never one per call);
-2. client overhead per request compared with a bare httpx request to the same URL
+2. client wall time per request compared with a bare httpx request to the same URL
    (target: within 10%; printed as a ratio);
-3. peak Python memory while paging N rows (default 1,000,000; target: flat, one page at a time).
+3. client CPU per invoke of Get Entity (validation, connection, action, output) against a bare GET
+   of the same row with the same httpx client (goal, issue 16: <= 1.05x);
+4. the growth of the process's peak RSS (operating system) while paging N rows (default
+   1,000,000; target: flat, one page at a time).
 
 The emulator runs in a child process so its work and memory are not counted against the client.
 Rows are inserted straight into the emulator's SQLite store with one INSERT ... SELECT (the store
@@ -20,9 +23,9 @@ import argparse
 import asyncio
 import math
 import multiprocessing
+import resource
 import statistics
 import time
-import tracemalloc
 from typing import Any
 
 import httpx
@@ -150,33 +153,78 @@ async def overhead(inputs: dict, pipe: Any, rounds: int = 7, per_round: int = 40
           f"(overhead {(ours_ms - bare_ms) * 1000:+.0f} µs; target <= 1.10)")
 
 
+async def invoke_cpu(inputs: dict, rounds: int = 7, per_round: int = 300) -> None:
+    """Client CPU per Get Entity invoke against one bare GET of the same row with the same httpx
+    client (the connection's own pool, TLS and token); interleaved rounds, medians."""
+    from d365_components.connections.headers import ODATA_HEADERS
+    from d365_components.connections.oauth import ClientCredentialsConnection
+    from d365_components.runtime import invoke
+
+    connection = ClientCredentialsConnection(inputs)
+    client = connection.open_client()
+    row_id = (await client.create("contacts", {"lastname": "invoke bench"}))["id"]
+    token = await connection.tokens.token()
+    url = f"{client.api_url}/contacts({row_id})?$select=lastname"
+    headers = {**ODATA_HEADERS, "Authorization": f"Bearer {token}"}
+    http = client._http  # the same httpx client the action uses
+    request = {"entityType": "contacts", "entityId": row_id, "fieldNames": ["lastname"]}
+
+    async def ours() -> None:
+        await invoke("dynamics365.get_entity", request, connection)
+
+    async def plain() -> None:
+        response = await http.get(url, headers=headers)
+        response.raise_for_status()
+        response.json()
+
+    for _ in range(100):  # warm pools, caches and the table's metadata
+        await ours()
+        await plain()
+    cpu: dict[str, list[float]] = {"bare": [], "invoke": []}
+    wall: dict[str, list[float]] = {"bare": [], "invoke": []}
+    for _ in range(rounds):
+        for name, runner in (("bare", plain), ("invoke", ours)):
+            started, used = time.perf_counter(), time.process_time()
+            for _ in range(per_round):
+                await runner()
+            cpu[name].append((time.process_time() - used) / per_round * 1e6)
+            wall[name].append((time.perf_counter() - started) / per_round * 1e6)
+    await connection.aclose()
+    ratio = statistics.median(cpu["invoke"]) / statistics.median(cpu["bare"])
+    print(f"3. client CPU per call (the emulator runs in another process): invoke Get Entity "
+          f"{statistics.median(cpu['invoke']):.0f} µs (min {min(cpu['invoke']):.0f}, max {max(cpu['invoke']):.0f}), "
+          f"bare GET with the same httpx client {statistics.median(cpu['bare']):.0f} µs "
+          f"(min {min(cpu['bare']):.0f}, max {max(cpu['bare']):.0f}); median invoke CPU / median bare CPU = "
+          f"{ratio:.2f}x, goal <= 1.05x: {'MET' if ratio <= 1.05 else 'NOT MET'}; wall: median invoke / median bare = "
+          f"{statistics.median(wall['invoke']) / statistics.median(wall['bare']):.2f}x")
+
+
 async def paging_memory(inputs: dict, rows: int) -> None:
     from d365_components.connections.oauth import ClientCredentialsConnection
 
     connection = ClientCredentialsConnection(inputs)
     client = connection.open_client()
     await client.whoami()
-    tracemalloc.start()
-    baseline = tracemalloc.get_traced_memory()[0]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     seen = 0
-    early_peak = 0
     async for page in client.pages("contacts", params={"$select": "lastname"}, page_size=5000):
         seen += len(page.rows)
-        if early_peak == 0 and seen >= min(50_000, rows // 2):
-            early_peak = tracemalloc.get_traced_memory()[1] - baseline
     elapsed = time.perf_counter() - started
-    peak = tracemalloc.get_traced_memory()[1] - baseline
-    tracemalloc.stop()
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     await connection.aclose()
-    print(f"3. paged {seen:,} rows in {elapsed:.1f} s (with tracemalloc on): peak client memory {peak / 2**20:.1f} MiB; "
-          f"after the first {min(50_000, rows // 2):,} rows it was {early_peak / 2**20:.1f} MiB "
+    print(f"4. paged {seen:,} rows in {elapsed:.1f} s ({seen / elapsed:,.0f} rows/s): the process's peak RSS "
+          f"(getrusage, from the operating system) grew {grown:,.0f} MiB while paging "
           f"(flat = one 5,000-row page held at a time)")
 
 
 async def run(inputs: dict, pipe: Any, args: argparse.Namespace) -> None:
+    if args.invoke_only:
+        await invoke_cpu(inputs)
+        return
     await token_requests(inputs, pipe, args.calls)
     await overhead(inputs, pipe)
+    await invoke_cpu(inputs)
     await paging_memory(inputs, args.rows)
 
 
@@ -184,6 +232,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows to page through")
     parser.add_argument("--calls", type=int, default=10_000, help="calls for the token count")
+    parser.add_argument("--invoke-only", action="store_true", help="only the invoke CPU comparison")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()

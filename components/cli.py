@@ -29,7 +29,7 @@ from d365_components.extras import MissingExtraError, require
 from d365_components.inputs import coerce_form_values
 from d365_components.manifest import build_ui_schemas, default_directory, manifest_files, stale_files
 from d365_components.redaction import redact
-from d365_components.registry import get_registry
+from d365_components.registry import check_schemas, get_registry
 from d365_components.runtime import fetch_choices, invoke, open_connection, run_sync
 from d365_components.runtime import poll as poll_trigger
 
@@ -238,6 +238,7 @@ def manifest(check: bool, components: tuple[str, ...], directory: Path | None, u
         _print_json({k: v for c in keys for k, v in build_ui_schemas(get_registry(), c, ui).items()})
         return
     directory = directory or default_directory()
+    check_schemas(get_registry())  # every definition's schemas, checked here rather than at each start
     files = manifest_files(get_registry(), list(components) or ["dynamics365"])
     if check:
         stale = stale_files(directory, files)
@@ -255,13 +256,16 @@ def manifest(check: bool, components: tuple[str, ...], directory: Path | None, u
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one).")
 @click.option("--db", default=":memory:", show_default=True, help="SQLite file, or :memory:.")
-@click.option("--seed", type=click.Choice(["demo", "none"]), default="demo", show_default=True, help="Sample data to load.")
+@click.option("--seed", type=click.Choice(["none", "fresh", "demo"]), default="fresh", show_default=True,
+              help="Seed profile: a fresh org, the demo's sample data and keys, or only the org and its users.")
 @click.option("--faults", default=None, metavar="SPEC", help="Fault injection, e.g. '429=0.1,503=0.05,latency=20ms,seed=7'.")
-def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> None:
+@click.option("--latency", default=None, metavar="SPEC", help="Server time per request and per written row (a sleep, for benchmarks), e.g. '30ms,per-row=0.2ms'.")
+def emulator(host: str, port: int, db: str, seed: str, faults: str | None, latency: str | None) -> None:
     """Run the embedded Dataverse emulator (HTTPS Web API and token endpoint) until Ctrl-C."""
     require("emulator", "d365 emulator")
     # optional dependency (the `emulator` extra), checked just above
     from d365_components.emulator.limits.faults import Faults
+    from d365_components.emulator.limits.latency import Latency
     from d365_components.emulator.server import run_standalone
 
     try:
@@ -269,7 +273,11 @@ def emulator(host: str, port: int, db: str, seed: str, faults: str | None) -> No
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from None
     try:
-        run_standalone(host=host, port=port, db=db, seed=None if seed == "none" else seed, faults=spec)
+        delay = Latency.parse(latency) if latency else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--latency") from None
+    try:
+        run_standalone(host=host, port=port, db=db, seed=seed, faults=spec, latency=delay)
     except OSError as exc:  # the port is taken, the address is not local, the db cannot be opened
         raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 

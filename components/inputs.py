@@ -61,8 +61,10 @@ DATE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[
 class InputModel(BaseModel):
     """Base of every ``Inputs`` model: unknown fields are refused, camelCase on the wire."""
 
+    # defer_build: a model's validator and schema are built on first use, not at import, so a
+    # process that runs one action does not pay for the other fifty-five (cold start, issue 16)
     model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, defer_build=True
     )
 
 

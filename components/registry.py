@@ -31,7 +31,7 @@ from d365_components.definitions import (
 from d365_components.errors import DefinitionError, DuplicateKeyError, UnknownKeyError
 from d365_components.inputs import InputModel, schema_problems
 
-__all__ = ["Registry", "build_registry", "definitions_in", "get_registry", "make_plugin_manager", "reset_registry"]
+__all__ = ["Registry", "build_registry", "check_schemas", "definitions_in", "get_registry", "make_plugin_manager", "reset_registry", "schema_check"]
 
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*\.[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 BUILTIN_PLUGINS = ("d365_components.dynamics365",)
@@ -108,15 +108,29 @@ def _check(definition: Any, base: type[Definition], registry: Registry) -> None:
         raise DefinitionError(f"{key}: has no description (set `description` or a docstring).")
     if not issubclass(definition.Inputs, InputModel):
         raise DefinitionError(f"{key}: Inputs must subclass InputModel.")
+
+
+def schema_check(definition: type[Definition]) -> list[str]:
+    """What is wrong with a definition's published schemas (inputs, output), checked against the
+    JSON Schema meta-schema and the project's input rules; empty when they are sound."""
+    key = definition.key
     try:
         schema = definition.input_schema()
     except Exception as exc:  # pydantic raises several kinds for unpublishable models
-        raise DefinitionError(f"{key}: its inputs cannot be published as JSON Schema: {exc}") from exc
+        return [f"{key}: its inputs cannot be published as JSON Schema: {exc}"]
     problems = schema_problems(schema, where=key)
     output = definition.output_json_schema()
     if output is not None:
         meta = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
         problems += [f"{key} output schema: {e.message}" for e in meta.iter_errors(output)]
+    return problems
+
+
+def check_schemas(registry: Registry) -> None:
+    """Check every definition's schemas (:func:`schema_check`); raise one DefinitionError listing
+    all problems. Run by the test suite and ``d365 manifest``, not at every start: meta-schema
+    validation of all definitions costs about ten times the rest of building the registry."""
+    problems = [p for definition in registry.all().values() for p in schema_check(definition)]
     if problems:
         raise DefinitionError("; ".join(problems))
 
@@ -135,8 +149,10 @@ def make_plugin_manager(*, entry_points: bool | None = None) -> pluggy.PluginMan
     return pm
 
 
-def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
-    """Call every plugin's register hooks and check what they hand over."""
+def build_registry(pm: pluggy.PluginManager | None = None, *, check: bool = False) -> Registry:
+    """Call every plugin's register hooks and check what they hand over: keys, labels,
+    descriptions and Inputs always; the published schemas too with ``check`` (see
+    :func:`check_schemas`, which tests and ``d365 manifest`` run)."""
     pm = pm or make_plugin_manager()
     registry = Registry()
     for impl in pm.hook.register_components.get_hookimpls():
@@ -158,6 +174,8 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
                 registry.origins[definition.key] = _plugin
 
             impl.function(register=add)
+    if check:
+        check_schemas(registry)
     return registry
 
 

@@ -85,13 +85,11 @@ def open_connection(spec: ConnectionSpec, registry: Registry | None = None) -> C
 
 
 def to_json(value: Any) -> Any:
-    """Output as plain JSON data (pydantic models dumped by alias; anything else must be JSON)."""
+    """Output as plain JSON data: a pydantic model is dumped by alias; anything else is returned as
+    it is, without a walk (outputs are a model or already JSON: a fetch-all result of a million
+    rows is not copied again). Definitions that build a dict around models dump them themselves."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", by_alias=True)
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
     return value
 
 

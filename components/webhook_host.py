@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -35,7 +35,7 @@ from d365_components.runtime import (
     remove_webhook,
 )
 
-__all__ = ["HostedTrigger", "create_trigger_app", "serve"]
+__all__ = ["HostedTrigger", "create_trigger_app", "event_line", "serve"]
 
 log = get_logger("d365_components.webhook_host")
 EventCallback = Callable[[dict[str, Any]], Awaitable[None] | None]
@@ -72,13 +72,27 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 def _log_failure(message: str, *args: Any) -> None:
     """``log.exception`` with the traceback redacted too: logging filters see only the message,
-    and an exception's text may quote a URL with its key."""
-    log.error(message + "\n%s", *args, redact(traceback.format_exc()))
+    and an exception's text may quote a URL with its key. Never raises, and lone surrogates in
+    the text are escaped (a stderr handler could not write them): logging a failure must not
+    turn into another one."""
+    try:
+        text = _printable(redact(traceback.format_exc()))
+        log.error(message + "\n%s", *(_printable(str(a)) for a in args), text)
+    except Exception:  # the answer to Dataverse matters more than the log line
+        pass
+
+
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates (which no encoder takes) as ``\\udxxx`` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _endpoint(hosted: HostedTrigger, connection: Connection | None, limit: int) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        body = await _read_body(request, limit)
+        try:
+            body = await _read_body(request, limit)
+        except ClientDisconnect:  # the caller left mid-body: nobody to answer, nothing to report
+            return Response(status_code=400)
         if body is None:
             return JSONResponse({"error": f"The body is larger than {limit} bytes."}, status_code=413)
         incoming = WebhookRequest(
@@ -137,8 +151,20 @@ def create_trigger_app(triggers: list[HostedTrigger]) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+def event_line(event: dict[str, Any], encoding: str | None) -> str:
+    """``event`` as one line of JSON that ``encoding`` can write: readable text when it can,
+    otherwise (lone surrogates such as ``"\\ud800"`` from a delivery, or a console that is not
+    UTF-8) with ``\\uXXXX`` escapes, which read back as the same JSON."""
+    text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode(encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        text = json.dumps(event, ensure_ascii=True, separators=(",", ":"))
+    return text
+
+
 def _print_event(event: dict[str, Any]) -> None:
-    print(json.dumps(event, ensure_ascii=False, separators=(",", ":")), flush=True)
+    print(event_line(event, getattr(sys.stdout, "encoding", None)), flush=True)
 
 
 def serve(

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import msal
-from pydantic import SecretStr
+from pydantic import ConfigDict, SecretStr
 
 from d365_components.connections.client import WebApiClient
 from d365_components.connections.clouds import (
@@ -64,7 +64,7 @@ from d365_components.errors import (
     PermissionDeniedError,
     TransientError,
 )
-from d365_components.inputs import InputField, InputModel, validate_inputs
+from d365_components.inputs import InputField, InputModel, absent, forbidden, rules, validate_inputs
 from d365_components.redaction import Redaction, get_logger, register_secret
 
 __all__ = [
@@ -130,7 +130,11 @@ class _Advanced(InputModel):
     token_url: str | None = InputField(
         None,
         title="Token URL",
-        description="Override the token endpoint (…/{tenant}/oauth2/v2.0/token). Derived from the tenant when empty.",
+        description=(
+            "The token endpoint (…/{tenant}/oauth2/v2.0/token), as Prismatic's connection takes it: the tenant is "
+            "read from it, so Tenant ID may then be left empty. Derived from the tenant when empty."
+        ),
+        examples=["https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"],
         advanced=True,
     )
     scopes: str | None = InputField(
@@ -214,9 +218,20 @@ class _Advanced(InputModel):
 
 
 class _Tenant(InputModel):
-    tenant_id: str = InputField(
+    """The tenant, given itself or inside the Token URL (one of the two is required)."""
+
+    model_config = ConfigDict(json_schema_extra=rules(forbidden(
+        "give tenantId or tokenUrl (the Token URL names the tenant)", ["tenantId", "tokenUrl"],
+        absent("tenantId"), absent("tokenUrl"),
+    )))
+
+    tenant_id: str | None = InputField(
+        None,
         title="Tenant ID",
-        description="Directory (tenant) ID or a verified domain such as contoso.onmicrosoft.com.",
+        description=(
+            "Directory (tenant) ID or a verified domain such as contoso.onmicrosoft.com. "
+            "Optional when the Token URL is given: the tenant is then taken from it."
+        ),
         pattern=_TENANT_PATTERN,
     )
 
@@ -282,13 +297,22 @@ class DynamicsConnection(Connection):
                         register_secret(line)
 
     def _tenant(self) -> str:
-        return str(self.inputs.tenant_id)
+        """The tenant: tenantId, or else the one the Token URL names (Prismatic gives only that)."""
+        if self.inputs.tenant_id:
+            return str(self.inputs.tenant_id)
+        if self.inputs.token_url:
+            return self._authority_from(self.inputs.token_url, _TOKEN_PATH, "tokenUrl").rstrip("/").rsplit("/", 1)[-1]
+        raise ConnectionConfigError("tenantId: is required unless tokenUrl is given (the Token URL names the tenant).")
 
     def _authority(self) -> str:
         inputs = self.inputs
         if inputs.token_url:
             authority = self._authority_from(inputs.token_url, _TOKEN_PATH, "tokenUrl")
             named = authority.rstrip("/").rsplit("/", 1)[-1]
+            if not re.fullmatch(_TENANT_PATTERN, named):
+                raise ConnectionConfigError(
+                    f"tokenUrl: '{named}' is not a tenant; expected https://<host>/<tenant>/oauth2/v2.0/token."
+                )
             if self._tenant().lower() not in (named.lower(), "organizations", "common"):
                 raise ConnectionConfigError(
                     f"tokenUrl: names tenant '{named}' but tenantId is '{self._tenant()}'; make them agree "

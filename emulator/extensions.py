@@ -21,7 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from d365_components.emulator.events.change_tracking import ChangeTracking, ChangeTrackingErrors
 from d365_components.emulator.events.webhooks import Webhooks
 from d365_components.emulator.limits.faults import FaultInjector, Faults
+from d365_components.emulator.limits.latency import Latency, LatencyMiddleware
 from d365_components.emulator.limits.protection import Limits, ServiceProtection
+from d365_components.emulator.limits.request_size import RequestSize
 
 
 @dataclass
@@ -30,6 +32,8 @@ class EmulatorFeatures:
 
     # fault injection (app.state.faults.configure(...) at run time): a spec string ("429=0.1,drop=0.01,latency=20ms,seed=7") or Faults; None = none
     faults: Faults | str | None = None
+    # server time added per request and per written row, a sleep (benchmarks); None = none
+    latency: Latency | None = None
     # service protection limits per user; None turns them off
     limits: Limits | None = field(default_factory=Limits)
     # change tracking: tokens older than this fail (Dataverse: ExpireChangeTrackingInDays, default 7)
@@ -83,10 +87,13 @@ def install(app: Starlette | ExtendedApp, *, settings: EmulatorFeatures | None =
         outer = ChangeTracking(outer, state, max_age=settings.change_token_max_age,
                                errors=settings.change_tracking_errors)
         state.change_tracking = outer
+    if settings.latency is not None:
+        outer = LatencyMiddleware(outer, settings.latency)
     state.faults = outer = FaultInjector(outer, settings.faults)
     protection = ServiceProtection(outer, settings.limits)
     protection.enabled = settings.limits is not None
     state.protection = outer = protection
+    outer = RequestSize(outer)
     state.extension_listeners = [x for x in state.store.listeners if x not in before]
     state.features = settings
     return ExtendedApp(app, outer)

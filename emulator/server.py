@@ -28,6 +28,7 @@ from d365_components.emulator.extensions import EmulatorFeatures, install
 from d365_components.emulator.identity.app_users import add_app_users
 from d365_components.emulator.identity.provider import IdentityProvider
 from d365_components.emulator.limits.faults import Faults
+from d365_components.emulator.limits.latency import Latency
 from d365_components.emulator.tls import Certificates, make_certificates, user_cache_dir
 from d365_components.emulator.web_api.app import create_app
 
@@ -45,20 +46,23 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         db: str = ":memory:",
-        seed: str | None = "demo",
+        seed: str | None = "fresh",
         token_lifetime: int = 3600,
         tls: bool = True,
         cert_dir: str | Path | None = None,
         faults: str | Faults | None = None,
         features: EmulatorFeatures | None = None,
+        latency: str | Latency | None = None,
         app_users: int = 1,
     ):
         """``features`` sets part 2 of the emulator (webhooks out, change tracking, service
-        protection limits, faults); ``faults`` is a shortcut for its fault-injection spec.
+        protection limits, faults); ``faults`` is a shortcut for its fault-injection spec; ``latency``
+        adds server time per request and per written row, a sleep (``"30ms,per-row=0.2ms"``).
         ``app_users``: application users of the org, each with its own client id and
         service-protection budget (``app_user_credentials`` lists them, the default one first)."""
         self.tls = tls
         self.faults = Faults.parse(faults) if isinstance(faults, str) else faults
+        self.latency = Latency.parse(latency) if isinstance(latency, str) else latency
         self._socket = _bind(host, port)
         self.port: int = self._socket.getsockname()[1]
         url_host = f"[{host}]" if ":" in host else host
@@ -83,6 +87,8 @@ class Emulator:
             features = features or EmulatorFeatures()
             if self.faults is not None:
                 features = dataclasses.replace(features, faults=self.faults)
+            if self.latency is not None:
+                features = dataclasses.replace(features, latency=self.latency)
             self.app = install(
                 create_app(identity=self.identity, org_url=self.org_url, db=db, seed=seed), settings=features
             )
@@ -113,7 +119,7 @@ class Emulator:
             ssl_certfile=str(self._certificates.certfile) if self._certificates else None,
             ssl_keyfile=str(self._certificates.keyfile) if self._certificates else None,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _QuickServer(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name=f"emulator:{self.port}", daemon=True)
         self._thread.start()
@@ -185,15 +191,29 @@ class Emulator:
         return token
 
 
+class _QuickServer(uvicorn.Server):
+    """uvicorn, except that stopping drops open connections at once: uvicorn would wait for idle
+    keep-alive (TLS) connections until its graceful timeout, then log an ERROR."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        await super().shutdown(sockets)
+
+
 def run_standalone(
     host: str = "127.0.0.1",
     port: int = 8443,
     db: str = ":memory:",
-    seed: str | None = "demo",
+    seed: str | None = "fresh",
     faults: str | Faults | None = None,
+    latency: str | Latency | None = None,
 ) -> None:
     """Serve until Ctrl-C (or SIGTERM), printing everything a client needs to connect."""
-    emulator = Emulator(host=host, port=port, db=db, seed=seed, cert_dir=user_cache_dir(), faults=faults)
+    emulator = Emulator(host=host, port=port, db=db, seed=seed, cert_dir=user_cache_dir(), faults=faults,
+                        latency=latency)
     # Installed explicitly: a shell that starts us in the background has SIGINT ignored.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -242,6 +262,7 @@ def describe(emulator: Emulator) -> str:
         f"  Token URL:      {emulator.token_url}",
         f"  CA bundle:      {emulator.ca_bundle or '(plain http)'}",
         *([f"  Faults:         {emulator.faults}"] if emulator.faults else []),
+        *([f"  Latency:        {emulator.latency}"] if emulator.latency else []),
         "",
         "Try it:",
         f'  curl {cacert}-H "Authorization: Bearer $({token_command})" {emulator.api_url}/WhoAmI',

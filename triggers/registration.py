@@ -29,7 +29,7 @@ from d365_components.connections.client import WebApiClient
 from d365_components.connections.odata import quote
 from d365_components.errors import D365Error, RecordNotFoundError
 
-__all__ = ["Registration", "RegistrationError", "Survey", "deploy", "differences", "remove", "survey", "verify"]
+__all__ = ["ANY_TABLE", "Registration", "RegistrationError", "Survey", "deploy", "differences", "remove", "survey", "verify"]
 
 WEBHOOK = 8
 WEBHOOK_KEY = 4
@@ -49,9 +49,17 @@ class RegistrationError(D365Error):
     disposition = "config"
 
 
+#: the table of a registration that covers every table (its steps have no message filter)
+ANY_TABLE = "*"
+
+
 @dataclass(frozen=True)
 class Registration:
-    """What Dataverse should hold for one deployed webhook trigger."""
+    """What Dataverse should hold for one deployed webhook trigger.
+
+    ``table`` is a logical name, or :data:`ANY_TABLE` for every table (one step per message, with
+    no filter); ``more_tables`` are further tables, each with its own steps.
+    """
 
     name: str
     url: str
@@ -62,11 +70,29 @@ class Registration:
     pre_image: bool = False
     post_image: bool = False
     synchronous: bool = False
+    more_tables: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # the key never shows
-        return f"Registration(name={self.name!r}, table={self.table!r}, messages={self.messages!r})"
+        return f"Registration(name={self.name!r}, tables={self.tables!r}, messages={self.messages!r})"
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Every table watched, the first one first (only :data:`ANY_TABLE` when it covers all)."""
+        if self.table == ANY_TABLE:
+            return (ANY_TABLE,)
+        return tuple(dict.fromkeys((self.table, *self.more_tables)))
+
+    def wanted_steps(self) -> list[tuple[str, str]]:
+        """Every (message, table) that gets a step."""
+        return [(message, table) for table in self.tables for message in self.messages]
+
+    def state_key(self, message: str, table: str) -> str:
+        """The step's key in the deploy state: the message for the first table (as before), else
+        ``"<message> <table>"``."""
+        return message if table == self.tables[0] else f"{message} {table}"
 
     def endpoint_fields(self) -> dict[str, Any]:
+        watched = "any table" if self.table == ANY_TABLE else ", ".join(self.tables)
         return {
             "name": self.name,
             "url": self.url,
@@ -74,16 +100,17 @@ class Registration:
             "authtype": WEBHOOK_KEY,
             "authvalue": self.key or "",
             "messageformat": JSON_FORMAT,
-            "description": f"Webhook trigger on {self.table} ({', '.join(self.messages)}), managed by d365-components.",
+            "description": f"Webhook trigger on {watched} ({', '.join(self.messages)}), managed by d365-components."[:2000],
         }
 
-    def step_name(self, message: str) -> str:
-        return f"{self.name}: {message} of {self.table}"
+    def step_name(self, message: str, table: str | None = None) -> str:
+        table = table or self.tables[0]
+        return f"{self.name}: {message} of {'any table' if table == ANY_TABLE else table}"
 
-    def step_fields(self, message: str) -> dict[str, Any]:
+    def step_fields(self, message: str, table: str | None = None) -> dict[str, Any]:
         """The step's compared columns (binds are added on create)."""
         return {
-            "name": self.step_name(message),
+            "name": self.step_name(message, table),
             "stage": POST_OPERATION,
             "mode": 0 if self.synchronous else 1,
             "rank": 1,
@@ -111,10 +138,19 @@ class Survey:
     steps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # endpoint id -> steps
     images: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # step id -> images
     messages: dict[str, str] = field(default_factory=dict)  # message id -> name
+    filters: dict[str, str] = field(default_factory=dict)  # message filter id -> table
 
     def message_of(self, step: dict[str, Any]) -> str | None:
         """The name of the message a step is registered on (None when unknown)."""
         return self.messages.get(step.get("_sdkmessageid_value") or "")
+
+    def table_of(self, step: dict[str, Any]) -> str | None:
+        """The logical name of the table a step watches, :data:`ANY_TABLE` without a filter."""
+        filter_id = step.get("_sdkmessagefilterid_value")
+        return ANY_TABLE if not filter_id else self.filters.get(filter_id)
+
+    def steps_for(self, steps: list[dict[str, Any]], message: str, table: str) -> list[dict[str, Any]]:
+        return [s for s in steps if self.message_of(s) == message and self.table_of(s) == table]
 
 
 async def _rows(client: WebApiClient, entity_set: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -127,18 +163,22 @@ async def _message_ids(client: WebApiClient, names: tuple[str, ...]) -> dict[str
     return {row["name"]: row["sdkmessageid"] for row in rows}
 
 
-async def _filter_ids(client: WebApiClient, table: str, message_ids: dict[str, str | None]) -> dict[str, str]:
-    """``{message: sdkmessagefilterid}`` of ``table``; raises naming what cannot be watched."""
+async def _filter_ids(client: WebApiClient, table: str, message_ids: dict[str, str | None]) -> dict[str, str | None]:
+    """``{message: sdkmessagefilterid}`` of ``table`` (None for every message with :data:`ANY_TABLE`);
+    raises naming what cannot be watched."""
     missing = [m for m in message_ids.values() if m is None]
     if missing or not message_ids:
         raise RegistrationError("Dataverse has no Create/Update/Delete messages to register on.")
+    if table == ANY_TABLE:
+        return dict.fromkeys(message_ids)
     by_id = {v: k for k, v in message_ids.items()}
     which = " or ".join(f"_sdkmessageid_value eq {i}" for i in message_ids.values())
     rows = await _rows(client, "sdkmessagefilters", {
         "$select": "sdkmessagefilterid,_sdkmessageid_value",
         "$filter": f"primaryobjecttypecode eq {quote(table)} and ({which})",
     })
-    found = {by_id[row["_sdkmessageid_value"]]: row["sdkmessagefilterid"] for row in rows if row["_sdkmessageid_value"] in by_id}
+    found: dict[str, str | None] = {
+        by_id[row["_sdkmessageid_value"]]: row["sdkmessagefilterid"] for row in rows if row["_sdkmessageid_value"] in by_id}
     absent = [m for m in message_ids if m not in found]
     if absent:
         raise RegistrationError(
@@ -167,6 +207,13 @@ async def survey(client: WebApiClient, name: str) -> Survey:
         which = " or ".join(f"sdkmessageid eq {i}" for i in sorted(message_ids))
         rows = await _rows(client, "sdkmessages", {"$select": "sdkmessageid,name", "$filter": which})
         found.messages = {row["sdkmessageid"]: row["name"] for row in rows}
+    filter_ids = {s["_sdkmessagefilterid_value"] for steps in found.steps.values() for s in steps
+                  if s.get("_sdkmessagefilterid_value")}
+    if filter_ids:
+        which = " or ".join(f"sdkmessagefilterid eq {i}" for i in sorted(filter_ids))
+        rows = await _rows(client, "sdkmessagefilters", {"$select": "sdkmessagefilterid,primaryobjecttypecode",
+                                                         "$filter": which})
+        found.filters = {row["sdkmessagefilterid"]: row["primaryobjecttypecode"] for row in rows}
     return found
 
 
@@ -184,10 +231,6 @@ def _differs(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in wanted.items() if (current.get(k) or None) != (v or None)}
 
 
-def _step_of(found: Survey, steps: list[dict[str, Any]], message: str) -> list[dict[str, Any]]:
-    return [s for s in steps if found.message_of(s) == message]
-
-
 def differences(wanted: Registration, found: Survey) -> list[str]:
     """What differs between Dataverse and ``wanted``, in plain words (empty: it matches)."""
     if not found.endpoints:
@@ -200,29 +243,32 @@ def differences(wanted: Registration, found: Survey) -> list[str]:
     for column, value in _differs(endpoint, compared).items():
         notes.append(f"endpoint {column} is {endpoint.get(column)!r}, expected {value!r}")
     steps = found.steps.get(endpoint["serviceendpointid"], [])
-    for message in wanted.messages:
-        matching = _step_of(found, steps, message)
+    several = len(wanted.tables) > 1
+    for message, table in wanted.wanted_steps():
+        label = f"{message} of {table}" if several else message
+        matching = found.steps_for(steps, message, table)
         if not matching:
-            notes.append(f"no step for {message}")
+            notes.append(f"no step for {label}")
             continue
         if len(matching) > 1:
-            notes.append(f"{len(matching)} steps for {message} (duplicates fire twice)")
+            notes.append(f"{len(matching)} steps for {label} (duplicates fire twice)")
         step = matching[0]
-        for column, value in _differs(step, wanted.step_fields(message)).items():
+        for column, value in _differs(step, wanted.step_fields(message, table)).items():
             if column != "name":
-                notes.append(f"step for {message}: {column} is {step.get(column)!r}, expected {value!r}")
+                notes.append(f"step for {label}: {column} is {step.get(column)!r}, expected {value!r}")
         have = {i.get("entityalias"): i for i in found.images.get(step["sdkmessageprocessingstepid"], [])}
         for alias, image in wanted.images(message).items():
             if alias not in have:
-                notes.append(f"step for {message}: no {alias}")
+                notes.append(f"step for {label}: no {alias}")
             elif have[alias].get("imagetype") != image["imagetype"]:
-                notes.append(f"step for {message}: {alias} has imagetype {have[alias].get('imagetype')}")
+                notes.append(f"step for {label}: {alias} has imagetype {have[alias].get('imagetype')}")
         for extra in have.keys() - wanted.images(message).keys():
-            notes.append(f"step for {message}: unexpected image {extra}")
+            notes.append(f"step for {label}: unexpected image {extra}")
+    wanted_pairs = set(wanted.wanted_steps())
     for step in steps:
-        name = found.message_of(step) or "?"
-        if name not in wanted.messages:
-            notes.append(f"unexpected step for {name}")
+        name, table = found.message_of(step) or "?", found.table_of(step) or "?"
+        if (name, table) not in wanted_pairs:
+            notes.append(f"unexpected step for {name}" + (f" of {table}" if several or table != wanted.tables[0] else ""))
     return notes
 
 
@@ -235,6 +281,7 @@ def _describe(found: Survey) -> tuple[dict[str, Any] | None, list[dict[str, Any]
             "id": s["sdkmessageprocessingstepid"],
             "name": s.get("name"),
             "message": found.message_of(s),
+            "table": found.table_of(s),
             "mode": s.get("mode"),
             "stage": s.get("stage"),
             "filteringattributes": s.get("filteringattributes"),
@@ -305,7 +352,8 @@ def _turn(name: str) -> asyncio.Lock:
 async def deploy(client: WebApiClient, wanted: Registration) -> dict[str, Any]:
     """Make Dataverse hold exactly ``wanted`` (create, update or delete); returns the state to keep.
 
-    State: ``{"name", "table", "endpointId", "steps": {message: stepId}}``.
+    State: ``{"name", "table", "tables", "endpointId", "steps": {key: stepId}}`` (keys: see
+    :meth:`Registration.state_key`).
     """
     async with _turn(wanted.name), _fleet_turn(client, wanted.name):
         return await _deploy(client, wanted)
@@ -313,9 +361,11 @@ async def deploy(client: WebApiClient, wanted: Registration) -> dict[str, Any]:
 
 async def _deploy(client: WebApiClient, wanted: Registration) -> dict[str, Any]:
     message_ids = await _message_ids(client, wanted.messages)
-    filter_ids = await _filter_ids(client, wanted.table, {m: message_ids.get(m) for m in wanted.messages})
+    filter_ids = {table: await _filter_ids(client, table, {m: message_ids.get(m) for m in wanted.messages})
+                  for table in wanted.tables}
     found = await survey(client, wanted.name)
     found.messages.update({v: k for k, v in message_ids.items()})
+    found.filters.update({f: table for table, ids in filter_ids.items() for f in ids.values() if f})
 
     if found.endpoints:
         endpoint = found.endpoints[0]
@@ -328,13 +378,15 @@ async def _deploy(client: WebApiClient, wanted: Registration) -> dict[str, Any]:
         endpoint_id = (await client.create(ENDPOINTS, wanted.endpoint_fields()))["id"]
 
     steps = found.steps.get(endpoint_id, [])
+    kept: set[str] = set()
     state_steps: dict[str, str] = {}
-    for message in wanted.messages:
-        matching = _step_of(found, steps, message)
+    for message, table in wanted.wanted_steps():
+        matching = found.steps_for(steps, message, table)
         for duplicate in matching[1:]:
             await _delete_step(client, found, duplicate["sdkmessageprocessingstepid"])
-        fields = wanted.step_fields(message)
-        if matching and matching[0].get("_sdkmessagefilterid_value") == filter_ids[message]:
+            kept.add(duplicate["sdkmessageprocessingstepid"])  # gone already
+        fields = wanted.step_fields(message, table)
+        if matching:
             step_id = matching[0]["sdkmessageprocessingstepid"]
             changes = _differs(matching[0], fields)
             if "statecode" in changes:
@@ -342,25 +394,27 @@ async def _deploy(client: WebApiClient, wanted: Registration) -> dict[str, Any]:
             if changes:
                 await client.update(STEPS, step_id, changes)
         else:
-            if matching:  # bound to another table: a step cannot move, so it is replaced
-                await _delete_step(client, found, matching[0]["sdkmessageprocessingstepid"])
             created = {k: v for k, v in fields.items() if k != "statecode" and v is not None}
             created.update({
                 "supporteddeployment": 0,
                 "asyncautodelete": not wanted.synchronous,
                 "eventhandler_serviceendpoint@odata.bind": f"/{ENDPOINTS}({endpoint_id})",
                 "sdkmessageid@odata.bind": f"/sdkmessages({message_ids[message]})",
-                "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_ids[message]})",
             })
+            filter_id = filter_ids[table][message]
+            if filter_id:  # no filter: the step fires for every table
+                created["sdkmessagefilterid@odata.bind"] = f"/sdkmessagefilters({filter_id})"
             step_id = (await client.create(STEPS, created))["id"]
             found.images[step_id] = []
         await _reconcile_images(client, found, step_id, wanted.images(message))
-        state_steps[message] = step_id
+        state_steps[wanted.state_key(message, table)] = step_id
+        kept.add(step_id)
 
-    for step in steps:
-        if found.message_of(step) not in wanted.messages:
+    for step in steps:  # other messages, tables no longer watched (a step cannot move: it is replaced)
+        if step["sdkmessageprocessingstepid"] not in kept:
             await _delete_step(client, found, step["sdkmessageprocessingstepid"])
-    return {"name": wanted.name, "table": wanted.table, "endpointId": endpoint_id, "steps": state_steps}
+    return {"name": wanted.name, "table": wanted.table, "tables": list(wanted.tables), "endpointId": endpoint_id,
+            "steps": state_steps}
 
 
 async def _reconcile_images(client: WebApiClient, found: Survey, step_id: str, wanted: dict[str, dict[str, Any]]) -> None:

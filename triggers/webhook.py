@@ -10,15 +10,18 @@ message.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import traceback
+import weakref
 from typing import Any, Literal
 
 from pydantic import SecretStr
 
 from d365_components.connections.client import WebApiClient
+from d365_components.connections.odata import quote
 from d365_components.conventions import COLUMNS, NAME_PATTERN, TABLE_DEFINITIONS
 from d365_components.definitions import (
     DEFAULT_MAX_BODY,
@@ -27,6 +30,7 @@ from d365_components.definitions import (
     WebhookResponse,
     WebhookTrigger,
 )
+from d365_components.errors import D365Error
 from d365_components.inputs import InputField, InputModel
 from d365_components.redaction import redact, register_secret
 from d365_components.triggers import registration
@@ -36,6 +40,8 @@ __all__ = ["DataverseWebhook", "default_name", "registration_for"]
 
 MESSAGES = ("Create", "Update", "Delete")
 Message = Literal["Create", "Update", "Delete"]
+#: a table name, or * for any table
+_TABLE_OR_ANY = rf"^(?:\*|{NAME_PATTERN[1:-1]})$"
 _PROBES = {"url_validation", "heartbeat"}
 #: columns every save rewrites; a change to them alone is no change to the row
 _BOOKKEEPING = {"modifiedon", "modifiedby", "modifiedonbehalfby", "versionnumber", "overriddencreatedon"}
@@ -55,11 +61,27 @@ class DataverseWebhook(WebhookTrigger):
     class Inputs(InputModel):
         entity_type: str = InputField(
             title="Table",
-            description="Logical name of the table whose changes start the flow (account, contact...).",
-            examples=["account", "contact"],
+            description=(
+                "The table whose changes start the flow: its logical name (account) or entity set name "
+                "(accounts), or * for any table — then every delivery with the webhook key is accepted, "
+                "including subscriptions configured by hand in Dataverse."
+            ),
+            examples=["account", "contacts", "*"],
             data_source=TABLE_DEFINITIONS,
             min_length=1,
-            pattern=NAME_PATTERN,
+            pattern=_TABLE_OR_ANY,
+        )
+        more_tables: list[str] = InputField(
+            [],
+            title="More tables",
+            description=(
+                "Further tables whose changes start the flow too (logical or entity set names); deploy "
+                "registers steps for each. Not needed with * (any table)."
+            ),
+            examples=[["contact", "leads"]],
+            data_source=TABLE_DEFINITIONS,
+            widget="list",
+            schema={"items": {"type": "string", "pattern": NAME_PATTERN}},
         )
         messages: list[Message] = InputField(
             list(MESSAGES),
@@ -187,20 +209,74 @@ class DataverseWebhook(WebhookTrigger):
 
     async def handle(self, ctx: Context, inputs: Any, request: WebhookRequest) -> WebhookResponse:
         try:
-            return _answer(inputs, request)
+            answer = _answer(inputs, request)
+            if answer.events and not await _watches(ctx, inputs, answer.events[0]["table"]):
+                return WebhookResponse(status=200, body={"status": "ignored", "reason": "another table or message"})
+            return answer
         except Exception:  # a bug must not become a 500 that Dataverse retries forever
             ctx.log.error("webhook body could not be parsed\n%s", redact(traceback.format_exc()))
             return _refuse(400, "The body could not be read as a Dataverse webhook call.")
 
     async def deploy(self, ctx: Context, inputs: Any, webhook_url: str) -> dict[str, Any]:
-        return await registration.deploy(_client(ctx), registration_for(inputs, webhook_url))
+        client = _client(ctx)
+        return await registration.deploy(client, await _by_logical_names(client, registration_for(inputs, webhook_url)))
 
     async def remove(self, ctx: Context, inputs: Any, state: dict[str, Any]) -> None:
         await registration.remove(_client(ctx), state)
 
     async def verify(self, ctx: Context, inputs: Any, webhook_url: str) -> dict[str, Any]:
         """Whether Dataverse holds exactly the registration a deploy would make, and what differs."""
-        return await registration.verify(_client(ctx), registration_for(inputs, webhook_url))
+        client = _client(ctx)
+        return await registration.verify(client, await _by_logical_names(client, registration_for(inputs, webhook_url)))
+
+
+def _named(inputs: Any) -> list[str]:
+    """The tables the inputs name, lower-cased, first one first (``*``: any table)."""
+    return list(dict.fromkeys(name.strip().lower() for name in [inputs.entity_type, *inputs.more_tables]))
+
+
+#: logical names of the tables named so far, per client (freed with it)
+_logical_names: weakref.WeakKeyDictionary[WebApiClient, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+async def _logical_name(client: WebApiClient, name: str) -> str:
+    """The logical name of a table named by entity set or logical name (read once per client)."""
+    if name == registration.ANY_TABLE:
+        return name
+    known = _logical_names.setdefault(client, {})
+    if name.lower() not in known:
+        found = await client.get_json("EntityDefinitions", params={
+            "$select": "LogicalName,EntitySetName",
+            "$filter": f"LogicalName eq {quote(name.lower())} or EntitySetName eq {quote(name)}",
+        })
+        rows = found.get("value") or []
+        if not rows:
+            raise registration.RegistrationError(
+                f"entityType: no table is named '{name}' (give its logical name such as 'account' or its "
+                "entity set name such as 'accounts').")
+        known[name.lower()] = str(rows[0]["LogicalName"])
+    return known[name.lower()]
+
+
+async def _by_logical_names(client: WebApiClient, wanted: registration.Registration) -> registration.Registration:
+    """``wanted`` with every table as its logical name (steps are registered by logical name)."""
+    tables = [await _logical_name(client, name) for name in wanted.tables]
+    more = tuple(dict.fromkeys(t for t in tables[1:] if t != tables[0]))
+    return dataclasses.replace(wanted, table=tables[0], more_tables=more)
+
+
+async def _watches(ctx: Context, inputs: Any, table: str | None) -> bool:
+    """Whether a delivery for ``table`` (a logical name) is one of the trigger's tables. Entity set
+    names given as inputs are resolved through metadata when the trigger has a connection."""
+    names = _named(inputs)
+    if registration.ANY_TABLE in names or (table or "").lower() in names:
+        return True
+    if ctx.client is None or not table:
+        return False
+    try:
+        return any([(await _logical_name(ctx.client, name)).lower() == table.lower() for name in names])
+    except D365Error:
+        return False
 
 
 def _client(ctx: Context) -> WebApiClient:
@@ -216,8 +292,9 @@ def default_name(table: str, webhook_url: str) -> str:
 
 
 def registration_for(inputs: Any, webhook_url: str) -> registration.Registration:
-    """What Dataverse should hold for these inputs and URL."""
-    table = inputs.entity_type.lower()
+    """What Dataverse should hold for these inputs and URL (tables as named; deploy and verify
+    turn entity set names into logical names)."""
+    table, *more = _named(inputs)
     key = inputs.webhook_key.get_secret_value() if inputs.webhook_key is not None else None
     register_secret(key)
     return registration.Registration(
@@ -225,6 +302,7 @@ def registration_for(inputs: Any, webhook_url: str) -> registration.Registration
         url=webhook_url,
         key=key,
         table=table,
+        more_tables=tuple(more) if table != registration.ANY_TABLE else (),
         messages=tuple(m for m in MESSAGES if m in inputs.messages),
         filtering_columns=tuple(sorted({c.strip().lower() for c in inputs.filtering_columns or [] if c.strip()})),
         pre_image=inputs.include_old_values or inputs.only_real_changes,
@@ -278,7 +356,7 @@ def _answer(inputs: Any, request: WebhookRequest) -> WebhookResponse:
         )
     except (PayloadError, RecursionError) as exc:
         return _refuse(400, f"Not a Dataverse webhook body: {exc}.")
-    if (event["table"] or "").lower() != inputs.entity_type.lower() or event["message"] not in inputs.messages:
+    if event["message"] not in inputs.messages:
         return WebhookResponse(status=200, body={"status": "ignored", "reason": "another table or message"})
     wants_old = inputs.include_old_values or inputs.only_real_changes
     if wants_old and event["message"] != "Create" and event["preImage"] is None:

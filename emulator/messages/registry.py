@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from d365_components.emulator import defaults
-from d365_components.emulator.protocol.errors import bad_request, method_not_allowed, segment_not_found
+from d365_components.emulator.protocol.errors import (
+    QUERY_NOT_SUPPORTED,
+    bad_request,
+    method_not_allowed,
+    segment_not_found,
+)
 from d365_components.emulator.protocol.literals import Alias, parse_args, parse_literal, split_segment
 from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import Table
@@ -58,6 +63,11 @@ def is_unbound(name: str) -> bool:
     return (name, None) in _functions or (name, None) in _actions
 
 
+def is_bound_action(name: str, table: str) -> bool:
+    """True when the action `name` is bound to the collection of `table` (for sdkmessagefilter rows)."""
+    return (name, table) in _actions
+
+
 def invoke(ctx: Ctx, segment: str, bound: Bound | None = None) -> Reply:
     """Run the function or action named by a URL segment such as `WhoAmI()` or `Microsoft.Dynamics.CRM.X`."""
     name, arg_text = split_segment(segment)
@@ -69,6 +79,9 @@ def invoke(ctx: Ctx, segment: str, bound: Bound | None = None) -> Reply:
     action = _actions.get((short, bound_to))
     if function is None and action is None:
         raise segment_not_found(name)
+    for option in ctx.query:
+        if option.startswith("$"):     # a message's result is not a queryable collection
+            raise bad_request(f"The query parameter {option} is not supported", QUERY_NOT_SUPPORTED)
     if ctx.method == "GET" and function is not None:
         return function(ctx, function_params(ctx, arg_text), bound)
     if ctx.method == "POST" and action is not None:
@@ -94,7 +107,13 @@ def function_params(ctx: Ctx, arg_text: str | None) -> dict[str, Any]:
 
 # ---- built-in messages -----------------------------------------------------------------------
 
+def _no_parameters(name: str, params: dict[str, Any]) -> None:
+    for key in params:
+        raise bad_request(f"The parameter '{key}' is not a parameter of the function {name}.")
+
+
 def who_am_i(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
+    _no_parameters("WhoAmI", params)
     return Reply.json(200, {
         "@odata.context": f"{ctx.api}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
         "BusinessUnitId": ctx.business_unit_id,
@@ -104,6 +123,7 @@ def who_am_i(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
 
 
 def retrieve_current_organization(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
+    _no_parameters("RetrieveCurrentOrganization", {k: v for k, v in params.items() if k != "AccessType"})
     access = params.get("AccessType", "Default")
     if access not in ("Default", "Internet", "Intranet"):
         raise bad_request(f"The value '{access}' is not a valid EndpointAccessType.")
@@ -133,6 +153,7 @@ def retrieve_current_organization(ctx: Ctx, params: dict[str, Any], bound: Bound
 
 
 def retrieve_version(ctx: Ctx, params: dict[str, Any], bound: Bound | None) -> Reply:
+    _no_parameters("RetrieveVersion", params)
     return Reply.json(200, {"@odata.context": f"{ctx.api}/$metadata#Microsoft.Dynamics.CRM.RetrieveVersionResponse",
                             "Version": "9.2.24101.00000"})
 

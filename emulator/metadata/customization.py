@@ -17,6 +17,13 @@ from d365_components.emulator.protocol.errors import (
     bad_request,
     not_supported,
 )
+from d365_components.emulator.records.files import (
+    DEFAULT_MAX_SIZE_KB,
+    FILE_TYPES,
+    IMAGE_MAX_SIZE_KB,
+    add_file_column,
+)
+from d365_components.emulator.records.files import install as ensure_files
 from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.columns import active_states, string_column
 from d365_components.emulator.storage.schema import (
@@ -31,7 +38,7 @@ from d365_components.emulator.storage.table_builder import TableBuilder
 
 # ---- creating and updating columns -----------------------------------------------------------
 
-def _label_text(value: Any, current: str, merge: bool) -> str:
+def label_text(value: Any, current: str, merge: bool) -> str:
     """The 1033 label from a Label body; with MergeLabels, a label not sent keeps its old text."""
     if not isinstance(value, dict):
         return current if merge else ""
@@ -55,20 +62,26 @@ def _attribute_type(body: dict[str, Any]) -> str:
 def _options(body: dict[str, Any], name: str, kind: str) -> OptionSet:
     spec = body.get("OptionSet") or {}
     if kind == "Boolean":
-        true = _label_text(((spec.get("TrueOption") or {}).get("Label")), "Yes", True) or "Yes"
-        false = _label_text(((spec.get("FalseOption") or {}).get("Label")), "No", True) or "No"
+        true = label_text(((spec.get("TrueOption") or {}).get("Label")), "Yes", True) or "Yes"
+        false = label_text(((spec.get("FalseOption") or {}).get("Label")), "No", True) or "No"
         return OptionSet(name, [Option(0, false), Option(1, true)], kind="Boolean")
     options = []
     for i, o in enumerate(spec.get("Options") or []):
         value = o.get("Value")
         if value is None:
             value = 100000000 + i
-        options.append(Option(int(value), _label_text(o.get("Label"), "", False) or str(value)))
+        options.append(Option(int(value), label_text(o.get("Label"), "", False) or str(value)))
     return OptionSet(name, options, kind=kind)
 
 
 def create_attribute(ctx: Ctx, t: Table) -> Reply:
-    body = ctx.json_body()
+    col = add_attribute(ctx, t, ctx.json_body())
+    url = f"{ctx.api}/EntityDefinitions(LogicalName='{t.logical_name}')/Attributes({col.metadata_id})"
+    return Reply.empty(204, {"OData-EntityId": url})
+
+
+def add_attribute(ctx: Ctx, t: Table, body: dict[str, Any]) -> Column:
+    """A new column from an AttributeMetadata body, usable by the next request."""
     kind = _attribute_type(body)
     schema_name = body.get("SchemaName")
     if not isinstance(schema_name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*_[A-Za-z0-9_]+", schema_name):
@@ -79,9 +92,11 @@ def create_attribute(ctx: Ctx, t: Table) -> Reply:
         raise bad_request(f"An attribute with the specified name {name} already exists on entity {t.logical_name}.",
                           INVALID_ARGUMENT)
     required = (body.get("RequiredLevel") or {}).get("Value", "None")
+    if kind in FILE_TYPES:
+        return _add_file_attribute(ctx, t, body, kind, schema_name)
     global_bind = body.get("GlobalOptionSet@odata.bind")
-    col = Column(name, kind, schema_name=schema_name, display=_label_text(body.get("DisplayName"), "", False) or schema_name,
-                 description=_label_text(body.get("Description"), "", False), required=required, is_custom=True)
+    col = Column(name, kind, schema_name=schema_name, display=label_text(body.get("DisplayName"), "", False) or schema_name,
+                 description=label_text(body.get("Description"), "", False), required=required, is_custom=True)
     if kind in ("String", "Memo"):
         col.max_length = int(body.get("MaxLength") or (100 if kind == "String" else 2000))
     elif kind in ("Integer", "BigInt"):
@@ -104,8 +119,27 @@ def create_attribute(ctx: Ctx, t: Table) -> Reply:
             col.option_set = _options(body, name, kind)
     ctx.store.add_column(t.logical_name, col)
     ctx.schema.version += 1
-    url = f"{ctx.api}/EntityDefinitions(LogicalName='{t.logical_name}')/Attributes({col.metadata_id})"
-    return Reply.empty(204, {"OData-EntityId": url})
+    ctx.store.plans.clear()
+    return col
+
+
+def _add_file_attribute(ctx: Ctx, t: Table, body: dict[str, Any], kind: str, schema_name: str) -> Column:
+    """FileAttributeMetadata (MaxSizeInKB, default 32768) or ImageAttributeMetadata (MaxSizeInKB default
+    10240, CanStoreFullImage, IsPrimaryImage): the column and its `<name>_name` companion."""
+    default_kb = DEFAULT_MAX_SIZE_KB if kind == "File" else IMAGE_MAX_SIZE_KB
+    size_kb = body.get("MaxSizeInKB") or default_kb
+    if not isinstance(size_kb, int) or not 1 <= size_kb <= (10485760 if kind == "File" else 30720):
+        raise bad_request(f"MaxSizeInKB '{size_kb}' is out of range for a {kind} column.", INVALID_ARGUMENT)
+    ensure_files(ctx.store)
+    col = add_file_column(ctx.store, t, schema_name.lower(), label_text(body.get("DisplayName"), "", False) or schema_name,
+                          max_size_kb=size_kb, kind=kind)
+    col.schema_name, col.is_custom = schema_name, True
+    if kind == "Image":
+        col.can_store_full_image = bool(body.get("CanStoreFullImage", False))
+        if body.get("IsPrimaryImage") or t.primary_image is None:
+            t.primary_image = col.name
+    ctx.store.plans.clear()
+    return col
 
 
 def update_attribute(ctx: Ctx, t: Table, c: Column) -> Reply:
@@ -115,8 +149,8 @@ def update_attribute(ctx: Ctx, t: Table, c: Column) -> Reply:
         raise bad_request("The LogicalName of an attribute cannot be changed.", INVALID_ARGUMENT)
     if body.get("AttributeType", c.type) != c.type:
         raise bad_request("The AttributeType of an attribute cannot be changed.", INVALID_ARGUMENT)
-    c.display = _label_text(body.get("DisplayName"), c.display, merge) or c.name
-    c.description = _label_text(body.get("Description"), c.description, merge)
+    c.display = label_text(body.get("DisplayName"), c.display, merge) or c.name
+    c.description = label_text(body.get("Description"), c.description, merge)
     if isinstance(body.get("RequiredLevel"), dict) and not c.is_primary_id:
         c.required = body["RequiredLevel"].get("Value", c.required)
     if c.type in ("String", "Memo") and body.get("MaxLength"):
@@ -158,11 +192,13 @@ def create_relationship(ctx: Ctx) -> Reply:
             raise bad_request(f"An attribute with the specified name {name} already exists on entity "
                               f"{referencing.logical_name}.", INVALID_ARGUMENT)
         column = Column(name, "Lookup", schema_name=lookup_schema, targets=(referenced.logical_name,), is_custom=True,
-                        display=_label_text(lookup.get("DisplayName"), "", False) or lookup_schema,
+                        display=label_text(lookup.get("DisplayName"), "", False) or lookup_schema,
                         required=(lookup.get("RequiredLevel") or {}).get("Value", "None"))
         ctx.store.add_column(referencing.logical_name, column)
+        # Dataverse names the lookup's navigation property by its SchemaName (case-sensitive), which
+        # Microsoft's SDK binds with `new_SdkContactId@odata.bind` (research/microsoft_sdk_catalogue.md §10)
         rel: OneToMany | ManyToMany = OneToMany(schema_name, referenced.logical_name, referencing.logical_name, name,
-                        body.get("ReferencingEntityNavigationPropertyName") or name, is_custom=True)
+                        body.get("ReferencingEntityNavigationPropertyName") or lookup_schema, is_custom=True)
         schema.add_relationship(rel)
     elif kind == "ManyToManyRelationshipMetadata":
         first, second = table("Entity1LogicalName"), table("Entity2LogicalName")
@@ -185,8 +221,48 @@ def create_relationship(ctx: Ctx) -> Reply:
 
 def create_entity(ctx: Ctx) -> Reply:
     """POST EntityDefinitions: a custom table with its primary name column and system columns."""
+    table = add_entity(ctx, ctx.json_body())
+    return Reply.empty(204, {"OData-EntityId": f"{ctx.api}/EntityDefinitions({table.metadata_id})"})
 
+
+def create_entities(ctx: Ctx) -> Reply:
+    """POST CreateEntities {"Entities": [ComplexEntityMetadata, ...]}: each table with all its columns.
+
+    Not in the public Web API reference; Microsoft's SDK (powerplatform-dataverse-client 1.1,
+    `tables.create`) sends it and then reads the table back with GET EntityDefinitions?$filter, so
+    the emulator serves it as the SDK expects: the documented POST EntityDefinitions for each entity,
+    plus every non-primary attribute of its `Attributes` list. The response body (UNCONFIRMED) is
+    {"EntityIds": [...]} with 200; the SDK does not read it.
+    """
     body = ctx.json_body()
+    entities = body.get("Entities")
+    if not isinstance(entities, list) or not entities or not all(isinstance(e, dict) for e in entities):
+        raise bad_request("Entities must be a non-empty list of ComplexEntityMetadata.", INVALID_ARGUMENT)
+    if set(body) - {"Entities", "SolutionUniqueName"}:
+        raise bad_request(f"CreateEntities has no parameter '{sorted(set(body) - {'Entities', 'SolutionUniqueName'})[0]}'.",
+                          INVALID_ARGUMENT)
+    ids = []
+    for entity in entities:
+        entity["Attributes"] = [_simple(a) for a in entity.get("Attributes") or []]
+        table = add_entity(ctx, entity)
+        for attribute in entity["Attributes"]:
+            if isinstance(attribute, dict) and not attribute.get("IsPrimaryName"):
+                add_attribute(ctx, table, attribute)
+        ids.append(table.metadata_id)
+    return Reply.json(200, {"@odata.context": f"{ctx.api}/$metadata#Microsoft.Dynamics.CRM.CreateEntitiesResponse",
+                       "EntityIds": ids})
+
+
+def _simple(attribute: Any) -> Any:
+    """CreateEntities carries Complex<X>AttributeMetadata, the message's own names for <X>AttributeMetadata."""
+    if isinstance(attribute, dict):
+        kind = str(attribute.get("@odata.type", "")).lstrip("#")
+        if kind.startswith(NS + "Complex"):
+            attribute = {**attribute, "@odata.type": NS + kind.removeprefix(NS + "Complex")}
+    return attribute
+
+
+def add_entity(ctx: Ctx, body: dict[str, Any]) -> Table:
     schema = ctx.schema
     schema_name = body.get("SchemaName")
     if not isinstance(schema_name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*_[A-Za-z0-9_]+", schema_name):
@@ -202,23 +278,25 @@ def create_entity(ctx: Ctx) -> Reply:
     primary_schema = primary[0].get("SchemaName") or ""
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*_[A-Za-z0-9_]+", primary_schema):
         raise bad_request("The primary name attribute needs a SchemaName with a customization prefix.", INVALID_ARGUMENT)
+    if body.get("IsActivity"):
+        raise not_supported("Custom activity tables (IsActivity true) are not supported by the emulator.")
     ownership = body.get("OwnershipType", "UserOwned")
     if ownership not in ("UserOwned", "OrganizationOwned"):
         raise bad_request(f"OwnershipType '{ownership}' is not supported; use UserOwned or OrganizationOwned.",
                           INVALID_ARGUMENT)
-    display = _label_text(body.get("DisplayName"), "", False) or schema_name
-    plural = _label_text(body.get("DisplayCollectionName"), "", False) or display + "s"
+    display = label_text(body.get("DisplayName"), "", False) or schema_name
+    plural = label_text(body.get("DisplayCollectionName"), "", False) or display + "s"
     primary_column = string_column(primary_schema.lower(), int(primary[0].get("MaxLength") or 100),
-                       _label_text(primary[0].get("DisplayName"), "", False) or primary_schema)
+                       label_text(primary[0].get("DisplayName"), "", False) or primary_schema)
     primary_column.schema_name, primary_column.is_custom = primary_schema, True
     otc = max([t.object_type_code for t in schema.tables.values()] + [10000]) + 1
     builder = TableBuilder(schema)
     table = builder.table(name, name + "s", name + "id", primary_column.name, otc, display, plural, [primary_column],
                           ownership=ownership, state=active_states(), schema_name=schema_name, is_custom=True,
-                          description=_label_text(body.get("Description"), "", False),
+                          description=label_text(body.get("Description"), "", False),
                           change_tracking=bool(body.get("ChangeTrackingEnabled", False)))
     for col in table.columns.values():
         col.is_custom = col.is_custom or col is primary_column
     builder.finish(ctx.store)
     ctx.store.plans.clear()
-    return Reply.empty(204, {"OData-EntityId": f"{ctx.api}/EntityDefinitions({table.metadata_id})"})
+    return table

@@ -6,11 +6,19 @@ from typing import Any
 
 from d365_components.emulator.metadata.customization import (
     create_attribute,
+    create_entities,
     create_entity,
     create_relationship,
     update_attribute,
 )
 from d365_components.emulator.metadata.dict_query import Expander, collection_reply, single_reply
+from d365_components.emulator.metadata.keys import create_key, delete_key, find_key
+from d365_components.emulator.metadata.metadata_changes import retrieve_metadata_changes
+from d365_components.emulator.metadata.schema_removal import (
+    delete_attribute,
+    delete_entity,
+    delete_relationship,
+)
 from d365_components.emulator.metadata.shapes import (
     ATTRIBUTE_CLASS,
     ENTITY_NAVS,
@@ -47,6 +55,18 @@ def handle(ctx: Ctx, segments: list[str]) -> Reply:
     name, key = split_segment(segments[0])
     rest = segments[1:]
     try:
+        if name in ("CreateEntities", "RetrieveMetadataChanges"):
+            if rest:
+                raise segment_not_found(rest[0])
+            if name == "CreateEntities":      # an action: POST, parameters in the body
+                if ctx.method != "POST":
+                    raise method_not_allowed(ctx.method)
+                if key is not None:
+                    raise bad_request("The action 'CreateEntities' takes its parameters in the request body.")
+                return create_entities(ctx)
+            if ctx.method != "GET":
+                raise method_not_allowed(ctx.method)
+            return retrieve_metadata_changes(ctx, key or "")
         if name == "EntityDefinitions":
             return _entities(ctx, key, rest)
         if name == "RelationshipDefinitions":
@@ -96,6 +116,8 @@ def _entities(ctx: Ctx, key: str | None, rest: list[str]) -> Reply:
         return collection_reply(ctx, items, f"{api}/$metadata#EntityDefinitions", "EntityMetadata", _entity_expander(ctx))
     t = _find_table(ctx, key)
     if not rest:
+        if ctx.method == "DELETE":
+            return delete_entity(ctx, t)
         if ctx.method != "GET":
             raise method_not_allowed(ctx.method)
         return single_reply(ctx, _entity_with_navs(ctx, t), f"{api}/$metadata#EntityDefinitions", "EntityMetadata",
@@ -104,6 +126,12 @@ def _entities(ctx: Ctx, key: str | None, rest: list[str]) -> Reply:
     base = f"{api}/$metadata#EntityDefinitions({t.metadata_id})/{nav}"
     if nav == "Attributes":
         return _attributes(ctx, t, nav_key, rest[1:], base)
+    if nav == "Keys" and ctx.method in ("POST", "DELETE") and len(rest) == 1:
+        if ctx.method == "POST" and nav_key is None:
+            return create_key(ctx, t)
+        if ctx.method == "DELETE" and nav_key is not None:
+            return delete_key(ctx, t, find_key(t, nav_key))
+        raise method_not_allowed(ctx.method)
     if nav in ("OneToManyRelationships", "ManyToOneRelationships", "ManyToManyRelationships", "Keys"):
         if ctx.method != "GET":
             raise method_not_allowed(ctx.method)
@@ -181,6 +209,8 @@ def _attributes(ctx: Ctx, t: Table, key: str | None, rest: list[str], base: str)
         raise bad_request(f"The attribute '{c.name}' is not of type 'Microsoft.Dynamics.CRM.{cast}'.")
     if ctx.method == "PUT" and not rest:
         return update_attribute(ctx, t, c)
+    if ctx.method == "DELETE" and not rest and not cast:
+        return delete_attribute(ctx, t, c)
     if ctx.method != "GET":
         raise method_not_allowed(ctx.method)
     item = attribute_json(t, c, i, cast is not None)
@@ -217,9 +247,15 @@ def _attribute_expander(ctx: Ctx, t: Table, typed: bool = True) -> Expander:
 def _relationships(ctx: Ctx, key: str | None, rest: list[str]) -> Reply:
     if ctx.method == "POST" and key is None and not rest:
         return create_relationship(ctx)
+    if ctx.method == "DELETE" and key is not None and not rest:
+        field, value = _key(key, ("SchemaName",))
+        for rel in ctx.schema.relationships.values():
+            if (rel.metadata_id if field == "MetadataId" else rel.schema_name) == value:
+                return delete_relationship(ctx, rel)
+        raise _missing(f"Could not find relationship with {'name' if field == 'SchemaName' else 'id'} '{value}'.")
     if ctx.method != "GET":
-        raise not_supported("Changing or deleting relationships is not supported by the emulator.") \
-            if ctx.method in ("PUT", "DELETE") else method_not_allowed(ctx.method)
+        raise not_supported("Changing relationships is not supported by the emulator.") \
+            if ctx.method == "PUT" else method_not_allowed(ctx.method)
     schema = ctx.schema
     base = f"{ctx.api}/$metadata#RelationshipDefinitions"
     cast = None

@@ -30,7 +30,7 @@ ATTRIBUTE_CLASS = {
 }
 TYPE_OF_CLASS = {v: k for k, v in ATTRIBUTE_CLASS.items() if k not in ("Customer", "Owner")}
 CREATABLE = {"String", "Memo", "Integer", "BigInt", "Decimal", "Double", "Money", "Boolean", "Picklist",
-             "DateTime", "MultiSelectPicklist"}
+             "DateTime", "MultiSelectPicklist", "File", "Image"}
 ENTITY_NAVS = ("Attributes", "OneToManyRelationships", "ManyToOneRelationships", "ManyToManyRelationships", "Keys")
 
 
@@ -53,7 +53,7 @@ def entity_json(t: Table) -> dict[str, Any]:
         "MetadataId": t.metadata_id, "LogicalName": t.logical_name, "SchemaName": t.schema_name,
         "EntitySetName": t.entity_set, "LogicalCollectionName": t.entity_set,
         "CollectionSchemaName": t.schema_name + "s", "PrimaryIdAttribute": t.primary_id,
-        "PrimaryNameAttribute": t.primary_name, "PrimaryImageAttribute": None, "ObjectTypeCode": t.object_type_code,
+        "PrimaryNameAttribute": t.primary_name, "PrimaryImageAttribute": t.primary_image, "ObjectTypeCode": t.object_type_code,
         "OwnershipType": t.ownership if t.ownership != "BusinessOwned" else "BusinessOwned",
         "DisplayName": label(t.display, t.metadata_id), "DisplayCollectionName": label(t.display_collection, t.metadata_id),
         "Description": label(t.description, t.metadata_id),
@@ -127,8 +127,11 @@ def attribute_json(t: Table, c: Column, index: int, typed: bool) -> dict[str, An
     elif k == "Money":
         out.update(MinValue=c.min_value, MaxValue=c.max_value, Precision=c.precision, PrecisionSource=2,
                    IsBaseCurrency=False)
-    elif k in ("File", "Image"):
+    elif k == "File":
         out["MaxSizeInKB"] = int(c.max_value or 32768)
+    elif k == "Image":
+        out.update(MaxSizeInKB=int(c.max_value or 10240), CanStoreFullImage=c.can_store_full_image,
+                   IsPrimaryImage=t.primary_image == c.name, MaxHeight=144, MaxWidth=144)
     elif k == "DateTime":
         out.update(Format=c.format or "DateAndTime",
                    DateTimeBehavior={"Value": "DateOnly" if c.format == "DateOnly" else "UserLocal"})
@@ -180,4 +183,5 @@ def key_json(t: Table, k: AlternateKey) -> dict[str, Any]:
     k.metadata_id = k.metadata_id or stable_id("key", t.logical_name, k.name)
     return {"MetadataId": k.metadata_id, "LogicalName": k.name, "SchemaName": k.name, "EntityLogicalName": t.logical_name,
             "KeyAttributes": list(k.columns), "DisplayName": label(k.display or k.name, k.metadata_id),
-            "EntityKeyIndexStatus": "Active", "IsManaged": True}
+            "EntityKeyIndexStatus": k.status, "IsManaged": not k.is_custom, "IsCustomizable": managed(True, "iscustomizable"),
+            "AsyncJob": {"Id": k.job_id, "LogicalName": "asyncoperation"} if k.job_id else None}

@@ -29,6 +29,8 @@ def apply(ctx: Ctx, table: Table) -> Reply:
     for name in ctx.query:
         if name in ("$select", "$expand", "$orderby", "$top", "$skiptoken", "$count"):
             raise not_supported(f"The query option {name} cannot be combined with $apply.")
+        if name.startswith("$") and name not in ("$apply", "$filter"):
+            raise not_supported(f"The query parameter {name} is not supported")
     aliases = {k: v for k, v in ctx.query.items() if k.startswith("@")}
     compiler = FilterCompiler(ctx.schema, QueryUser(ctx.user_id, ctx.business_unit_id))
     scope = Scope(table, "t0")

@@ -19,6 +19,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from d365_components.emulator.protocol.errors import INVALID_ARGUMENT, DataverseError, bad_request
+from d365_components.emulator.query import complexity
 
 MAX_PAGE = 5000
 MAX_LINKS = 15          # Dataverse's limit of link-entity elements per query
@@ -181,6 +182,7 @@ def parse_fetch(text: str) -> Fetch:
     entities = [e for e in entities if e.tag == "entity"]
     if len(entities) != 1:
         raise invalid("The 'fetch' element must contain exactly one 'entity' element.")
+    complexity.check_fetch(root)
     if len(root.findall(".//link-entity")) > MAX_LINKS:
         raise invalid("Number of link entities in query exceeded maximum limit.")
     fetch = Fetch(

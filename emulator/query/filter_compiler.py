@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from d365_components.emulator.protocol.errors import bad_request, not_supported, unknown_property
+from d365_components.emulator.query import complexity
+from d365_components.emulator.query.fetchxml_plan import balanced
 from d365_components.emulator.query.filter_grammar import FilterNode, parse_filter
 from d365_components.emulator.query.filter_values import (
     OP_NAMES,
@@ -54,10 +56,8 @@ class FilterCompiler:
     def compile(self, node: FilterNode, scope: Scope, vars: dict[str, Scope] | None = None) -> str:
         vars = vars or {}
         kind = node[0]
-        if kind == "or":
-            return f"({self.compile(node[1], scope, vars)} OR {self.compile(node[2], scope, vars)})"
-        if kind == "and":
-            return f"({self.compile(node[1], scope, vars)} AND {self.compile(node[2], scope, vars)})"
+        if kind in ("or", "and"):      # a chain grouped a few at a time: nesting each pair overflows SQLite's parser
+            return balanced([self.compile(n, scope, vars) for n in _chain(node)], f" {kind.upper()} ")
         if kind == "not":
             if node[1][0] == "crm":
                 raise bad_request("Not operator along with the Custom Named Condition operators is not allowed")
@@ -349,6 +349,19 @@ KNOWN_UNSUPPORTED = frozenset({
     "ThisFiscalPeriod", "ThisFiscalYear"})
 
 
+def _chain(node: FilterNode) -> list[FilterNode]:
+    """The operands of a chain of one operator (`a or b or c`), left to right, found without recursion."""
+    operands: list[FilterNode] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if item[0] == node[0]:
+            stack += [item[2], item[1]]
+        else:
+            operands.append(item)
+    return operands
+
+
 def _add_months(t: datetime, k: int) -> datetime:
     total = t.year * 12 + (t.month - 1) + k
     y, m = divmod(total, 12)
@@ -362,8 +375,12 @@ def _fmt(t: datetime) -> str:
 def compile_filter(schema: Schema, table: Table, text: str, *, alias: str = "t0", user: QueryUser | None = None,
                    params: list[Any] | None = None) -> tuple[str, list[Any]]:
     """$filter text (aliases already substituted) -> (SQL condition on `alias`, parameters)."""
+    complexity.check_filter(text)
     compiler = FilterCompiler(schema, user)
     if params is not None:
         compiler.params = params
-    sql = compiler.compile(parse_filter(text), Scope(table, alias))
+    try:
+        sql = compiler.compile(parse_filter(text), Scope(table, alias))
+    except RecursionError:
+        raise complexity.too_deep() from None
     return sql, compiler.params

@@ -7,7 +7,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Transformer_NonRecursive, Tree, v_args
 from lark.exceptions import LarkError, VisitError
 
 from d365_components.emulator.protocol.errors import bad_request, not_supported
@@ -54,7 +54,7 @@ NAME: /[A-Za-z_][A-Za-z0-9_]*/
 
 
 @v_args(inline=True)
-class _ToTuples(Transformer[Token, FilterNode]):
+class _ToTuples(Transformer_NonRecursive[Token, FilterNode]):  # long `or` chains are deep trees
     def or_(self, a: FilterNode, b: FilterNode) -> FilterNode:
         return ("or", a, b)
 

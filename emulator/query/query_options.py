@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from d365_components.emulator.protocol.errors import bad_request, not_supported, unknown_property
 from d365_components.emulator.protocol.literals import split_top
+from d365_components.emulator.query import complexity
 from d365_components.emulator.storage.schema import Column, Table
 
 # ---- $select, $orderby, $expand -----------------------------------------------------------
@@ -84,6 +85,7 @@ def parse_expand(text: str | None) -> list[Expand]:
             else:
                 item.expand = parse_expand(value)
         items.append(item)
+    complexity.check_expand(items)
     return items
 
 

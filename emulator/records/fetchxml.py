@@ -42,6 +42,7 @@ from d365_components.emulator.query.fetchxml_plan import Plan, SortKey, option_l
 from d365_components.emulator.query.fetchxml_sql import AGGREGATE_LIMIT, OPTION_LABEL, plan
 from d365_components.emulator.query.filter_compiler import QueryUser
 from d365_components.emulator.query.paging import keyset_after
+from d365_components.emulator.records.query_audit import allow_options, unsupported_option
 from d365_components.emulator.records.representation import add_value_annotations
 from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import Column, Table
@@ -59,6 +60,9 @@ _prepared: weakref.WeakSet[Store] = weakref.WeakSet()   # stores whose connectio
 
 def handle(ctx: Ctx, table: Table) -> Reply:
     """Answer `GET {table's entity set}?fetchXml=...`."""
+    allow_options(ctx, frozenset({"$count"}))
+    if "sql" in ctx.query:
+        raise unsupported_option("sql")
     text = ctx.query.get("fetchXml", "")
     if not text.strip():
         raise invalid("The fetchXml parameter is empty.")

@@ -45,6 +45,7 @@ from d365_components.emulator.protocol.errors import (
     method_not_allowed,
     segment_not_found,
 )
+from d365_components.emulator.records.images import is_image, thumbnail
 from d365_components.emulator.records.read import property_value
 from d365_components.emulator.request.context import Ctx, Reply
 from d365_components.emulator.storage.schema import Column, Table
@@ -54,6 +55,7 @@ FILE_TYPES = frozenset({"File", "Image"})
 CHUNK_SIZE = 4 * 1024 * 1024                  # what Dataverse answers in x-ms-chunk-size
 SINGLE_REQUEST_LIMIT = 128 * 1024 * 1024      # larger files must be sent in chunks
 DEFAULT_MAX_SIZE_KB = 32768
+IMAGE_MAX_SIZE_KB = 10240                     # ImageAttributeMetadata.MaxSizeInKB default
 SESSION_LIFETIME = 3600.0                     # seconds an unfinished upload session is kept
 FILE_TOO_BIG = "0x80044a02"
 SAMPLE_COLUMNS = (("account", "new_contract", "Contract"),)
@@ -158,6 +160,7 @@ def upload(ctx: Ctx, table: Table, row: dict[str, Any], col: Column) -> Reply:
         raise bad_request(f"A single request can upload at most {SINGLE_REQUEST_LIMIT} bytes; "
                           "send larger files in chunks (x-ms-transfer-mode: chunked).", INVALID_ARGUMENT)
     check_size(col, len(data))
+    check_image(col, data)
     store = ctx.store
     with store.transaction():
         file_id = str(uuid.uuid4())
@@ -252,6 +255,8 @@ def download(ctx: Ctx, table: Table, row: dict[str, Any], col: Column) -> Reply:
     """The file's bytes: all of them, or the `Range: bytes = a-b` asked for (206)."""
     info = file_of(ctx.store, table, row, col)
     size = info["size"]
+    if col.type == "Image":
+        return _download_image(ctx, col, info)
     headers = {"Content-Type": "application/octet-stream", "x-ms-file-size": str(size),
                "x-ms-file-name": info["filename"] or "", "mimetype": info["mimetype"] or "application/octet-stream",
                "Access-Control-Expose-Headers": EXPOSED}
@@ -272,6 +277,27 @@ def download(ctx: Ctx, table: Table, row: dict[str, Any], col: Column) -> Reply:
     headers.update({"Content-Range": f"bytes {first}-{last}/{size}", "x-ms-chunk-size": str(CHUNK_SIZE),
                     "Accept-Ranges": "bytes"})
     return Reply(206, read_range(ctx.store, info["fileid"], first, last - first + 1), headers)
+
+
+def _download_image(ctx: Ctx, col: Column, info: dict[str, Any]) -> Reply:
+    """`$value` is the 144x144 thumbnail; `$value?size=full` the stored image, when the column keeps it."""
+    size = ctx.query.get("size", "thumbnail")
+    if size not in ("full", "thumbnail"):
+        raise bad_request(f"The size '{size}' is not valid; use 'full' or leave it out for the thumbnail.",
+                          INVALID_ARGUMENT)
+    if ctx.headers.get("range"):
+        raise bad_request("Downloading in multiple chunks is not supported for image columns.", "0x80090017")
+    data = read_range(ctx.store, info["fileid"], 0, info["size"])
+    if size == "full":
+        if not col.can_store_full_image:
+            raise bad_request(f"The image column '{col.name}' does not store full-size images (CanStoreFullImage "
+                              f"is false).", INVALID_ARGUMENT)
+    else:
+        data = thumbnail(data)
+    headers = {"Content-Type": "application/octet-stream", "x-ms-file-size": str(len(data)),
+               "x-ms-file-name": info["filename"] or "", "mimetype": info["mimetype"] or "application/octet-stream",
+               "Access-Control-Expose-Headers": EXPOSED}
+    return Reply(200, data, headers)
 
 
 def read_range(store: Store, owner: str, offset: int, length: int) -> bytes:
@@ -344,6 +370,12 @@ def _mime(ctx: Ctx, name: str) -> str:
 
 
 def check_size(col: Column, size: int) -> None:
-    limit_kb = int(col.max_value or DEFAULT_MAX_SIZE_KB)
+    limit_kb = int(col.max_value or (IMAGE_MAX_SIZE_KB if col.type == "Image" else DEFAULT_MAX_SIZE_KB))
     if size > limit_kb * 1024:
         raise bad_request("Attachment file size is too big.", FILE_TOO_BIG)
+
+
+def check_image(col: Column, data: bytes) -> None:
+    """An image column takes only images (jpg, png, gif, bmp... as Dataverse lists them)."""
+    if col.type == "Image" and not is_image(data):
+        raise bad_request(f"The file uploaded to the image column '{col.name}' is not a valid image.", INVALID_ARGUMENT)

@@ -18,7 +18,20 @@ from d365_components.emulator.protocol.literals import (
 )
 from d365_components.emulator.records import files
 from d365_components.emulator.records.navigation import collection_nav, single_nav
-from d365_components.emulator.records.read import count_reply, property_value, query_collection, retrieve
+from d365_components.emulator.records.query_audit import (
+    NONE,
+    QUERY_LANGUAGES,
+    SINGLE,
+    allow_options,
+    unsupported_option,
+)
+from d365_components.emulator.records.read import (
+    count_reply,
+    property_value,
+    query_collection,
+    raw_value,
+    retrieve,
+)
 from d365_components.emulator.records.rows import find_row
 from d365_components.emulator.records.write import create, delete, upsert
 from d365_components.emulator.request.context import Ctx, Reply
@@ -27,6 +40,41 @@ from d365_components.emulator.storage.schema import Table
 # ---- routing ------------------------------------------------------------------------------
 
 def handle(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> Reply:
+    _audit_options(ctx, table, key, rest)
+    return _route(ctx, table, key, rest)
+
+
+def _audit_options(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> None:
+    """Refuse the `$` options this request shape does not use (collection GETs check their own)."""
+    m = ctx.method
+    if key is None and not rest and m == "GET":
+        return
+    for name in QUERY_LANGUAGES:
+        if name in ctx.query:                   # only a GET on the entity set itself runs them
+            raise unsupported_option(name)
+    if key is None:
+        allowed = {"POST": SINGLE}.get(m, NONE) if not rest else frozenset({"$filter"})
+        allow_options(ctx, allowed, single=not rest)
+        return
+    if not rest:
+        allow_options(ctx, SINGLE if m in ("GET", "PATCH", "PUT") else NONE, single=True)
+        return
+    name, sub_key = split_segment(rest[0])
+    if name in table.collection_navs:
+        if rest[1:] == ["$ref"]:
+            allow_options(ctx, frozenset({"$id"}) if m == "DELETE" else NONE)
+        elif rest[1:] == ["$count"]:
+            allow_options(ctx, frozenset({"$filter"}))
+        elif sub_key is not None or rest[1:]:
+            allow_options(ctx, NONE)
+        return                                  # a collection: query_collection checks
+    if name in table.single_navs and rest[1:] != ["$ref"]:
+        allow_options(ctx, SINGLE, single=True)
+        return
+    allow_options(ctx, NONE, single=True)
+
+
+def _route(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> Reply:
     m = ctx.method
     if key is None:
         if not rest:
@@ -57,4 +105,6 @@ def handle(ctx: Ctx, table: Table, key: str | None, rest: list[str]) -> Reply:
         return files.handle(ctx, table, row, col, rest[1:])
     if col is not None and sub_key is None and not rest[1:]:
         return property_value(ctx, table, row, col)
+    if col is not None and sub_key is None and rest[1:] == ["$value"]:
+        return raw_value(ctx, table, row, col)
     raise segment_not_found(rest[0])

@@ -152,3 +152,17 @@ def property_value(ctx: Ctx, table: Table, row: dict[str, Any], col: Column) -> 
             ctx.store.update(table.logical_name, row_id, values, user=ctx.user_id, on_behalf_of=ctx.on_behalf_of, before=row)
         return Reply.empty(204)
     raise method_not_allowed(ctx.method)
+
+
+def raw_value(ctx: Ctx, table: Table, row: dict[str, Any], col: Column) -> Reply:
+    """`GET accounts(id)/numberofemployees/$value`: the value as plain text (OData §11.2.4.1), 204 when null."""
+    if ctx.method != "GET":
+        raise method_not_allowed(ctx.method)
+    for name in ctx.query:
+        if name.startswith("$"):
+            raise bad_request(f"The query parameter {name} is not supported", QUERY_NOT_SUPPORTED)
+    value = to_json(ctx, table, row, column_plan(ctx, table, [col])).get(col.json_name)
+    if value is None:
+        return Reply.empty(204)
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return Reply(200, text.encode(), {"Content-Type": "text/plain"})

@@ -12,6 +12,7 @@ from d365_components.emulator.protocol.errors import (
 from d365_components.emulator.query.filter_compiler import QueryUser, compile_filter
 from d365_components.emulator.query.filter_grammar import substitute_aliases
 from d365_components.emulator.query.query_options import Expand, parse_orderby, parse_select
+from d365_components.emulator.records.images import record_value
 from d365_components.emulator.records.rows import entity_url
 from d365_components.emulator.request.context import Ctx
 from d365_components.emulator.storage.schema import CollectionNav, Column, Table
@@ -53,6 +54,8 @@ def to_json(ctx: Ctx, table: Table, row: dict[str, Any], plan: list[tuple[Any, .
                 v = float(v)
             elif kind == "DateTime" and col.format == "DateOnly":
                 v = v[:10]
+            elif kind == "Image":
+                v = record_value(ctx.store, v)
         if annotate and v is not None:
             add_value_annotations(ctx, table, row, col, json_name, v, out)
         out[json_name] = v

@@ -54,6 +54,9 @@ def parse_key(ctx: Ctx, table: Table, key: str) -> dict[str, object]:
         return values
     for alt in table.keys:
         if set(alt.columns) == set(values):
+            if alt.status != "Active":      # its index is still being built (metadata/keys.py); wording UNCONFIRMED
+                raise bad_request(f"The entity key '{alt.name}' of entity '{table.logical_name}' is not active "
+                                  f"(EntityKeyIndexStatus is {alt.status}); it cannot be used to address a record.")
             return values
     raise _bad_key(table)
 

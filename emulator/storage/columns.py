@@ -3,7 +3,6 @@ lookups as `LookupSpec` (resolved into relationships by `TableBuilder`), state/s
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from d365_components.emulator.storage.schema import Column, Option, OptionSet
@@ -30,10 +29,6 @@ def money_column(name: str, display: str = "") -> Column:
 
 def decimal_column(name: str, display: str = "", precision: int = 2) -> Column:
     return Column(name, "Decimal", display=display, precision=precision, min_value=-100000000000, max_value=100000000000)
-
-
-def double_column(name: str, display: str = "") -> Column:
-    return Column(name, "Double", display=display, precision=5, min_value=-1e15, max_value=1e15)
 
 
 def boolean_column(name: str, display: str = "", true: str = "Yes", false: str = "No") -> Column:
@@ -83,20 +78,6 @@ class LookupSpec:
         self.kind = kind or ("Customer" if set(targets) == {"account", "contact"} else "Lookup")
 
 
-def customer_lookup(name: str, table: str, display: str = "Customer") -> LookupSpec:
-    """A Customer lookup (account or contact)."""
-    return LookupSpec(name, {"account": (f"{table}_customer_accounts", f"{name}_account"),
-                             "contact": (f"{table}_customer_contacts", f"{name}_contact")}, display)
-
-
-def regarding_lookup(activity: str, plural: str,
-                     targets: tuple[str, ...] = ("account", "contact", "lead", "opportunity", "incident")) -> LookupSpec:
-    """The `regardingobjectid` lookup of an activity table."""
-    return LookupSpec("regardingobjectid",
-                      {t: (f"{t.capitalize()}_{plural}", f"regardingobjectid_{t}_{activity}") for t in targets},
-                      "Regarding", kind="Lookup")
-
-
 def state_option_sets(states: dict[int, str], statuses: dict[int, tuple[str, int]]) -> StateOptionSets:
     """The statecode and statuscode option sets; each status names the state it belongs to."""
     return (OptionSet("statecode", [Option(v, lbl) for v, lbl in states.items()], kind="State"),
@@ -108,11 +89,4 @@ def active_states() -> StateOptionSets:
     return state_option_sets({0: "Active", 1: "Inactive"}, {1: ("Active", 0), 2: ("Inactive", 1)})
 
 
-def activity_states(statuses: dict[int, tuple[str, int]]) -> StateOptionSets:
-    """Open/Completed/Canceled, the states of activities, with the given status reasons."""
-    return state_option_sets({0: "Open", 1: "Completed", 2: "Canceled"}, statuses)
-
-
-PRIORITY_OPTIONS = {0: "Low", 1: "Normal", 2: "High"}
 ColumnSpec = Column | LookupSpec
-StatesFactory = Callable[[], StateOptionSets]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 LOOKUP_TYPES = frozenset({"Lookup", "Customer", "Owner"})
@@ -31,6 +32,7 @@ EDM_TYPES = {
     "Status": "Edm.Int32", "Boolean": "Edm.Boolean", "Decimal": "Edm.Decimal", "Double": "Edm.Double",
     "Money": "Edm.Decimal", "DateTime": "Edm.DateTimeOffset", "Uniqueidentifier": "Edm.Guid",
     "Lookup": "Edm.Guid", "Customer": "Edm.Guid", "Owner": "Edm.Guid",
+    "Image": "Edm.Binary",            # read with the record as the base64 thumbnail
 }
 
 
@@ -38,6 +40,7 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+@cache
 def stable_id(*parts: str) -> str:
     """A MetadataId that stays the same across runs, so clients may cache it."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "d365-emulator:" + ":".join(parts)))
@@ -93,6 +96,7 @@ class Column:
     is_primary_id: bool = False
     is_primary_name: bool = False
     writable: bool = True             # False for system-managed columns (createdon, versionnumber, ...)
+    can_store_full_image: bool = False  # Image columns: keep the full-size image besides the thumbnail
     metadata_id: str = ""
     table: str = ""
 
@@ -135,6 +139,19 @@ class AlternateKey:
     columns: tuple[str, ...]
     display: str = ""
     metadata_id: str = ""
+    status: str = "Active"            # EntityKeyIndexStatus: Pending, InProgress, Active, Failed
+    job_id: str = ""                  # the asyncoperation that builds its index
+    is_custom: bool = False
+
+
+@dataclass(frozen=True)
+class Removed:
+    """A table or column deleted at schema `version` (RetrieveMetadataChanges lists it as DeletedMetadata)."""
+
+    version: int
+    kind: str                         # "Entity" or "Attribute"
+    metadata_id: str
+    table_id: str = ""                # an attribute's table (its definition changed too)
 
 
 @dataclass
@@ -214,6 +231,7 @@ class Table:
     change_tracking: bool = True
     columns: dict[str, Column] = field(default_factory=dict)
     keys: list[AlternateKey] = field(default_factory=list)
+    primary_image: str | None = None  # the image column shown as the record's picture
     metadata_id: str = ""
     single_navs: dict[str, SingleNav] = field(default_factory=dict)
     collection_navs: dict[str, CollectionNav] = field(default_factory=dict)
@@ -251,6 +269,8 @@ class Schema:
         self.relationships: dict[str, OneToMany | ManyToMany] = {}
         self.option_sets: dict[str, OptionSet] = {}
         self.version = 1
+        self.removed: list[Removed] = []
+        self.stamps: dict[int, dict[str, str]] = {}   # RetrieveMetadataChanges: stamp -> table fingerprints
 
     def add_table(self, table: Table) -> Table:
         self.tables[table.logical_name] = table

@@ -38,6 +38,7 @@ import logging
 import re
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ from typing import Any
 
 from d365_components.emulator import defaults
 from d365_components.emulator.protocol.errors import duplicate_entity_key, duplicate_key
+from d365_components.emulator.storage import time_limit
 from d365_components.emulator.storage.schema import Column, ManyToMany, Schema, Table, new_id
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,22 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _connect(path: str) -> sqlite3.Connection:
+    """A connection to `path`. `:memory:` becomes a private database of the `memdb` VFS: SQLite's
+    classic in-memory pager keeps every page it ever wrote on its dirty list and walks that list
+    at each commit, so a single-row write costs more with every row the table holds (100,000
+    upserts: 11 -> 18 -> 27 s of server CPU as rows accumulated); `memdb` stores the database as
+    an in-memory file behind a normal pager, and a write costs the same at 1,000 rows as at
+    1,000,000. SQLite builds without `memdb` (before 3.36) fall back to the classic pager."""
+    if path == ":memory:":
+        try:
+            return sqlite3.connect(f"file:/d365-emulator-{uuid.uuid4().hex}?vfs=memdb", uri=True,
+                                   check_same_thread=False, isolation_level=None)
+        except sqlite3.OperationalError:  # no such vfs: memdb
+            pass
+    return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+
+
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip([d[0] for d in cursor.description], row, strict=False))
 
@@ -73,8 +91,9 @@ class Store:
     def __init__(self, schema: Schema, path: str = ":memory:"):
         self.schema = schema
         self.path = path
-        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.conn = _connect(path)
         self.conn.row_factory = _dict_row
+        time_limit.install(self.conn)          # SQL stops at the calling thread's deadline, if any
         self.lock = threading.RLock()
         self.listeners: list[Listener] = []
         self.installed: set[str] = set()          # add-ons set up on this store ("files", ...)

@@ -11,6 +11,11 @@ and mounts:
 path as HTTP requests (routing, errors, headers) without re-checking the token: `$batch` calls it
 per part, with the claims verified on the outer request. `app.state.store.transaction()` makes a
 change set atomic. `app.state.store` and `app.state.org_url` are public.
+
+A Web API request runs in a worker thread holding the store's lock for its whole run (requests
+stay serial on the store, as they were on the event loop), under a SQL time limit of
+`app.state.query_seconds` (storage.time_limit): the event loop stays free to accept, refuse and
+answer other requests meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.requests import Request
@@ -36,6 +42,7 @@ from d365_components.emulator.messages import registry as messages
 from d365_components.emulator.metadata import csdl, entity_sets
 from d365_components.emulator.protocol.errors import (
     NOT_A_MEMBER,
+    QUERY_NOT_SUPPORTED,
     DataverseError,
     bad_request,
     method_not_allowed,
@@ -43,23 +50,24 @@ from d365_components.emulator.protocol.errors import (
     unexpected,
 )
 from d365_components.emulator.protocol.literals import split_path, split_segment
-from d365_components.emulator.records import fetchxml, handler, rows
+from d365_components.emulator.records import fetchxml, handler, rows, sql_query
 from d365_components.emulator.request.context import JSON_TYPE, Ctx, Reply
-from d365_components.emulator.storage.seed import seed_rows
-from d365_components.emulator.storage.standard_tables import standard_schema
+from d365_components.emulator.storage.seed import profile_schema, seed_rows
 from d365_components.emulator.storage.store import Store
+from d365_components.emulator.storage.time_limit import QUERY_SECONDS, time_limit
 from d365_components.emulator.web_api.batch import handle_batch
 
 log = logging.getLogger(__name__)
 
 VERSIONS = frozenset({"v9.0", "v9.1", "v9.2"})
 METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
-METADATA_SETS = frozenset({"EntityDefinitions", "RelationshipDefinitions", "GlobalOptionSetDefinitions"})
+METADATA_SETS = frozenset({"EntityDefinitions", "RelationshipDefinitions", "GlobalOptionSetDefinitions",
+                           "CreateEntities", "RetrieveMetadataChanges"})   # the metadata messages (metadata/)
 _API_URL = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+)?/api/data/(v[^/?]+)/?([^?]*)(?:\?(.*))?$", re.S)
 
 
-def create_app(*, identity: IdentityProvider, org_url: str, db: str = ":memory:", seed: str | None = "demo") -> Starlette:
-    schema = standard_schema()
+def create_app(*, identity: IdentityProvider, org_url: str, db: str = ":memory:", seed: str | None = "fresh") -> Starlette:
+    schema = profile_schema(seed)
     store = Store(schema, db)
     if store.get("organization", defaults.ORGANIZATION_ID) is None:
         seed_rows(store, seed)
@@ -84,6 +92,7 @@ def create_app(*, identity: IdentityProvider, org_url: str, db: str = ":memory:"
     app.state.org_url = org_url.rstrip("/")
     app.state.identity = identity
     app.state.users = {}
+    app.state.query_seconds = QUERY_SECONDS        # the SQL time limit of one request (settable)
 
     def dispatch(method: str, url: str, headers: dict[str, str], body: bytes, *, caller: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         """Run one inner request (e.g. a $batch part) exactly like an HTTP request, token already verified."""
@@ -144,14 +153,17 @@ class _WebApi:
             log.exception("token verification failed unexpectedly")
             await _reply_response(_error_reply(unexpected()))(scope, receive, send)
             return
-        body, more = b"", True
+        chunks, more = [], True
         while more:
             message = await receive()
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
+        body = b"".join(chunks)
         params = scope["path_params"]
-        status, out, payload = _dispatch(self.state(), scope["method"], params["version"], params["path"],
-                                         scope.get("query_string", b"").decode("latin-1"), headers, body, caller)
+        # in a worker thread: one slow request never holds up the event loop (and so the others)
+        status, out, payload = await anyio.to_thread.run_sync(
+            _dispatch, self.state(), scope["method"], params["version"], params["path"],
+            scope.get("query_string", b"").decode("latin-1"), headers, body, caller)
         raw = [(k.lower().encode("latin-1"), _header_value(v)) for k, v in out.items()]
         raw.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -183,7 +195,10 @@ def _dispatch(state: State, method: str, version: str, path: str, raw_query: str
         query = dict(parse_qsl(raw_query, keep_blank_values=True)) if raw_query else {}
         ctx = Ctx(state, method, f"{state.org_url}/api/data/{version}", path, raw_query, query, headers, body,
                   caller, user_id, on_behalf_of, business_unit)
-        reply = route(ctx)
+        # one request at a time on the store, as when everything ran on the event loop: handlers
+        # read then write without transactions of their own; the event loop stays free meanwhile
+        with state.store.lock, time_limit(state.query_seconds):
+            reply = route(ctx)
     except DataverseError as exc:
         reply = _error_reply(exc)
     except Exception:
@@ -208,6 +223,9 @@ def _reply_response(reply: Reply) -> Response:
 
 def route(ctx: Ctx) -> Reply:
     segments = split_path(ctx.path.rstrip("/")) if ctx.path.strip("/") else []
+    if (not segments or segments[0] == "$metadata") and any(o.startswith("$") for o in ctx.query):
+        raise bad_request(f"The query parameter {next(o for o in ctx.query if o.startswith('$'))} is not supported",
+                          QUERY_NOT_SUPPORTED)
     if not segments:
         if ctx.method != "GET":
             raise method_not_allowed(ctx.method)
@@ -226,6 +244,8 @@ def route(ctx: Ctx) -> Reply:
             return messages.invoke(ctx, rest[-1], messages.Bound(table, row))
         if key is None and not rest and ctx.method == "GET" and "fetchXml" in ctx.query:
             return fetchxml.handle(ctx, table)
+        if key is None and not rest and ctx.method == "GET" and "sql" in ctx.query:
+            return sql_query.handle(ctx, table)
         return handler.handle(ctx, table, key, rest)
     if name in METADATA_SETS:
         return entity_sets.handle(ctx, segments)

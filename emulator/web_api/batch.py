@@ -16,7 +16,6 @@ python-multipart only speaks form-data. This one accepts CRLF and bare LF alike.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import re
 import uuid
@@ -25,6 +24,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -92,7 +92,7 @@ async def handle_batch(request: Request) -> Response:
         return identity.unauthorized(exc)
     try:
         boundary = _boundary(request.headers.get("content-type", ""))
-        items = parse_batch(await request.body(), boundary)
+        items = await anyio.to_thread.run_sync(parse_batch, await request.body(), boundary)   # MBs: off the loop
         count = sum(len(item.parts) if isinstance(item, ChangeSet) else 1 for item in items)
         if count > MAX_REQUESTS:
             raise BatchError(f"The number of requests in a batch ({count}) exceeds the maximum of "
@@ -134,9 +134,13 @@ class _Runner:
             url = self._target(part.url, {})
         except BatchError as exc:
             return _error_answer(400, exc.code, exc.message, part.content_id)
-        return await self._call(part, url, part.body)
+        return await anyio.to_thread.run_sync(self._call, part, url, part.body)
 
     async def change_set(self, change_set: ChangeSet) -> list[Answer] | Answer:
+        """In one worker thread: the store's transaction belongs to the thread that opened it."""
+        return await anyio.to_thread.run_sync(self._change_set, change_set)
+
+    def _change_set(self, change_set: ChangeSet) -> list[Answer] | Answer:
         created: dict[str, str] = {}
         answers: list[Answer] = []
         try:
@@ -147,7 +151,7 @@ class _Runner:
                         body = _substitute_references(part.body, created)
                     except BatchError as exc:
                         raise _RollBack(_error_answer(400, exc.code, exc.message, part.content_id)) from None
-                    answer = await self._call(part, url, body)
+                    answer = self._call(part, url, body)
                     if answer.failed:
                         raise _RollBack(answer)
                     if part.content_id is not None:
@@ -159,11 +163,9 @@ class _Runner:
             return failure.answer
         return answers
 
-    async def _call(self, part: Part, url: str, body: bytes) -> Answer:
-        result = self.state.dispatch(part.method, url, part.headers, body, caller=self.caller)
-        if inspect.isawaitable(result):
-            result = await result
-        status, headers, payload = result
+    def _call(self, part: Part, url: str, body: bytes) -> Answer:
+        """Runs in a worker thread (SQLite work stays off the event loop)."""
+        status, headers, payload = self.state.dispatch(part.method, url, part.headers, body, caller=self.caller)
         return Answer(status, _response_headers(status, headers, payload), payload or b"", part.content_id)
 
     def _target(self, url: str, created: dict[str, str]) -> str:

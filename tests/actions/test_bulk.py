@@ -24,7 +24,7 @@ OUTPUT = get_registry().get("dynamics365.bulk_upsert").output_schema
 
 @pytest.fixture(scope="module")
 def org():
-    with Emulator(seed=None) as running:
+    with Emulator(seed="demo") as running:      # demo: upserts by the demo's account.accountnumber key
         yield running
 
 
@@ -178,3 +178,56 @@ async def test_bulk_create_gives_rows_client_ids_derived_from_the_run(connection
     again = await run(connection, "bulk_create", entityType="accounts", rows=rows, runId=run_id)  # a resumed run
     assert again["reconciled"] == 3 and again["written"] == 3
     assert len(stored(org, "account", "name", prefix)) == 3
+
+
+# -- lookups in rows: the same convention as the record actions and batch items -------------------
+
+
+async def _parents(connection, ids: list[str]) -> list[str | None]:
+    client = connection.open_client()
+    rows = [await client.get_json(f"contacts({i})", params={"$select": "_parentcustomerid_value"}) for i in ids]
+    return [r.get("_parentcustomerid_value") for r in rows]
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["CreateMultiple", "$batch"])
+async def test_rows_take_lookups_as_table_and_id_key_bind_or_guid(connection, prefix, monkeypatch, fallback):
+    client = connection.open_client()
+    account = (await client.create("accounts", {"name": f"{prefix}parent", "accountnumber": f"{prefix}P"}))["id"]
+    owner = (await client.whoami())["UserId"]
+    if fallback:
+        monkeypatch.delitem(messages._actions, ("CreateMultiple", "contact"))
+        monkeypatch.setattr(bulk, "_WITHOUT_MESSAGE", set())
+    rows = [
+        {"lastname": f"{prefix}id", "parentcustomerid": {"table": "accounts", "id": account}},
+        {"lastname": f"{prefix}key", "parentcustomerid": {"table": "account", "key": {"accountnumber": f"{prefix}P"}}},
+        {"lastname": f"{prefix}bind", "parentcustomerid_account@odata.bind": f"/accounts({account})"},
+        {"lastname": f"{prefix}text", "parentcustomerid": f"accounts({account})"},
+        {"lastname": f"{prefix}guid", "ownerid": {"table": "systemusers", "id": owner}},
+    ]
+    out = await run(connection, "bulk_create", entityType="contact", rows=rows)
+    assert out["written"] == 5 and out["entityType"] == "contacts", out["results"]
+    ids = [r["id"] for r in out["results"]]
+    assert await _parents(connection, ids[:4]) == [account] * 4
+
+
+async def test_upsert_rows_bind_lookups_and_keep_key_columns(connection, prefix):
+    client = connection.open_client()
+    account = (await client.create("accounts", {"name": f"{prefix}parent"}))["id"]
+    rows = [{"accountnumber": f"{prefix}C{i}", "name": f"child {i}", "parentaccountid": account} for i in range(3)]
+    out = await run(connection, "bulk_upsert", entityType="account", rows=rows, alternateKeyColumns=["accountnumber"])
+    assert out["written"] == 3, out["results"]
+    children = [row async for row in client.rows("accounts", params={
+        "$select": "_parentaccountid_value", "$filter": f"startswith(accountnumber,'{prefix}C')"})]
+    assert [c["_parentaccountid_value"] for c in children] == [account] * 3
+
+
+async def test_a_bad_lookup_in_a_row_is_named_before_anything_is_written(connection, org, prefix):
+    account = "00000000-0000-0000-0000-0000000000aa"
+    rows = [{"lastname": f"{prefix}ok"},
+            {"lastname": f"{prefix}ambiguous", "parentcustomerid": account},  # account or contact?
+            {"lastname": f"{prefix}wrong", "parentcustomerid": {"table": "tasks", "id": account}}]
+    with pytest.raises(InputValidationError) as caught:
+        await invoke("dynamics365.bulk_create", {"entityType": "contacts", "rows": rows}, connection)
+    assert [e.pointer for e in caught.value.errors] == ["/rows/1/parentcustomerid", "/rows/2/parentcustomerid"]
+    assert "give {\"table\"" in caught.value.errors[0].message
+    assert stored(org, "contact", "lastname", prefix) == []

@@ -173,3 +173,43 @@ async def test_attribute_body_problems_are_named_before_any_request():
     with pytest.raises(InputValidationError) as caught:
         await invoke("dynamics365.create_attribute", {"table": "account", "attributeBody": {"AttributeType": "String"}}, spec)
     assert "SchemaName" in caught.value.errors[0].message
+
+
+# -- Prismatic's inputs: a name-or-label filter, Default Selected Entity Types, a column-type filter
+
+
+async def test_get_entities_metadata_filters_by_label_and_marks_default_selected(connection):
+    everything = await run(connection, "get_entities_metadata", includeAttributes=False)
+    spaced = next(t for t in everything["value"]
+                  if " " in t["DisplayName"]["UserLocalizedLabel"]["Label"] and not t["IsCustomEntity"])
+    label = spaced["DisplayName"]["UserLocalizedLabel"]["Label"]
+    assert all(t["selected"] is False for t in everything["value"])
+
+    out = await run(connection, "get_entities_metadata", includeAttributes=False,
+                    labelFilter=[label.upper(), "Contacts"], defaultSelected=["CONTACT"])
+    assert sorted(t["LogicalName"] for t in out["value"]) == sorted([spaced["LogicalName"], "contact"])
+    assert {t["LogicalName"]: t["selected"] for t in out["value"]} == {spaced["LogicalName"]: False, "contact": True}
+    assert out["count"] == 2
+
+    nothing = await run(connection, "get_entities_metadata", includeAttributes=False, labelFilter=["No Such Table"])
+    assert nothing == {"value": [], "count": 0}
+
+
+async def test_list_attributes_by_column_type(connection):
+    money = await run(connection, "list_attributes", table="accounts", attributeType="Money")
+    assert money["count"] > 0 and {c["AttributeType"] for c in money["value"]} == {"Money"}
+    assert "revenue" in {c["LogicalName"] for c in money["value"]}
+    every = await run(connection, "list_attributes", table="account")
+    assert every["count"] > money["count"]
+    with pytest.raises(InputValidationError) as caught:
+        await invoke("dynamics365.list_attributes", {"table": "account", "attributeType": "Nope"},
+                     {"key": "dynamics365.oauth2_client_credentials", "inputs": {}})
+    assert caught.value.errors[0].pointer == "/attributeType"
+
+
+async def test_get_entities_metadata_takes_entity_set_or_logical_names(connection):
+    out = await run(connection, "get_entities_metadata", tables=["accounts", "contact"], includeAttributes=False)
+    assert sorted(t["LogicalName"] for t in out["value"]) == ["account", "contact"]
+    with pytest.raises(InputValidationError) as caught:
+        await run(connection, "get_entities_metadata", tables=["account", "nosuchtables"])
+    assert caught.value.errors[0].pointer == "/tables/1"

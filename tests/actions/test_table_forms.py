@@ -78,7 +78,7 @@ async def test_multi_table_lookup_and_date_only(connection):
     assert company["x-lookup-targets"] == ["account", "contact"]
     assert schema["properties"]["birthdate"]["format"] == "date"
     assert "lastname" in schema["required"]
-    named = {"fullname": "x", "lastname": "x"}     # the emulator's contact marks its primary name required too
+    named = {"lastname": "x"}     # contact.fullname is read-only: Dataverse composes it
     assert errors(schema, {**named, "parentcustomerid": {"table": "contacts", "id": CONTACT}}) == []
     assert errors(schema, {**named, "parentcustomerid": {"table": "leads", "id": CONTACT}}) == ["parentcustomerid/table"]
     assert errors(schema, {**named, "birthdate": "not a date"}) == ["birthdate"]

@@ -116,6 +116,9 @@ def test_emulator_arguments_fail_in_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["emulator", "--faults", "bogus=1"])
     assert info.value.code == 2 and "unknown entry 'bogus'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["emulator", "--latency", "30ms,per-page=1ms"])
+    assert info.value.code == 2 and "latency: unknown entry 'per-page'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["describe", "dynamics365.create_entty"])
     assert "Did you mean dynamics365.create_entity?" in capsys.readouterr().err

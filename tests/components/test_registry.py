@@ -11,14 +11,14 @@ import pytest
 
 from d365_components import Action, InputField, InputModel, hookimpl
 from d365_components.errors import DefinitionError, DuplicateKeyError, UnknownKeyError
-from d365_components.registry import build_registry, make_plugin_manager
+from d365_components.registry import build_registry, check_schemas, make_plugin_manager
 
 
 def registry_with(*plugins: Any):
     pm = make_plugin_manager(entry_points=False)
     for plugin in plugins:
         pm.register(plugin)
-    return build_registry(pm)
+    return build_registry(pm, check=True)
 
 
 class _Plugin:
@@ -69,6 +69,20 @@ def test_untitled_input_is_refused() -> None:
     bad = type("Bad", (Action,), {"key": "acme.bad", "label": "Bad", "__doc__": "Bad.", "Inputs": Inputs})
     with pytest.raises(DefinitionError, match="input 'name' has no description"):
         registry_with(_Plugin(bad))
+
+
+def test_schemas_are_checked_on_request_not_at_every_start() -> None:
+    class Inputs(InputModel):
+        name: str = InputField(title="Name", description="")
+
+    bad = type("Bad", (Action,), {"key": "acme.bad", "label": "Bad", "__doc__": "Bad.", "Inputs": Inputs})
+    pm = make_plugin_manager(entry_points=False)
+    pm.register(_Plugin(bad))
+    registry = build_registry(pm)  # a start: cheap checks only
+    assert "acme.bad" in registry.actions
+    with pytest.raises(DefinitionError, match="input 'name' has no description"):
+        check_schemas(registry)
+    check_schemas(build_registry(make_plugin_manager(entry_points=False)))  # the built-ins are sound
 
 
 def test_unknown_key_suggests_a_close_one() -> None:

@@ -126,9 +126,17 @@ def test_expired_and_invalid_tokens(emulator, client):
 
 
 def test_tables_without_change_tracking_refuse(client):
-    response = client.get("annotations?$select=subject", headers=TRACK)
+    # a fresh org's standard tables all track changes here; a new table does not unless asked to
+    label = {"LocalizedLabels": [{"Label": "Untracked", "LanguageCode": 1033}]}
+    created = client.post("EntityDefinitions", json={
+        "@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata", "SchemaName": "new_Untracked", "DisplayName": label,
+        "DisplayCollectionName": label, "OwnershipType": "UserOwned", "HasActivities": False, "HasNotes": False,
+        "Attributes": [{"@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata", "AttributeType": "String",
+                        "SchemaName": "new_Name", "MaxLength": 100, "IsPrimaryName": True, "DisplayName": label}]})
+    assert created.status_code == 204, created.text
+    response = client.get("new_untrackeds?$select=new_name", headers=TRACK)
     assert response.status_code == 400
-    assert "not enabled for the entity 'annotation'" in response.json()["error"]["message"]
+    assert "not enabled for the entity 'new_untracked'" in response.json()["error"]["message"]
 
 
 def test_plain_queries_are_untouched(client):

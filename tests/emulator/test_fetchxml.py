@@ -373,14 +373,23 @@ async def test_long_fetchxml_through_batch(api, accounts):
 
 
 def test_thousands_of_conditions_stay_within_sqlite_limits(store):
-    """Too long for a URL, but `execute_fetch` callers may send it."""
+    """Too long for a URL, but `execute_fetch` callers may send it: up to SQL Server's 2,100 values."""
     name = "W" + uuid.uuid4().hex[:8]
     store.insert("account", {"name": name}, user=defaults.APP_USER_ID)
     xml = ('<fetch><entity name="account"><attribute name="name"/><filter type="or">'
-           + '<condition attribute="name" operator="eq" value="x"/>' * 5000
+           + '<condition attribute="name" operator="eq" value="x"/>' * 2000
            + f'<condition attribute="name" operator="eq" value="{name}"/></filter></entity></fetch>')
     status, _, body = execute_fetch(store, "accounts", xml)
     assert status == 200 and [r["name"] for r in body["value"]] == [name]
+
+
+def test_more_condition_values_than_sql_server_takes_are_refused(store):
+    values = "".join(f"<value>v{i}</value>" for i in range(2100))
+    xml = ('<fetch><entity name="account"><attribute name="name"/><filter>'
+           f'<condition attribute="name" operator="in">{values}</condition></filter></entity></fetch>')
+    status, _, body = execute_fetch(store, "accounts", xml)
+    assert status == 400 and body["error"]["code"] == "0x80044150", body
+    assert "2101 conditions and condition values" in body["error"]["message"]
 
 
 async def test_many_to_many_through_the_intersect_entity(fetch, store):

@@ -181,7 +181,7 @@ async def test_create_relationships_then_bind_and_associate(api, unique):
     assert response.status_code == 204 and "/RelationshipDefinitions(" in response.headers["OData-EntityId"]
     contact = await api.post("contacts", json={"lastname": "Sponsor"}, headers={"Prefer": "return=representation"})
     contact_id = contact.json()["contactid"]
-    nav = lookup.lower()
+    nav = lookup                        # Dataverse names the navigation property by the lookup's SchemaName
     account = await api.post(f"accounts?$select=name&$expand={nav}($select=lastname)", json={
         "name": "Sponsored", f"{nav}@odata.bind": f"/contacts({contact_id})"}, headers={"Prefer": "return=representation"})
     assert account.json()[nav]["lastname"] == "Sponsor"

@@ -42,13 +42,6 @@ from d365_components.emulator.server import Emulator
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 # Reasons shared by several tests: what the emulator lacks, said once.
-NO_BULK_DELETE = "emulator: POST BulkDelete is 404 (no asyncoperation/bulkdeleteoperation job)"
-NO_SQL = "emulator: GET {entityset}?sql= ignores the statement (200 with every row and every column)"
-NO_CREATE_ENTITIES = "emulator: POST CreateEntities is 404"
-NO_KEY_CREATE = "emulator: POST EntityDefinitions(LogicalName='account')/Keys is 405"
-NO_FILE_COLUMN = "emulator: POST EntityDefinitions(id)/Attributes refuses FileAttributeMetadata (400)"
-NO_METADATA_CHANGES = "emulator: GET RetrieveMetadataChanges(Query=@p1) is 404"
-NO_COLUMN_DELETE = "emulator: DELETE EntityDefinitions(id)/Attributes(id) is 405"
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +157,6 @@ def test_records_delete_many_one_by_one(client, tag):
     assert all(gone(client, "account", i) for i in ids)
 
 
-@pytest.mark.xfail(strict=True, reason=NO_BULK_DELETE)
 def test_records_delete_many_bulk(client, tag):
     # The SDK's default for a list of ids: one BulkDelete job whose QueryExpression matches the
     # ids; Dataverse answers 200 {"JobId": ...} and deletes asynchronously.
@@ -258,7 +250,6 @@ def account_code_key(client: DataverseClient) -> str:
     return "new_sdkcode"
 
 
-@pytest.mark.xfail(strict=True, reason=NO_KEY_CREATE)
 def test_records_upsert(client, tag, account_code_key):
     # One item: PATCH accounts(new_sdkcode='...'); several: POST accounts/Microsoft.Dynamics.CRM.UpsertMultiple.
     client.records.upsert(
@@ -349,14 +340,12 @@ def test_query_fetchxml_execute_pages(client, tag):
 # SDK's `query.sql` docstring and guardrails state the service accepts.
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_query_sql_columns_top_where(client, tag):
     accounts(client, tag, "sql 1", "sql 1", "sql 2")
     rows = client.query.sql(f"SELECT TOP 1 name FROM account WHERE name = '{tag} sql 1'")
     assert [r.data for r in rows] == [{"name": f"{tag} sql 1"}]
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_query_sql_order_by(client, tag):
     client.records.create(
         "account", [{"name": f"{tag} sql order", "numberofemployees": n} for n in (5, 50, 500)]
@@ -368,7 +357,6 @@ def test_query_sql_order_by(client, tag):
     assert [r["numberofemployees"] for r in rows] == [500, 50, 5]
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_query_sql_join(client, tag):
     (account,) = accounts(client, tag, "sql join")
     client.records.create(
@@ -382,7 +370,6 @@ def test_query_sql_join(client, tag):
     assert [r.data for r in rows] == [{"name": f"{tag} sql join", "lastname": f"{tag} joined"}]
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_query_sql_aggregates(client, tag):
     client.records.create("account", [{"name": f"{tag} sql sum", "numberofemployees": n} for n in (1, 2, 3)])
     rows = client.query.sql(
@@ -392,7 +379,6 @@ def test_query_sql_aggregates(client, tag):
     assert [(r["n"], r["total"]) for r in rows] == [(3, 6)]
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_query_sql_outside_the_subset_is_refused(client):
     # The SDK's docstring lists string functions as unsupported; the service answers 400.
     with pytest.raises(HttpError) as refused:
@@ -454,7 +440,6 @@ class Colour(IntEnum):
     BLUE = 2
 
 
-@pytest.mark.xfail(strict=True, reason=NO_CREATE_ENTITIES)
 def test_tables_create_and_delete(client):
     # The SDK creates tables with POST CreateEntities (a ComplexEntityMetadata list), not the documented
     # POST EntityDefinitions ("Create and update table definitions using the Web API"); that the service
@@ -499,7 +484,6 @@ def test_tables_list_columns(client):
     assert {c["AttributeType"] for c in strings} == {"String"}
 
 
-@pytest.mark.xfail(strict=True, reason=NO_METADATA_CHANGES)
 def test_tables_list_columns_typed(client, no_metadata_retry_wait):
     columns = {c["LogicalName"]: c for c in client.tables.list_columns("account", typed=True)}
     assert columns["name"]["MaxLength"] == 160
@@ -510,7 +494,6 @@ def test_tables_get_column(client):
     assert (column["LogicalName"], column["AttributeType"]) == ("name", "String")
 
 
-@pytest.mark.xfail(strict=True, reason=NO_METADATA_CHANGES)
 def test_tables_get_column_typed(client, no_metadata_retry_wait):
     assert client.tables.get_column("account", "name", typed=True)["MaxLength"] == 160
 
@@ -532,7 +515,6 @@ def test_tables_update_columns(client):
     assert column["DisplayName"]["UserLocalizedLabel"]["Label"] == "Renamed by the SDK"
 
 
-@pytest.mark.xfail(strict=True, reason=NO_COLUMN_DELETE)
 def test_tables_remove_columns(client):
     client.tables.add_columns("opportunity", {"new_SdkDoomed": "string"})
     assert client.tables.remove_columns("opportunity", ["new_SdkDoomed"]) == ["new_SdkDoomed"]
@@ -544,9 +526,6 @@ def test_tables_remove_columns(client):
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="emulator: seed has account.accountnumber_key; a fresh org has no key on account"
-)
 def test_tables_get_alternate_keys_of_a_fresh_org(client):
     assert [
         k.schema_name
@@ -555,15 +534,11 @@ def test_tables_get_alternate_keys_of_a_fresh_org(client):
     ] == []
 
 
-@pytest.mark.xfail(strict=True, reason=NO_KEY_CREATE)
 def test_tables_create_alternate_key(client, account_code_key):
     keys = {k.schema_name: k for k in client.tables.get_alternate_keys("account")}
     assert keys["new_sdkcode_key"].key_attributes == [account_code_key]
 
 
-@pytest.mark.xfail(
-    strict=True, reason=NO_KEY_CREATE + "; DELETE EntityDefinitions(LogicalName=...)/Keys(id) is 405"
-)
 def test_tables_delete_alternate_key(client):
     client.tables.add_columns("incident", {"new_SdkRef": "string"})
     created = client.tables.create_alternate_key("incident", "new_sdkref_key", ["new_sdkref"])
@@ -583,11 +558,6 @@ def test_tables_create_lookup_field(client):
     assert client.tables.get_column("task", "new_sdkaccountid")["AttributeType"] == "Lookup"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator: a lookup created through metadata gets the navigation property "
-    "new_sdkcontactid (its logical name); Dataverse names it by its SchemaName, new_SdkContactId",
-)
 def test_tables_create_lookup_field_binds_by_schema_name(client):
     # Microsoft's SDK samples: "@odata.bind keys use the lookup field schema name (case-sensitive)"
     # (examples/advanced/prodev_quick_start.py); the SDK reads RelationshipInfo.lookup_schema_name
@@ -657,7 +627,6 @@ def test_tables_list_table_relationships(client):
     assert {"account_primary_contact", "account_parent_account"} <= names
 
 
-@pytest.mark.xfail(strict=True, reason="emulator: DELETE RelationshipDefinitions(id) is 400 'not supported'")
 def test_tables_delete_relationship(client):
     client.tables.create_many_to_many_relationship(
         ManyToManyRelationshipMetadata(
@@ -680,7 +649,6 @@ def file_column(client: DataverseClient) -> str:
     return "new_sdkdocument"
 
 
-@pytest.mark.xfail(strict=True, reason=NO_FILE_COLUMN)
 def test_files_upload_small(client, file_column, tmp_path: Path, sdk_emulator: Emulator, tag):
     (record_id,) = accounts(client, tag, "file small")
     document = tmp_path / "small.txt"
@@ -689,7 +657,6 @@ def test_files_upload_small(client, file_column, tmp_path: Path, sdk_emulator: E
     assert file_bytes(sdk_emulator, record_id, file_column) == b"small file body"
 
 
-@pytest.mark.xfail(strict=True, reason=NO_FILE_COLUMN)
 def test_files_upload_chunked(client, file_column, tmp_path: Path, sdk_emulator: Emulator, tag):
     (record_id,) = accounts(client, tag, "file chunked")
     document = tmp_path / "chunked.bin"
@@ -747,7 +714,6 @@ def test_batch_delete_one_by_one(client, tag):
     assert all(gone(client, "account", i) for i in ids)
 
 
-@pytest.mark.xfail(strict=True, reason=NO_BULK_DELETE)
 def test_batch_delete_bulk(client, tag):
     ids = accounts(client, tag, "batch bulk 1", "batch bulk 2")
     batch = client.batch.new()
@@ -755,7 +721,6 @@ def test_batch_delete_bulk(client, tag):
     assert not batch.execute().has_errors
 
 
-@pytest.mark.xfail(strict=True, reason=NO_KEY_CREATE)
 def test_batch_upsert(client, tag, account_code_key):
     batch = client.batch.new()
     batch.records.upsert(
@@ -764,7 +729,6 @@ def test_batch_upsert(client, tag, account_code_key):
     assert not batch.execute().has_errors
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_batch_query_sql(client, tag):
     accounts(client, tag, "batch sql")
     batch = client.batch.new()
@@ -805,7 +769,6 @@ def test_batch_tables_relationships(client):
     assert result.responses[3].data["value"][0]["SchemaName"] == "new_task_contact_batch"
 
 
-@pytest.mark.xfail(strict=True, reason="emulator: DELETE RelationshipDefinitions(id) is 400 'not supported'")
 def test_batch_tables_delete_relationship(client):
     client.tables.create_many_to_many_relationship(
         ManyToManyRelationshipMetadata(
@@ -821,7 +784,6 @@ def test_batch_tables_delete_relationship(client):
     assert not batch.execute().has_errors
 
 
-@pytest.mark.xfail(strict=True, reason=NO_CREATE_ENTITIES)
 def test_batch_tables_create(client):
     batch = client.batch.new()
     batch.tables.create("new_SdkBatchTable", {"new_Title": "string"})
@@ -831,7 +793,6 @@ def test_batch_tables_create(client):
     assert not batch.execute().has_errors
 
 
-@pytest.mark.xfail(strict=True, reason=NO_COLUMN_DELETE)
 def test_batch_tables_columns(client):
     batch = client.batch.new()
     batch.tables.add_columns("contact", {"new_SdkBatchColumn": "string"})
@@ -884,7 +845,6 @@ def test_dataframe_create_get_update_delete(client, tag):
     assert all(gone(client, "account", i) for i in ids)
 
 
-@pytest.mark.xfail(strict=True, reason=NO_SQL)
 def test_dataframe_sql(client, tag):
     accounts(client, tag, "df sql")
     frame = client.dataframe.sql(f"SELECT name FROM account WHERE name = '{tag} df sql'")

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 import uvicorn
 
@@ -23,6 +24,22 @@ def trigger_emulator() -> Iterator[Emulator]:
     """An emulated org with change tracking and webhook delivery turned on (demo seed)."""
     with Emulator(seed="demo", features=EmulatorFeatures(limits=None)) as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def untracked_table(trigger_emulator: Emulator) -> tuple[str, str, str]:
+    """(entity set, id column, name column) of a new table without change tracking, created once:
+    a fresh org's standard tables all track changes, the modifiedon cursor needs a table that does not."""
+    label = {"LocalizedLabels": [{"Label": "Poll Note", "LanguageCode": 1033}]}
+    body = {"@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata", "SchemaName": "new_PollNote", "DisplayName": label,
+            "DisplayCollectionName": label, "OwnershipType": "UserOwned", "HasActivities": False, "HasNotes": False,
+            "ChangeTrackingEnabled": False,
+            "Attributes": [{"@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata", "AttributeType": "String",
+                            "SchemaName": "new_Subject", "MaxLength": 200, "IsPrimaryName": True, "DisplayName": label}]}
+    response = httpx.post(trigger_emulator.api_url + "/EntityDefinitions", json=body, verify=trigger_emulator.ssl_context,
+                          headers={"Authorization": f"Bearer {trigger_emulator.get_token()}"}, timeout=30)
+    assert response.status_code == 204, response.text
+    return "new_pollnotes", "new_pollnoteid", "new_subject"
 
 
 @pytest.fixture

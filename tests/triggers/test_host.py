@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import time
 
 import httpx
 import pytest
 
 from d365_components.errors import InputValidationError
-from d365_components.webhook_host import HostedTrigger, create_trigger_app
+from d365_components.webhook_host import HostedTrigger, create_trigger_app, event_line
 
 ROW = "6d81597f-0f9f-e711-8122-000d3aa2331c"
 
@@ -89,3 +91,47 @@ def test_a_failing_flow_never_logs_the_webhook_key(trigger_host, caplog):
 def test_inputs_are_checked_when_the_app_is_made():
     with pytest.raises(InputValidationError, match="/entityType"):
         create_trigger_app([HostedTrigger("/", "dynamics365.webhook", {}, None, None)])
+
+
+def odd_body() -> bytes:
+    """A delivery whose name holds a lone surrogate, a NUL, a line separator and a terminal escape."""
+    return body().replace(b'"Contoso"', b'"\\ud800 \\u0000 \\u2028 \\u001b[31m red \\ud83d\\ude00"')
+
+
+ODD_NAME = "\ud800 \x00 \u2028 \x1b[31m red \U0001f600"
+
+
+def test_odd_text_in_a_delivery_is_taken_and_printed_as_json_that_reads_back(trigger_host):
+    received: list[dict] = []
+    base = trigger_host([HostedTrigger("/", "dynamics365.webhook", {"entityType": "account"}, None, received.append)])
+    assert post(f"{base}/", odd_body()).status_code == 200
+    assert received[0]["attributes"] == {"name": ODD_NAME}
+    for encoding in ("utf-8", "ascii", "cp1252", None):
+        line = event_line(received[0], encoding)
+        assert "\n" not in line and json.loads(line) == received[0]
+        line.encode(encoding or "utf-8")
+    assert "😀" in event_line({"name": "😀"}, "utf-8")      # readable whenever the console can show it
+
+
+def test_a_failing_flow_with_odd_text_still_answers_503_and_logs(trigger_host, caplog):
+    def broken(event):
+        raise RuntimeError(f"cannot take {event['attributes']['name']}")
+
+    base = trigger_host([HostedTrigger("/", "dynamics365.webhook", {"entityType": "account"}, None, broken)])
+    assert post(f"{base}/", odd_body()).status_code == 503
+    assert "cannot take \\ud800" in caplog.text
+
+
+def test_a_client_leaving_mid_body_is_quiet(trigger_host, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    received: list[dict] = []
+    base = trigger_host([HostedTrigger("/", "dynamics365.webhook", {"entityType": "account"}, None, received.append)])
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 1000\r\n\r\n{\"MessageName\":")
+        time.sleep(0.2)          # let the host start reading the body before the client goes
+    assert post(f"{base}/", body()).status_code == 200      # served on, and the disconnect handled by now
+    printed = capfd.readouterr().err          # uvicorn's own logger writes straight to stderr
+    assert "ClientDisconnect" not in caplog.text + printed and "Traceback" not in caplog.text + printed, printed
+    assert len(received) == 1

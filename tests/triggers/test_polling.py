@@ -170,10 +170,10 @@ async def _scenario(client: Any, entity_set: str, pk: str, column: str, *, delet
     return ledger
 
 
-async def test_modifiedon_cursor_delivers_every_change_once(client):
-    # annotations have no change tracking: the modifiedon + id cursor, many rows per second
+async def test_modifiedon_cursor_delivers_every_change_once(client, untracked_table):
+    # a table without change tracking: the modifiedon + id cursor, many rows per second
     for seed in (1, 2):
-        ledger = await _scenario(client, "annotations", "annotationid", "subject", deletes=False, seed=seed)
+        ledger = await _scenario(client, *untracked_table, deletes=False, seed=seed)
         ledger.check(deletes_seen=False)
         assert ledger.delivered
 
@@ -187,15 +187,16 @@ async def test_change_tracking_delivers_every_change_and_delete_once(client):
         assert any(h[-1][0] == "deleted" for h in ledger.delivered.values())
 
 
-async def test_start_date_backfills_and_kinds_filter(client):
-    ledger = Ledger(client, "annotations", "annotationid", name_column="subject")
+async def test_start_date_backfills_and_kinds_filter(client, untracked_table):
+    entity_set, pk, subject = untracked_table
+    ledger = Ledger(client, entity_set, pk, name_column=subject)
     await ledger.create("old")
-    first = await poll(KEY, {"entityType": "annotation", "startDate": "2000-01-01T00:00:00Z",
-                             "fieldNames": ["subject"], "batchSize": 5000}, None, client_spec(client))
+    first = await poll(KEY, {"entityType": "new_pollnote", "startDate": "2000-01-01T00:00:00Z",
+                             "fieldNames": [subject], "batchSize": 5000}, None, client_spec(client))
     assert {e["id"] for e in first.events} >= set(ledger.final)
     assert {e["kind"] for e in first.events} == {"created"}
 
-    only_updates = {"entityType": "annotations", "changeKinds": ["updated"], "fieldNames": ["subject"]}
+    only_updates = {"entityType": entity_set, "changeKinds": ["updated"], "fieldNames": [subject]}
     cursor = (await poll(KEY, only_updates, None, client_spec(client))).cursor
     await ledger.create("new")
     [new_id] = [i for i in ledger.final if ledger.final[i] and i not in {e["id"] for e in first.events}]
@@ -204,18 +205,18 @@ async def test_start_date_backfills_and_kinds_filter(client):
     cursor = (await poll(KEY, only_updates, cursor, client_spec(client))).cursor
     await ledger.update(new_id, "edited again")
     [event] = (await poll(KEY, only_updates, cursor, client_spec(client))).events
-    assert event["kind"] == "updated" and event["row"]["subject"] == "edited again"
+    assert event["kind"] == "updated" and event["row"][subject] == "edited again"
 
 
-async def test_filter_expression_applies_in_both_modes(client):
+async def test_filter_expression_applies_in_both_modes(client, untracked_table):
     tracked = await _tracking_served(client)
-    for entity_set, _pk in (("annotations", "annotationid"), ("tasks", "activityid")):
+    for entity_set, subject in ((untracked_table[0], untracked_table[2]), ("tasks", "subject")):
         if entity_set == "tasks" and not tracked:
             continue
-        inputs = {"entityType": entity_set, "fieldNames": ["subject"], "filterExpression": "startswith(subject,'keep')"}
+        inputs = {"entityType": entity_set, "fieldNames": [subject], "filterExpression": f"startswith({subject},'keep')"}
         cursor = (await poll(KEY, inputs, None, client_spec(client))).cursor
-        keep = await client.create(entity_set, {"subject": "keep me"})
-        await client.create(entity_set, {"subject": "drop me"})
+        keep = await client.create(entity_set, {subject: "keep me"})
+        await client.create(entity_set, {subject: "drop me"})
         result = await poll(KEY, inputs, cursor, client_spec(client))
         assert [(e["kind"], e["id"]) for e in result.events] == [("created", keep["id"])], entity_set
 
@@ -275,24 +276,26 @@ class _Borrowed(Connection):
         pass
 
 
-async def test_a_burst_bigger_than_a_run_can_reread_still_drains(client):
+async def test_a_burst_bigger_than_a_run_can_reread_still_drains(client, untracked_table):
     """More rows modified within the overlap window than a run re-reads in small pages must not
     stall the modifiedon cursor (every run re-reads the window before reaching new rows)."""
-    ledger = Ledger(client, "annotations", "annotationid", name_column="subject")
-    inputs = {"entityType": "annotations", "fieldNames": ["subject"], "batchSize": 3}
+    entity_set, pk, subject = untracked_table
+    ledger = Ledger(client, entity_set, pk, name_column=subject)
+    inputs = {"entityType": entity_set, "fieldNames": [subject], "batchSize": 3}
     cursor = (await ChangedRows().poll(Context(client=client), parse_inputs(ChangedRows, inputs), None)).cursor
-    await client.batch([BatchOperation("POST", "annotations", body={"subject": f"burst {i}"}) for i in range(160)])
-    rows = [r async for r in client.rows("annotations", params={
-        "$select": "annotationid,versionnumber", "$filter": "startswith(subject,'burst ')"})]
-    ledger.final.update({r["annotationid"]: r["versionnumber"] for r in rows})
+    await client.batch([BatchOperation("POST", entity_set, body={subject: f"burst {i}"}) for i in range(160)])
+    rows = [r async for r in client.rows(entity_set, params={
+        "$select": f"{pk},versionnumber", "$filter": f"startswith({subject},'burst ')"})]
+    ledger.final.update({r[pk]: r["versionnumber"] for r in rows})
     await _drain(Meddler(client), inputs, cursor, ledger, limit=80)
     ledger.check(deletes_seen=False)
 
 
-async def test_a_failed_run_leaves_the_cursor_as_it_was(client):
+async def test_a_failed_run_leaves_the_cursor_as_it_was(client, untracked_table):
     """The host keeps the old cursor when a run fails; running again from it loses and repeats nothing."""
-    ledger = Ledger(client, "annotations", "annotationid", name_column="subject")
-    inputs = {"entityType": "annotations", "fieldNames": ["subject"], "batchSize": 2}
+    entity_set, pk, subject = untracked_table
+    ledger = Ledger(client, entity_set, pk, name_column=subject)
+    inputs = {"entityType": entity_set, "fieldNames": [subject], "batchSize": 2}
     cursor = (await ChangedRows().poll(Context(client=client), parse_inputs(ChangedRows, inputs), None)).cursor
     for i in range(5):
         await ledger.create(f"fails once {i}")

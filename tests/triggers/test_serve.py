@@ -7,15 +7,19 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 
+import httpx
+
 from d365_components.runtime import open_connection, parse_inputs
 from d365_components.triggers import registration
 from d365_components.triggers.webhook import DataverseWebhook, registration_for
+from tests.triggers.test_host import ODD_NAME, odd_body
 
 SERVE = (
     "import json, sys\n"
@@ -82,3 +86,33 @@ def test_a_refused_deploy_is_one_error_and_nothing_is_served(trigger_emulator, c
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("d365: error:") and "nosuchtable" in result.stderr
+
+
+def test_serve_prints_odd_text_as_json_and_a_client_leaving_mid_body_is_quiet():
+    """A lone surrogate in a delivery is printed escaped (never a 503 that Dataverse retries
+    forever); a caller that disconnects mid-body leaves no traceback on stderr."""
+    script = ("import sys\nfrom d365_components.webhook_host import serve\n"
+              "serve('dynamics365.webhook', {'entityType': 'account'}, None, port=0)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    out, err = queue.Queue(), queue.Queue()
+    for stream, into in ((child.stdout, out), (child.stderr, err)):
+        threading.Thread(target=_lines, args=(stream, into), daemon=True).start()
+    try:
+        port = int(_next_line(err, "Listening").split("http://127.0.0.1:", 1)[1].split("/", 1)[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 999\r\n\r\n{")
+            time.sleep(0.2)
+        answer = httpx.post(f"http://127.0.0.1:{port}/", content=odd_body(), timeout=10,
+                            headers={"Content-Type": "application/json"})
+        assert answer.status_code == 200, answer.text
+        event = json.loads(_next_line(out, "account"))
+        assert event["attributes"]["name"] == ODD_NAME
+        child.send_signal(signal.SIGINT)
+        assert child.wait(20) == 0
+        stderr = "\n".join(err.get_nowait() for _ in range(err.qsize()))
+        assert "Traceback" not in stderr and "ClientDisconnect" not in stderr, stderr
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
