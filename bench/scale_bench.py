@@ -123,7 +123,7 @@ def main() -> None:
     limits = Limits(requests=args.requests, window=args.window, concurrent=args.concurrent, execution_time=10_000)
     try:
         time.sleep(0.3)
-        with Emulator(app_users=4, seed="minimal", features=EmulatorFeatures(limits=limits)) as emulator:
+        with Emulator(app_users=4, seed="demo", features=EmulatorFeatures(limits=limits)) as emulator:
             print(f"emulator limits per app user: {args.requests} requests / {args.window:g} s, "
                   f"{args.concurrent} concurrent; {args.request_size} rows per request")
             print(f"{'users':>5} {'workers':>7} {'rows':>6} {'s':>6} {'rows/s':>8} {'share':>6} {'retries':>7} "

@@ -60,8 +60,8 @@ def clean_redis(redis_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def org() -> Iterator[Emulator]:
-    """An org with two app users (two client ids, two budgets)."""
-    with Emulator(app_users=2) as emulator:
+    """An org with two app users (two client ids, two budgets) and the demo alternate keys (accountnumber)."""
+    with Emulator(app_users=2, seed="demo") as emulator:
         yield emulator
 
 

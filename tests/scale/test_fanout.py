@@ -81,7 +81,7 @@ def test_upsert_by_key_through_the_cli(org, connection_spec, clean_redis, tmp_pa
                "--chunk-size", "50", "--timeout", "60", *files]
     for _ in range(2):  # twice: the second run updates the same 400 rows
         done = subprocess.run(command, capture_output=True, text=True, timeout=90)
-        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.returncode == 0, done.stdout[-3000:]
         summary = json.loads(done.stdout)
         assert summary["written"] == 400 and summary["chunks"] == 8
     assert sorted(_accounts(org, "U-")) == [f"U-{i:05d}" for i in range(400)]
