@@ -45,7 +45,7 @@ from d365_components.actions._common import (
     plain_id,
 )
 from d365_components.actions._lookups import TableInfo, bind_rows, metadata_for
-from d365_components.actions.journal import Journal, rows_digest
+from d365_components.actions.journal import Journal, open_journal, rows_digest
 from d365_components.connections.batch import BatchOperation
 from d365_components.connections.odata import entity_path, is_guid
 from d365_components.connections.retry import Attempts
@@ -58,6 +58,8 @@ _ITEM = re.compile(r"Targets\[(\d+)\]")
 UNSUPPORTED_CODES = {"0x8006088a", "0x80060888"}
 #: "a row with this primary key exists": after a resend, possibly our own first attempt
 DUPLICATE_KEY = "0x80040237"
+#: "a record with these alternate key values exists": also possibly our own first attempt
+DUPLICATE_ALTERNATE_KEY = "0x80060892"
 #: ids per existence query when reconciling (keeps the URL short)
 _IDS_PER_QUERY = 50
 #: (api url, entity set, message) found without the bulk message, so later runs go straight to $batch
@@ -202,7 +204,7 @@ class _BulkAction(Action):
         # lookups as the record actions take them; every bad one named before anything is written
         rows = await bind_rows(metadata_for(ctx.web_api), table, inputs.rows, "/rows", keep=keys)
         digest = rows_digest(self.key, inputs.entity_type, inputs.rows, inputs.chunk_size, keys)
-        journal = Journal.open(inputs.journal_file, digest, inputs.run_id)
+        journal = open_journal(ctx.connection, inputs.journal_file, digest, inputs.run_id)
         run = _Run(ctx, inputs.model_copy(update={"rows": rows}), table, self.message, keys, journal)
         return await run.go()
 
@@ -597,4 +599,6 @@ class _Run:
 
 
 def _duplicate(error: Any) -> bool:
-    return isinstance(error, DataverseError) and (error.code or "").lower() == DUPLICATE_KEY
+    """A duplicate primary key, or a duplicate alternate key (Dataverse may check the alternate
+    key first): either may be our own earlier attempt, which reconciling verifies by id."""
+    return isinstance(error, DataverseError) and (error.code or "").lower() in (DUPLICATE_KEY, DUPLICATE_ALTERNATE_KEY)

@@ -5,6 +5,9 @@ sends the same ids again and a chunk that landed before the crash is recognised,
 a digest of the rows and chunk size (a journal never resumes a different run), and the chunks
 that are done. It is rewritten atomically (a temporary file, then ``os.replace``) after every
 chunk, so a crash or a killed worker leaves either the old or the new state, never half of one.
+
+A connection that shares its state on Redis (``sharedStateUrl``) keeps the journal there instead,
+under the journal file's name (:func:`open_journal`), so any worker of the fleet resumes the run.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from d365_components.connections.shared_state import InProcessState, SharedState
 from d365_components.errors import FieldError, InputValidationError
 
-__all__ = ["DEFAULT_DIRECTORY", "Journal", "finish_default_journal", "interrupted_message", "rows_digest",
-           "with_default_journal"]
+__all__ = ["DEFAULT_DIRECTORY", "Journal", "finish_default_journal", "interrupted_message", "open_journal",
+           "rows_digest", "with_default_journal"]
 
 _VERSION = 1
 #: where the CLI keeps a journal for each bulk run it starts (relative to the working directory)
@@ -47,6 +51,8 @@ class Journal:
     digest: str
     run_id: str
     done: set[int] = field(default_factory=set)
+    #: a shared store keeping the journal under ``str(path)`` instead of a file
+    store: SharedState | None = None
 
     @classmethod
     def open(cls, path: str | None, digest: str, run_id: str | None) -> Journal:
@@ -60,6 +66,20 @@ class Journal:
             return cls(file, digest, run_id or str(uuid.uuid4()))
         except OSError as exc:
             raise InputValidationError([FieldError("/journalFile", f"cannot be read: {exc.strerror or exc}")]) from None
+        return cls._resumed(file, text, digest, run_id)
+
+    @classmethod
+    def open_shared(cls, store: SharedState, name: str, digest: str, run_id: str | None) -> Journal:
+        """The journal kept in ``store`` under ``name`` when it holds this run; a new one otherwise."""
+        text = store.read(f"journal:{name}")
+        if text is None:
+            return cls(Path(name), digest, run_id or str(uuid.uuid4()), store=store)
+        journal = cls._resumed(Path(name), text, digest, run_id)
+        journal.store = store
+        return journal
+
+    @classmethod
+    def _resumed(cls, file: Path, text: str, digest: str, run_id: str | None) -> Journal:
         try:
             state = json.loads(text)
             saved_digest, saved_id = str(state["digest"]), str(uuid.UUID(str(state["runId"])))
@@ -83,6 +103,9 @@ class Journal:
         if self.path is None:
             return
         state = {"version": _VERSION, "digest": self.digest, "runId": self.run_id, "done": sorted(self.done)}
+        if self.store is not None:
+            self.store.write(f"journal:{self.path}", json.dumps(state))
+            return
         directory = self.path.parent if str(self.path.parent) else Path(".")
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -92,6 +115,14 @@ class Journal:
             os.replace(temporary, self.path)
         except OSError as exc:
             raise InputValidationError([FieldError("/journalFile", f"cannot be written: {exc.strerror or exc}")]) from None
+
+
+def open_journal(connection: Any, path: str | None, digest: str, run_id: str | None) -> Journal:
+    """The run's journal: in the connection's shared store when it has one (Redis), else the file."""
+    shared = getattr(connection, "shared", None)
+    if path is not None and shared is not None and not isinstance(shared, InProcessState):
+        return Journal.open_shared(shared, path, digest, run_id)
+    return Journal.open(path, digest, run_id)
 
 
 # -- the CLI's default journal ------------------------------------------------------------------

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from d365_components.actions.journal import finish_default_journal, interrupted_message, with_default_journal
+from d365_components.cli_bulk import bulk
 from d365_components.cli_extract import extract
 from d365_components.cli_input import load_json
 from d365_components.demo import run_demo
@@ -308,6 +309,7 @@ def demo() -> None:
 
 
 cli.add_command(extract)
+cli.add_command(bulk)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,6 +15,8 @@ __all__ = ["EXTRAS", "MissingExtraError", "missing", "require"]
 EXTRAS: dict[str, tuple[str, ...]] = {
     "emulator": ("starlette", "uvicorn", "trustme", "jwt", "lark"),
     "webhook": ("starlette", "uvicorn"),
+    "redis": ("redis",),
+    "celery": ("celery", "redis"),
 }
 
 

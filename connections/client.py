@@ -52,6 +52,7 @@ from d365_components.connections.paging import (
     prefer_page_size,
 )
 from d365_components.connections.retry import Attempts, Limiter, RetryPolicy, is_safe_to_resend
+from d365_components.connections.shared_state import SharedState
 from d365_components.errors import ConnectionConfigError, D365Error, DataverseError, TransientError
 from d365_components.redaction import Redaction, get_logger
 from d365_components.version import __version__
@@ -116,6 +117,8 @@ class WebApiClient:
         self._host = org.host
         self.retry = retry or RetryPolicy()
         self.limiter = Limiter(max_concurrency)
+        #: the connection's state shared with other processes (Redis), when it has one
+        self.shared: SharedState | None = None
         #: every retry of this client, and how many re-sent a write that may have been applied
         self.attempts = Attempts()
         self.redaction = redaction

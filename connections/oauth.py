@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import re
 import warnings
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
+import msal
 from pydantic import ConfigDict, SecretStr
 
 from d365_components.connections.client import WebApiClient
@@ -41,8 +42,15 @@ from d365_components.connections.clouds import (
 from d365_components.connections.errors_map import aad_error
 from d365_components.connections.odata import RawLiteral
 from d365_components.connections.retry import RetryPolicy
+from d365_components.connections.shared_state import (
+    InProcessState,
+    SharedState,
+    app_user_key,
+    open_shared_state,
+)
 from d365_components.connections.tokens import (
     BearerAuth,
+    FileTokenCache,
     IdentityHttpClient,
     MsalTokenSource,
     make_ssl_context,
@@ -58,11 +66,6 @@ from d365_components.errors import (
 )
 from d365_components.inputs import InputField, InputModel, absent, forbidden, rules, validate_inputs
 from d365_components.redaction import Redaction, get_logger, register_secret
-
-if TYPE_CHECKING:
-    import msal
-
-    from d365_components.connections.token_cache import FileTokenCache
 
 __all__ = [
     "AuthCodeConnection",
@@ -186,6 +189,17 @@ class _Advanced(InputModel):
         pattern=GUID_PATTERN,
         advanced=True,
     )
+    shared_state_url: SecretStr | None = InputField(
+        None,
+        title="Shared state (Redis URL)",
+        description=(
+            "Share the service-protection budget, the token cache and locks with every process that uses "
+            "this app user, on Redis (redis://host:6379/0; may hold a password). Empty: this process only."
+        ),
+        examples=["redis://127.0.0.1:6379/0"],
+        min_length=1,
+        advanced=True,
+    )
     redaction: Redaction = InputField(
         Redaction.secrets,
         title="Redaction",
@@ -247,9 +261,13 @@ class DynamicsConnection(Connection):
         self.authority = self._authority()
         self.scopes = self._scopes()
         self.ssl_context = make_ssl_context(inputs.ca_bundle)
-        import msal  # lazy: msal (and requests) load when a connection is made, not at import (issue 16)
-
-        self.token_cache = token_cache if token_cache is not None else msal.SerializableTokenCache()
+        url = getattr(inputs, "shared_state_url", None)
+        #: where the budget, tokens and locks of this app user live (this process, or Redis)
+        self.shared: SharedState = open_shared_state(url.get_secret_value() if url else None)
+        self.app_user = app_user_key(self.org.org_url, str(getattr(inputs, "client_id", "")))
+        if token_cache is None:
+            token_cache = self.shared.token_cache(self.app_user)
+        self.token_cache = token_cache
         self._identity_http: httpx.Client | None = None
         self._client: WebApiClient | None = None
         self.tokens = self._token_source()
@@ -342,8 +360,6 @@ class DynamicsConnection(Connection):
         raise NotImplementedError
 
     def _make_app(self) -> msal.ClientApplication:
-        import msal  # lazy, as in __init__
-
         return msal.ConfidentialClientApplication(
             self.inputs.client_id,
             client_credential=self._credential(),
@@ -377,6 +393,9 @@ class DynamicsConnection(Connection):
                 redaction=self.inputs.redaction,
                 transport=transport,
             )
+            self._client.limiter = self.shared.limiter(self.app_user, self.inputs.max_concurrency)
+            if not isinstance(self.shared, InProcessState):
+                self._client.shared = self.shared
         return self._client
 
     async def aclose(self) -> None:
@@ -564,8 +583,6 @@ class AuthCodeConnection(DynamicsConnection):
         return super()._authority()
 
     def _make_app(self) -> msal.ClientApplication:
-        import msal  # lazy, as in __init__
-
         common = dict(
             authority=self.authority,
             instance_discovery=False,
@@ -620,8 +637,6 @@ class AuthCodeConnection(DynamicsConnection):
 
     @property
     def signed_in(self) -> bool:
-        import msal  # lazy, as in __init__
-
         return any(self.token_cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN)) or bool(
             getattr(self.tokens, "_refresh_token", None)
         )
@@ -673,12 +688,3 @@ class _UserTokenSource(MsalTokenSource):
             self._save_cache()
             return result
         return super().acquire(force)
-
-
-def __getattr__(name: str) -> Any:
-    """``FileTokenCache`` is re-exported on first use: it subclasses msal's cache (see tokens)."""
-    if name == "FileTokenCache":
-        from d365_components.connections.token_cache import FileTokenCache  # lazy: it loads msal
-
-        return FileTokenCache
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

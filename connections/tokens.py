@@ -15,29 +15,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import certifi
 import httpx
+import msal
 
 from d365_components.connections.errors_map import aad_error
 from d365_components.errors import AuthenticationError, ConnectionConfigError, D365Error, TransientError
 from d365_components.redaction import MASK, get_logger, redact, register_secret
 
-if TYPE_CHECKING:
-    import msal
-
-    from d365_components.connections.token_cache import FileTokenCache
-
 __all__ = [
     "BearerAuth",
     "FileTokenCache",
     "IdentityHttpClient",
+    "LockedTokenCache",
     "MsalTokenSource",
     "Token",
     "make_ssl_context",
@@ -102,6 +102,49 @@ class Token:
         return time.monotonic() < self.refresh_at
 
 
+class FileTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]  # msal ships no types
+    """msal's cache persisted to one file (mode 0600), rewritten atomically after each change."""
+
+    has_state_changed: bool  # set by msal
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.path = Path(path).expanduser()
+        self._file_lock = threading.Lock()
+        if self.path.exists():
+            try:
+                self.deserialize(self.path.read_text(encoding="utf-8"))
+            except ValueError:
+                log.warning("token cache %s is not readable JSON; starting with an empty cache", self.path)
+
+    def save(self) -> None:
+        """Write the cache if it changed: a temp file in the same folder, 0600, then rename."""
+        with self._file_lock:
+            if not self.has_state_changed:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=self.path.parent)
+            try:
+                os.fchmod(fd, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(self.serialize())
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            self.has_state_changed = False
+
+
+class LockedTokenCache(msal.SerializableTokenCache):  # type: ignore[misc]  # msal ships no types
+    """A cache other processes share: ``exclusive()`` holds their common lock around a token
+    request, reading the cache fresh first and saving it after, so the fleet asks once per token
+    lifetime (the first holder fetches; the others find its token in the cache)."""
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
 class MsalTokenSource:
     """Tokens for one connection: a msal app made on first use, a cache, and a refresh lock.
 
@@ -124,8 +167,6 @@ class MsalTokenSource:
         self.scopes = [s for s in scopes if s.lower() not in _RESERVED_SCOPES]
         self.account_id = account_id
         self.confidential = confidential
-        import msal  # lazy: msal (and requests) load when a connection is made, not at import (issue 16)
-
         self.cache = cache if cache is not None else msal.SerializableTokenCache()
         self._current: Token | None = None
         self._lock: asyncio.Lock | None = None
@@ -160,8 +201,6 @@ class MsalTokenSource:
             self._app = None
 
     def _save_cache(self) -> None:
-        from d365_components.connections.token_cache import FileTokenCache  # lazy: it subclasses msal's cache
-
         if isinstance(self.cache, FileTokenCache):
             self.cache.save()
 
@@ -169,8 +208,12 @@ class MsalTokenSource:
         """One blocking msal call; returns msal's result (a token or an error dict)."""
         app = self.app()
         self.acquisitions += 1
-        import msal  # lazy, as in __init__
+        if isinstance(self.cache, LockedTokenCache):
+            with self.cache.exclusive():
+                return self._acquire(app, force)
+        return self._acquire(app, force)
 
+    def _acquire(self, app: msal.ClientApplication, force: bool) -> dict[str, Any]:
         if self.confidential and self.account_id is None:
             assert isinstance(app, msal.ConfidentialClientApplication)
             if force:
@@ -298,13 +341,3 @@ class BearerAuth(httpx.Auth):
             token = await self.source.token(stale=token)
             request.headers["Authorization"] = f"Bearer {token}"
             yield request
-
-
-def __getattr__(name: str) -> Any:
-    """``FileTokenCache`` is still importable from here; it lives in token_cache, which imports
-    msal, so it is loaded on first use rather than with this module (cold start, issue 16)."""
-    if name == "FileTokenCache":
-        from d365_components.connections.token_cache import FileTokenCache  # lazy: see the docstring
-
-        return FileTokenCache
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,6 +25,7 @@ import uvicorn
 
 from d365_components.emulator import defaults
 from d365_components.emulator.extensions import EmulatorFeatures, install
+from d365_components.emulator.identity.app_users import add_app_users
 from d365_components.emulator.identity.provider import IdentityProvider
 from d365_components.emulator.limits.faults import Faults
 from d365_components.emulator.limits.latency import Latency
@@ -52,10 +53,13 @@ class Emulator:
         faults: str | Faults | None = None,
         features: EmulatorFeatures | None = None,
         latency: str | Latency | None = None,
+        app_users: int = 1,
     ):
         """``features`` sets part 2 of the emulator (webhooks out, change tracking, service
         protection limits, faults); ``faults`` is a shortcut for its fault-injection spec; ``latency``
-        adds server time per request and per written row, a sleep (``"30ms,per-row=0.2ms"``)."""
+        adds server time per request and per written row, a sleep (``"30ms,per-row=0.2ms"``).
+        ``app_users``: application users of the org, each with its own client id and
+        service-protection budget (``app_user_credentials`` lists them, the default one first)."""
         self.tls = tls
         self.faults = Faults.parse(faults) if isinstance(faults, str) else faults
         self.latency = Latency.parse(latency) if isinstance(latency, str) else latency
@@ -88,9 +92,11 @@ class Emulator:
             self.app = install(
                 create_app(identity=self.identity, org_url=self.org_url, db=db, seed=seed), settings=features
             )
+            extra = add_app_users(self.identity, self.app.state.store, app_users - 1) if app_users > 1 else []
         except BaseException:
             self._socket.close()
             raise
+        self.app_user_credentials: list[tuple[str, str]] = [(self.client_id, self.client_secret), *extra]
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 

@@ -19,7 +19,9 @@ for Update) and ``sdkmessageprocessingstepimages`` (imagetype 0 pre / 1 post).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -327,6 +329,17 @@ async def _delete_step(client: WebApiClient, found: Survey, step_id: str) -> Non
 _turns: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
 
+@contextlib.asynccontextmanager
+async def _fleet_turn(client: WebApiClient, name: str) -> AsyncIterator[None]:
+    """The same turns across processes, when the connection shares its state (Redis)."""
+    shared = getattr(client, "shared", None)
+    if shared is None:
+        yield
+        return
+    async with shared.lock(f"webhook:{client.org_url}:{name}"):
+        yield
+
+
 def _turn(name: str) -> asyncio.Lock:
     """The lock that makes deploys and removals of one registration in this process take turns."""
     key = (id(asyncio.get_running_loop()), name)
@@ -342,7 +355,7 @@ async def deploy(client: WebApiClient, wanted: Registration) -> dict[str, Any]:
     State: ``{"name", "table", "tables", "endpointId", "steps": {key: stepId}}`` (keys: see
     :meth:`Registration.state_key`).
     """
-    async with _turn(wanted.name):
+    async with _turn(wanted.name), _fleet_turn(client, wanted.name):
         return await _deploy(client, wanted)
 
 
@@ -425,7 +438,7 @@ async def remove(client: WebApiClient, state: dict[str, Any]) -> None:
     name = state.get("name") if isinstance(state, dict) else None
     if not name and not (isinstance(state, dict) and state.get("endpointId")):
         raise RegistrationError("Nothing to remove: the state has neither a registration name nor an endpoint id.")
-    async with _turn(name or state["endpointId"]):
+    async with _turn(name or state["endpointId"]), _fleet_turn(client, name or state["endpointId"]):
         found = await survey(client, name) if name else Survey(endpoints=[])
         known = {e["serviceendpointid"] for e in found.endpoints}
         for endpoint_id in known:

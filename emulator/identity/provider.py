@@ -66,6 +66,8 @@ class IdentityProvider:
         self.refresh_token_lifetime = 24 * 3600
         self.issuer = f"{self.base_url}/{tenant_id}/v2.0"
         self.issued: collections.Counter[str] = collections.Counter()
+        self.issued_to: collections.Counter[str] = collections.Counter()   # tokens per client id
+        self.app_user_oids: dict[str, str] = {}   # client id -> its app user's object id (identity/app_users)
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._public_key = self._key.public_key()
         self._kid = uuid.uuid4().hex
@@ -217,6 +219,7 @@ class IdentityProvider:
         except OAuthError as exc:
             return self._error_response(exc, request)
         self.issued[grant_type] += 1
+        self.issued_to[client_id] += 1
         return JSONResponse(body, headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
 
     # -- grants ------------------------------------------------------------------------------
@@ -234,7 +237,8 @@ class IdentityProvider:
                              "must have a scope value with /.default suffixed to the resource identifier "
                              "(application ID URI).")
         self._check_resource(scopes[0].removesuffix(".default"))
-        claims = {"oid": defaults.APP_USER_OBJECT_ID, "sub": defaults.APP_USER_OBJECT_ID, "idtyp": "app",
+        oid = self.app_user_oids.get(client_id, defaults.APP_USER_OBJECT_ID)
+        claims = {"oid": oid, "sub": oid, "idtyp": "app",
                   "roles": []}
         return {"token_type": "Bearer", "expires_in": self.token_lifetime,
                 "ext_expires_in": self.token_lifetime, "access_token": self._access_token(client_id, claims)}

@@ -30,7 +30,8 @@ PACKAGE = "d365_components"
 
 #: modules of components/ that collect or run definitions; every other module there is core
 TOP = frozenset({
-    "cli", "cli_extract", "cli_input", "demo", "dynamics365", "extract_output", "manifest", "pytest_plugin", "registry", "runtime", "testing", "webhook_host",
+    "cli", "cli_bulk", "cli_extract", "cli_input", "demo", "dynamics365", "extract_output", "manifest", "pytest_plugin", "registry", "runtime", "scale", "testing", "webhook_host",
+    # scale: runs actions in Celery workers (it collects and runs definitions, like the runtime)
 })
 #: the only modules that may import the emulator
 EMULATOR_USERS = frozenset({f"{PACKAGE}.{name}" for name in ("cli", "demo", "testing", "pytest_plugin")})
@@ -54,14 +55,11 @@ EXTRAS = frozenset({"starlette", "uvicorn", "trustme", "jwt", "lark", "pytest"})
 #: other imports inside functions the library keeps, by (module, imported module), and why
 LOCAL_IMPORTS = {
     (f"{PACKAGE}.cli", f"{PACKAGE}.webhook_host"): "the webhook host is an extra",
+    (f"{PACKAGE}.cli_bulk", f"{PACKAGE}.scale"): "Celery and Redis are an extra ([celery])",
     (f"{PACKAGE}.webhook_host", "socket"): "known debt: move to the top of the module",
     # cold start (issue 16): heavy dependencies imported where they are first needed
     (f"{PACKAGE}.inputs", "jsonschema"): "validation imports jsonschema on first use: a tenth of the cold start",
     (f"{PACKAGE}.inputs", "jsonschema_rs"): "the compiled validator is built on first validation, as jsonschema's",
-    (f"{PACKAGE}.connections.tokens", "msal"): "msal (and requests) load when a connection is made, not at import",
-    (f"{PACKAGE}.connections.oauth", "msal"): "msal (and requests) load when a connection is made, not at import",
-    (f"{PACKAGE}.connections.tokens", f"{PACKAGE}.connections.token_cache"): "the file cache subclasses msal's: loaded on first use",
-    (f"{PACKAGE}.connections.oauth", f"{PACKAGE}.connections.token_cache"): "re-exports FileTokenCache on first use (it loads msal)",
     (f"{PACKAGE}.registry", "jsonschema"): "schema checks run in tests and `d365 manifest`, never at a start",
 }
 
