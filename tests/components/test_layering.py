@@ -31,6 +31,8 @@ PACKAGE = "d365_components"
 #: modules of components/ that collect or run definitions; every other module there is core
 TOP = frozenset({
     "cli", "cli_extract", "cli_input", "demo", "dynamics365", "extract_output", "manifest", "pytest_plugin", "registry", "runtime", "testing", "webhook_host",
+    # the Singer tap's command line (tap-dynamics365): it opens connections through the runtime, as cli_extract does
+    "tap",
 })
 #: the only modules that may import the emulator
 EMULATOR_USERS = frozenset({f"{PACKAGE}.{name}" for name in ("cli", "demo", "testing", "pytest_plugin")})
