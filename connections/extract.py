@@ -47,8 +47,10 @@ with its own auth, paging and backoff, and brings a heavy dependency tree (SQLAl
 backoff, jsonpath-ng...). Our client is async httpx with the connection's auth, retries and
 service-protection limiter, and the same reader must also serve a runtime action that returns one
 page. Wrapping it would need a thread-and-loop portal per stream and would lose concurrency,
-for a protocol that is three JSON line shapes. So the Singer writer here is hand-written
-(:mod:`d365_components.extract_output`), and checked against a real Singer target.
+for a protocol that is four JSON line shapes. So the Singer writer here is hand-written
+(:mod:`d365_components.extract_output`), and checked against a real Singer target; the tap's
+command line Meltano runs (``tap-dynamics365``: config, discovery, catalog, state) is
+:mod:`d365_components.tap`, on this same engine.
 """
 
 from __future__ import annotations
