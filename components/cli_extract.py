@@ -73,12 +73,16 @@ async def _run(connection: dict[str, Any], sink: Sink, **options: Any) -> Summar
               help="Requests per second at most (narrows when Dataverse's burst budget runs low).")
 @click.option("--concurrency", type=click.IntRange(1, 52), default=4, show_default=True,
               help="Streams read at the same time.")
-@click.option("--page-size", type=click.IntRange(1, 5000), default=5000, show_default=True, help="Rows per request.")
+@click.option("--page-size", type=click.IntRange(1, 5000), default=None,
+              help="Rows per request (default: 5000, fewer for tables of more than 80 columns, to bound memory).")
 @click.option("--settle", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Incremental: leave rows modified in the last SECONDS for the next run (late commits).")
+@click.option("--activate-version/--no-activate-version", default=True, show_default=True,
+              help="Full mode: versioned records and ACTIVATE_VERSION (targets drop deleted rows); "
+                   "off for targets that refuse the message.")
 def extract_command(connection: str, streams: str, mode: Mode, anchor_date: str | None, state_file: Path | None,
-                    output: str, output_dir: Path, rate_limit: float, concurrency: int, page_size: int,
-                    settle: float) -> None:
+                    output: str, output_dir: Path, rate_limit: float, concurrency: int, page_size: int | None,
+                    settle: float, activate_version: bool) -> None:
     """Extract tables as streams, incrementally and resumably: Singer messages on stdout, or JSONL files."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="d365 extract: %(message)s")
     engine.log.setLevel(logging.INFO)  # progress per stream; not every HTTP request
@@ -91,7 +95,8 @@ def extract_command(connection: str, streams: str, mode: Mode, anchor_date: str 
     try:
         summary = run_sync(_run(
             config, sink, streams=parse_streams(streams, mode), state=state, anchor=_anchor(anchor_date),
-            rate_limit=rate_limit, concurrency=concurrency, page_size=page_size, settle=settle))
+            rate_limit=rate_limit, concurrency=concurrency, page_size=page_size, settle=settle,
+            activate_versions=activate_version))
     except D365Error as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -18,8 +18,10 @@ What a warehouse loader needs from Dataverse (Sling's connector is the model use
     compares GUIDs with ``gt``, which orders them as ``$orderby`` does (SQL Server's order on
     Dataverse, text order on the emulator). Deletes cannot be seen this way;
   - ``full``: every row in primary key order, the key as bookmark while it runs (resumable),
-    dropped at the end so the next run reads everything again (no Singer ACTIVATE_VERSION yet:
-    a target keeps rows deleted since; use ``changes`` for those);
+    dropped at the end so the next run reads everything again. Each full read has a version (its
+    start in epoch milliseconds, kept in the bookmark while it runs): records carry it, and the
+    sink is told to activate it once the read is complete (Singer ACTIVATE_VERSION), so a target
+    can drop the rows of older versions: rows deleted since the last full read;
   - ``changes``: Dataverse change tracking (``Prefer: odata.track-changes``) where the table has
     it: the first run reads the table (rows modified before the anchor are left out) and keeps the
     delta link; later runs follow it and get updates and deletes. A delete is a tombstone record:
@@ -30,8 +32,10 @@ What a warehouse loader needs from Dataverse (Sling's connector is the model use
 * **one state object** for all streams, Singer's shape: ``{"bookmarks": {stream: {...}}}``. It
   is handed to the sink after each page, once that page's records are written: a state always
   describes records already out, so resuming from it loses nothing and repeats nothing;
-* **bounded and polite**: at most two pages (5,000 rows each) per stream in memory, the one
-  being written and the next, requested meanwhile so Dataverse works while we write; streams read
+* **bounded and polite**: per stream one decoded page in memory (5,000 rows, fewer for a wide
+  table: about ``PAGE_VALUES`` values a page, so a page stays near 8 MB), the one being
+  written, and the next one's raw body, requested meanwhile so Dataverse works while we write
+  (it is decoded only when its turn comes, after the previous page is released); streams read
   concurrently up to ``concurrency``, every request waits for a token bucket of ``rate_limit``
   requests per second (15 by default, like Sling) that narrows with Dataverse's
   ``x-ms-ratelimit-burst-remaining-xrm-requests``; retries (429 with Retry-After, 5xx, dropped
@@ -43,8 +47,10 @@ with its own auth, paging and backoff, and brings a heavy dependency tree (SQLAl
 backoff, jsonpath-ng...). Our client is async httpx with the connection's auth, retries and
 service-protection limiter, and the same reader must also serve a runtime action that returns one
 page. Wrapping it would need a thread-and-loop portal per stream and would lose concurrency,
-for a protocol that is three JSON line shapes. So the Singer writer here is hand-written
-(:mod:`d365_components.extract_output`), and checked against a real Singer target.
+for a protocol that is four JSON line shapes. So the Singer writer here is hand-written
+(:mod:`d365_components.extract_output`), and checked against a real Singer target; the tap's
+command line Meltano runs (``tap-dynamics365``: config, discovery, catalog, state) is
+:mod:`d365_components.tap`, on this same engine.
 """
 
 from __future__ import annotations
@@ -56,12 +62,13 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import httpx
 
+from d365_components import fast_json
 from d365_components.connections.client import WebApiClient
 from d365_components.connections.odata import quote
 from d365_components.errors import D365Error, DataverseError
@@ -90,11 +97,13 @@ Mode = Literal["incremental", "full", "changes"]
 MODES: tuple[Mode, ...] = ("incremental", "full", "changes")
 STATE_VERSION = 1
 MAX_PAGE = 5000
+#: values (rows x columns) a default page holds: 5,000 rows of 80 columns; 2,000 of a contact's 193
+PAGE_VALUES = 400_000
 TRACK = "odata.track-changes"
 DELETED_AT = "_sdc_deleted_at"
 TOKEN_EXPIRED = "0x80044352"
 #: rows written between two turns of the event loop: the prefetched request is sent while we write
-WRITE_CHUNK = 50
+WRITE_CHUNK = 500
 #: a progress line on stderr per this many records of a stream
 PROGRESS_EVERY = 100_000
 #: below this many requests left in Dataverse's burst window, the rate narrows in proportion
@@ -153,6 +162,13 @@ class Table:
     change_tracking: bool
     has_modifiedon: bool
     properties: dict[str, Any] = field(default_factory=dict)
+    #: read only ``properties`` (``$select``): the columns were chosen (:meth:`only`)
+    selected: bool = False
+
+    def only(self, columns: Iterable[str]) -> Table:
+        """This table narrowed to ``columns`` (unknown names ignored); the key and modifiedon stay."""
+        keep = {c.lower() for c in columns} | {self.primary_id, "modifiedon"}
+        return replace(self, selected=True, properties={k: v for k, v in self.properties.items() if k in keep})
 
     def schema(self, mode: Mode) -> dict[str, Any]:
         properties = dict(self.properties)
@@ -266,13 +282,15 @@ class Batch:
     records: list[dict[str, Any]]
     bookmark: dict[str, Any]
     more: bool
+    #: full mode: the version of this full read (activated once its last page is written)
+    version: int | None = None
 
 
 class StreamReader:
     """Pages of one table in one mode, from a bookmark; at most two pages held (with prefetch)."""
 
     def __init__(self, client: WebApiClient, table: Table, mode: Mode, *, anchor: datetime, limiter: RateLimiter,
-                 page_size: int = MAX_PAGE, settle: float = 0.0, prefetch: bool = True) -> None:
+                 page_size: int | None = None, settle: float = 0.0, prefetch: bool = True) -> None:
         if mode == "changes" and not table.change_tracking:
             log.warning("%s: change tracking is not enabled on this table; reading it incrementally by modifiedon",
                         table.name)
@@ -280,6 +298,8 @@ class StreamReader:
         if mode == "incremental" and not table.has_modifiedon:
             log.warning("%s: the table has no modifiedon column; reading it in full", table.name)
             mode = "full"
+        if page_size is None:  # a decoded row costs about 200 bytes a column: wide tables get shorter pages
+            page_size = max(1, min(MAX_PAGE, PAGE_VALUES // max(1, len(table.properties))))
         if not 1 <= page_size <= MAX_PAGE:
             raise ExtractError(f"page_size must be from 1 to {MAX_PAGE}.")
         self.client, self.table, self.mode = client, table, mode
@@ -340,40 +360,56 @@ class StreamReader:
                      f"(modifiedon eq {mark['modifiedon']} and {pk} gt {quote(uuid.UUID(str(mark['id'])))}))")
         else:
             after = f"modifiedon ge {odata_time(self.anchor)}"
-        params: dict[str, Any] | None = {
+        params: dict[str, Any] = {
             "$filter": f"{after} and modifiedon lt {cutoff}", "$orderby": f"modifiedon asc,{pk} asc"}
-        async with aclosing(self._follow(self.table.name, params)) as bodies:
+        async with aclosing(self._follow(self.table.name, self._select(params))) as bodies:
             async for body in bodies:
                 records = _plain(body.get("value") or [])
                 if records:
                     last = records[-1]
                     mark = {"mode": "incremental", "modifiedon": last["modifiedon"], "id": last[pk]}
-                yield Batch(records, mark, more="@odata.nextLink" in body)
+                more = "@odata.nextLink" in body
+                del body  # released before the next page is decoded: one page in memory
+                yield Batch(records, mark, more=more)
+                del records
 
     async def _full(self, mark: dict[str, Any]) -> AsyncIterator[Batch]:
         pk = self.table.primary_id
-        params: dict[str, Any] | None = {"$orderby": f"{pk} asc"}
+        params: dict[str, Any] = {"$orderby": f"{pk} asc"}
+        version = mark.get("version") if mark.get("after") else None
+        if not isinstance(version, int) or isinstance(version, bool):
+            version = int(time.time() * 1000)  # a new full read
         if mark.get("after"):
-            params = {**(params or {}), "$filter": f"{pk} gt {quote(uuid.UUID(str(mark['after'])))}"}
-        async with aclosing(self._follow(self.table.name, params)) as bodies:
+            params["$filter"] = f"{pk} gt {quote(uuid.UUID(str(mark['after'])))}"
+        async with aclosing(self._follow(self.table.name, self._select(params))) as bodies:
             async for body in bodies:
                 records = _plain(body.get("value") or [])
                 more = "@odata.nextLink" in body
+                del body
                 if not more:
                     mark = {"mode": "full"}  # done: the next run reads everything again
                 elif records:
-                    mark = {"mode": "full", "after": records[-1][pk]}
-                yield Batch(records, mark, more=more)
+                    mark = {"mode": "full", "after": records[-1][pk], "version": version}
+                yield Batch(records, mark, more=more, version=version)
+                del records
+
+    def _select(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.table.selected:
+            params["$select"] = ",".join(self.table.properties)
+        return params
 
     async def _changes(self, mark: dict[str, Any]) -> AsyncIterator[Batch]:
         initial = not mark.get("deltaLink") or bool(mark.get("initial"))
         start: str = mark.get("link") or mark.get("deltaLink") or self.table.name
         while True:
-            try:
-                async with aclosing(self._follow(start, track=True)) as bodies:
+            try:  # the links carry the first request's $select
+                params = self._select({}) if start == self.table.name else None
+                async with aclosing(self._follow(start, params or None, track=True)) as bodies:
                     async for body in bodies:
                         batch = self._changes_batch(body, initial)
+                        del body
                         yield batch
+                        del batch
                 return
             except DataverseError as exc:
                 if initial or not _token_refused(exc):
@@ -398,26 +434,30 @@ class StreamReader:
             return Batch(records, {"mode": "changes", "deltaLink": body["@odata.deltaLink"]}, more=False)
         raise ExtractError(f"{self.table.name}: Dataverse sent no delta link; change tracking seems off.")
 
-    async def _body(self, url: str, params: dict[str, Any] | None, track: bool) -> dict[str, Any]:
-        body = (await self._get(url, params, track=track)).json()
-        return body if isinstance(body, dict) else {}
+    async def _content(self, url: str, params: dict[str, Any] | None, track: bool) -> bytes:
+        return (await self._get(url, params, track=track)).content
 
     async def _follow(self, url: str, params: dict[str, Any] | None = None, *,
                       track: bool = False) -> AsyncGenerator[dict[str, Any], None]:
         """The bodies of a query's pages, following nextLink. With ``prefetch`` the next page is
-        requested before this one is handed over: Dataverse works on it while we write this one."""
-        pending: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(self._body(url, params, track))
+        requested before this one is handed over: Dataverse works on it while we write this one.
+        A page is decoded when its turn comes: the one before is released by then (the callers
+        drop their references before asking for the next), so one decoded page is in memory."""
+        pending: asyncio.Future[bytes] = asyncio.ensure_future(self._content(url, params, track))
         try:
             while True:
-                body = await pending
+                body = fast_json.loads(await pending)
+                if not isinstance(body, dict):
+                    body = {}
                 link = body.get("@odata.nextLink")
                 if link and self.prefetch:
-                    pending = asyncio.ensure_future(self._body(link, None, track))
+                    pending = asyncio.ensure_future(self._content(link, None, track))
                 yield body
+                del body
                 if not link:
                     return
                 if not self.prefetch:
-                    pending = asyncio.ensure_future(self._body(link, None, track))
+                    pending = asyncio.ensure_future(self._content(link, None, track))
         finally:
             if not pending.done():
                 pending.cancel()
@@ -469,7 +509,11 @@ class Sink(Protocol):
 
     def schema(self, table: Table, mode: Mode) -> None: ...
 
-    def records(self, stream: str, rows: list[dict[str, Any]], time_extracted: str) -> None: ...
+    def records(self, stream: str, rows: list[dict[str, Any]], time_extracted: str,
+                version: int | None = None) -> None: ...
+
+    def activate_version(self, stream: str, version: int) -> None:
+        """A full read of ``stream`` is complete: rows of other versions are gone from the table."""
 
     def state(self, state: dict[str, Any]) -> None: ...
 
@@ -501,14 +545,19 @@ async def extract(
     anchor: datetime | None = None,
     rate_limit: float = 15.0,
     concurrency: int = 4,
-    page_size: int = MAX_PAGE,
+    page_size: int | None = None,
     settle: float = 0.0,
     max_records: int | None = None,
+    columns: dict[str, list[str]] | None = None,
+    activate_versions: bool = True,
 ) -> Summary:
     """Extract ``streams`` into ``sink``, from ``state``; returns the counts and the final state.
 
-    ``max_records`` stops after about that many records (at a page boundary), the state saying
-    where: a run split in parts.
+    ``page_size`` (rows a request) defaults to 5,000, fewer for tables of more than 80 columns
+    (:data:`PAGE_VALUES`). ``max_records`` stops after about that many records (at a page boundary), the state saying
+    where: a run split in parts. ``columns`` narrows streams (by name) to those columns, with
+    their key and modifiedon (``$select``; a Singer catalog's selection). ``activate_versions=False``
+leaves full reads without versions, for Singer targets that refuse ACTIVATE_VERSION messages.
     """
     if concurrency < 1:
         raise ExtractError("concurrency must be at least 1.")
@@ -518,6 +567,8 @@ async def extract(
     limiter = RateLimiter(rate_limit)
     modes = {name.lower(): mode for name, mode in streams}
     tables, missing = await describe_tables(client, list(modes))
+    chosen = {name.lower(): names for name, names in (columns or {}).items()}
+    tables = [t.only(chosen[t.name.lower()]) if t.name.lower() in chosen else t for t in tables]
     summary = Summary(skipped=missing, state=current)
     for name in missing:
         log.warning("%s: no such table (a module that is not installed?); skipped with 0 records", name)
@@ -545,9 +596,12 @@ async def extract(
                 if budget[0] is not None and budget[0] <= 0:
                     return
                 extracted = odata_time(datetime.now(UTC))
+                version = batch.version if activate_versions else None
                 for start in range(0, len(batch.records), WRITE_CHUNK):
-                    sink.records(table.name, batch.records[start:start + WRITE_CHUNK], extracted)
+                    sink.records(table.name, batch.records[start:start + WRITE_CHUNK], extracted, version)
                     await asyncio.sleep(0)  # the next page's request (and other streams) move on meanwhile
+                if version is not None and not batch.more:
+                    sink.activate_version(table.name, version)
                 before = summary.counts[table.name]
                 summary.counts[table.name] += len(batch.records)
                 if summary.counts[table.name] // PROGRESS_EVERY > before // PROGRESS_EVERY:
@@ -556,6 +610,7 @@ async def extract(
                 sink.state(current)
                 if budget[0] is not None:
                     budget[0] -= len(batch.records)
+                del batch  # released before the next page is decoded
         log.info("%s: %d records (%s)", table.name, summary.counts[table.name], reader.mode)
 
     try:

@@ -32,6 +32,8 @@ PACKAGE = "d365_components"
 TOP = frozenset({
     "cli", "cli_bulk", "cli_extract", "cli_input", "demo", "dynamics365", "extract_output", "manifest", "pytest_plugin", "registry", "runtime", "scale", "testing", "webhook_host",
     # scale: runs actions in Celery workers (it collects and runs definitions, like the runtime)
+    # the Singer tap's command line (tap-dynamics365): it opens connections through the runtime, as cli_extract does
+    "tap",
 })
 #: the only modules that may import the emulator
 EMULATOR_USERS = frozenset({f"{PACKAGE}.{name}" for name in ("cli", "demo", "testing", "pytest_plugin")})
