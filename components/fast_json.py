@@ -28,7 +28,7 @@ except ImportError:  # the core install: the standard library
 else:
 
     def _dumps_fast(value: Any) -> str:
-        return orjson.dumps(value, default=str).decode("utf-8")
+        return str(orjson.dumps(value, default=str).decode("utf-8"))
 
     loads, dumps, ENGINE = orjson.loads, _dumps_fast, "orjson"
 
