@@ -11,7 +11,7 @@ module level (tests/emulator/test_layering.py checks all three):
 - `defaults`: the fixed ids of the emulated org (tenant, client, users, business unit, currency).
 - `protocol/`: the wire vocabulary every layer shares: `errors` (Dataverse error codes and bodies),
   `literals` (OData literals and URL segments), `annotations` (formatted-value and lookup annotation
-  names).
+  names), `asgi` (holding an app's answer back, for middlewares that must see it whole).
 - `storage/`: the table model and its SQLite store: `schema` (tables, columns, relationships,
   option sets), `store` (SQL, row stamps, change listeners), `columns` (typed column constructors:
   `string_column`, `money_column`, ...), `table_builder` (system columns and lookup

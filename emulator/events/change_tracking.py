@@ -30,8 +30,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from starlette.datastructures import State
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from d365_components.emulator.protocol.asgi import buffered
 from d365_components.emulator.protocol.errors import QUERY_NOT_SUPPORTED, error_body
 from d365_components.emulator.storage.schema import Table
 from d365_components.emulator.storage.store import Store
@@ -177,7 +178,7 @@ class ChangeTracking:
         start = self._starts.get(skiptoken) if skiptoken else None
         if start is None:
             start = self.log.current()
-        status, headers, body = await _buffered(self.app, scope, receive)
+        status, headers, body = await buffered(self.app, scope, receive)
         if status == 200:
             payload = json.loads(body)
             next_link = payload.get("@odata.nextLink")
@@ -290,20 +291,6 @@ def _headers(scope: Scope) -> dict[str, str]:
         value = v.decode("latin-1")
         out[name] = f"{out[name]},{value}" if name in out else value
     return out
-
-
-async def _buffered(app: ASGIApp, scope: Scope, receive: Receive) -> tuple[int, list[Any], bytes]:
-    start: dict[str, Any] = {}
-    chunks: list[bytes] = []
-
-    async def capture(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            start.update(message)
-        elif message["type"] == "http.response.body":
-            chunks.append(message.get("body", b""))
-
-    await app(scope, receive, capture)
-    return start.get("status", 500), list(start.get("headers", [])), b"".join(chunks)
 
 
 async def _send(send: Send, status: int, body: bytes, content_type: str, extra: list[Any] | None = None) -> None:

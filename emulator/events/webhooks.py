@@ -40,13 +40,14 @@ from urllib.parse import urlsplit
 
 import httpx
 from starlette.datastructures import State
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from d365_components.emulator import defaults
 from d365_components.emulator.events import remote_context
 from d365_components.emulator.events.webhook_auth import tls_verify, with_auth, without_secrets
 from d365_components.emulator.events.webhook_tables import add_tables
 from d365_components.emulator.limits.protection import user_key
+from d365_components.emulator.protocol.asgi import buffered
 from d365_components.emulator.protocol.errors import error_body
 
 log = logging.getLogger(__name__)
@@ -382,36 +383,25 @@ class Webhooks:
             if not self.has_sync_steps():
                 return await self.app(scope, receive, send)
             request.holding = True
-            start: dict[str, Any] = {}
-            chunks: list[bytes] = []
-
-            async def capture(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    start.update(message)
-                elif message["type"] == "http.response.body":
-                    chunks.append(message.get("body", b""))
-
-            await self.app(scope, receive, capture)
+            status, headers, body = await buffered(self.app, scope, receive)
             for delivery in request.deliveries:
                 outcome = await asyncio.wrap_future(self.submit(delivery))
                 if not outcome.ok:
                     self._undo(request)
-                    start, chunks = self._sync_failure(delivery, outcome)
+                    status, headers, body = self._sync_failure(delivery, outcome)
                     break
         finally:
             _current.reset(token)
-        await send({"type": "http.response.start", "status": start.get("status", 500),
-                    "headers": start.get("headers", [])})
-        await send({"type": "http.response.body", "body": b"".join(chunks)})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
-    def _sync_failure(self, delivery: Delivery, outcome: Outcome) -> tuple[dict[str, Any], list[bytes]]:
+    def _sync_failure(self, delivery: Delivery, outcome: Outcome) -> tuple[int, list[Any], bytes]:
         status, code, message = self.sync_error
         endpoint = delivery.step["endpoint_name"] or outcome.url
         body = error_body(code, message.format(endpoint=endpoint, status=outcome.status or "no response"))
-        start = {"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json; odata.metadata=minimal"), (b"odata-version", b"4.0"),
-            (b"content-length", str(len(body)).encode())]}
-        return start, [body]
+        headers = [(b"content-type", b"application/json; odata.metadata=minimal"), (b"odata-version", b"4.0"),
+                   (b"content-length", str(len(body)).encode())]
+        return status, headers, body
 
     def _undo(self, request: _Request) -> None:
         """Compensate the request's writes, newest first, without firing webhooks again."""
